@@ -1,0 +1,1 @@
+//! Master keys: the backends that wrap and unwrap the data key (spec §5).

@@ -1,0 +1,2 @@
+//! The `sopsync` binary.
+fn main() {}

@@ -1,0 +1,5 @@
+//! The single integration-test binary (STYLE.md 15): one link on 2-core CI.
+
+mod support;
+
+mod layering;
