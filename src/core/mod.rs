@@ -6,5 +6,6 @@
 
 pub mod formats;
 pub mod keys;
+pub mod number;
 pub mod secret;
 pub mod tree;
