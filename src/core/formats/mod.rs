@@ -5,6 +5,8 @@
 //! generic [`Mapping`] in the JSON/YAML shape; `wire.rs` turns that into
 //! [`crate::core::metadata::Metadata`]. Codecs know nothing of cryptography.
 
+pub mod wire;
+
 use super::tree::{Mapping, Value};
 use std::fmt;
 

@@ -1,0 +1,443 @@
+//! The per-value cipher: AES-256-GCM in sops' `ENC[AES256_GCM,…]` envelope (spec §2).
+//!
+//! Guarantees: 32-byte IVs on encryption (§2.1); any IV of 12, 16 or 32 bytes on
+//! decryption, using the envelope's own length; the AAD is the caller's key path
+//! (§2.2); canonical plaintext bytes per type (§1.2); empty strings are never
+//! encrypted (§1.4).
+//!
+//! Security: plaintext buffers are zeroized; errors carry no value bytes.
+
+use super::error::ValueFailure;
+use super::number::format_f;
+use super::secret::{DataKey, Text};
+use super::tree::{Timestamp, Value};
+use aes_gcm::aead::generic_array::typenum::{U12, U16, U32};
+use aes_gcm::aead::generic_array::{ArrayLength, GenericArray};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::aes::Aes256;
+use aes_gcm::AesGcm;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use std::sync::OnceLock;
+use zeroize::Zeroizing;
+
+/// The IV length sops writes (spec §2.1).
+pub const IV_LEN: usize = 32;
+const TAG_LEN: usize = 16;
+
+/// The `type:` tag of an envelope (spec §1.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TypeTag {
+    /// `str`.
+    Str,
+    /// `int`.
+    Int,
+    /// `float`.
+    Float,
+    /// `bool`.
+    Bool,
+    /// `time`.
+    Time,
+    /// `comment`.
+    Comment,
+    /// `bytes` (read only; sops 3 never writes it).
+    Bytes,
+}
+
+impl TypeTag {
+    /// The tag text.
+    pub fn name(self) -> &'static str {
+        match self {
+            TypeTag::Str => "str",
+            TypeTag::Int => "int",
+            TypeTag::Float => "float",
+            TypeTag::Bool => "bool",
+            TypeTag::Time => "time",
+            TypeTag::Comment => "comment",
+            TypeTag::Bytes => "bytes",
+        }
+    }
+
+    /// Parses a tag; tags are case-sensitive (spec §1.2).
+    pub fn parse(s: &[u8]) -> Option<TypeTag> {
+        Some(match s {
+            b"str" => TypeTag::Str,
+            b"int" => TypeTag::Int,
+            b"float" => TypeTag::Float,
+            b"bool" => TypeTag::Bool,
+            b"time" => TypeTag::Time,
+            b"comment" => TypeTag::Comment,
+            b"bytes" => TypeTag::Bytes,
+            _ => return None,
+        })
+    }
+}
+
+/// A leaf as it is encrypted: its type and canonical bytes (spec §1.2).
+pub struct Canonical {
+    /// The type tag.
+    pub tag: TypeTag,
+    /// The canonical bytes (what is encrypted and hashed).
+    pub bytes: Zeroizing<Vec<u8>>,
+}
+
+/// The canonical bytes of a leaf value; `None` for null, mappings and sequences.
+pub fn canonical(value: &Value) -> Option<Canonical> {
+    let (tag, bytes) = match value {
+        Value::Str(t) => (TypeTag::Str, t.expose_secret().to_vec()),
+        Value::Int(i) => (TypeTag::Int, i.to_string().into_bytes()),
+        // §1.3: Go FormatFloat(x, 'f', -1, 64).
+        Value::Float(f) => (TypeTag::Float, format_f(*f).into_bytes()),
+        // §1.2: capitalised, a Python sops legacy.
+        Value::Bool(b) => (
+            TypeTag::Bool,
+            if *b {
+                b"True".to_vec()
+            } else {
+                b"False".to_vec()
+            },
+        ),
+        Value::Time(t) => (TypeTag::Time, t.to_rfc3339_nano().into_bytes()),
+        Value::Null | Value::Map(_) | Value::Seq(_) => return None,
+    };
+    Some(Canonical {
+        tag,
+        bytes: Zeroizing::new(bytes),
+    })
+}
+
+/// The canonical bytes of a comment.
+pub fn canonical_comment(text: &Text) -> Canonical {
+    Canonical {
+        tag: TypeTag::Comment,
+        bytes: Zeroizing::new(text.expose_secret().to_vec()),
+    }
+}
+
+/// A decrypted leaf: a value, or a comment (`type:comment`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plain {
+    /// A typed value.
+    Value(Value),
+    /// A comment.
+    Comment(Text),
+}
+
+/// Parses decrypted bytes as the given type, as Go does (spec §1.2 "parse on decrypt").
+pub fn parse_typed(tag: TypeTag, bytes: &[u8]) -> Result<Plain, ValueFailure> {
+    let bad = || ValueFailure::BadPlaintext { tag: tag.name() };
+    let text = || std::str::from_utf8(bytes).map_err(|_| bad());
+    Ok(match tag {
+        TypeTag::Str | TypeTag::Bytes => Plain::Value(Value::Str(Text::new(bytes.to_vec()))),
+        TypeTag::Comment => Plain::Comment(Text::new(bytes.to_vec())),
+        // Go Atoi: optional sign, decimal digits, int64 range.
+        TypeTag::Int => {
+            let s = text()?;
+            let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+            if digits.is_empty() || !digits.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            Plain::Value(Value::Int(s.parse().map_err(|_| bad())?))
+        }
+        TypeTag::Float => Plain::Value(Value::Float(parse_go_float(text()?).ok_or_else(bad)?)),
+        // Go ParseBool.
+        TypeTag::Bool => Plain::Value(Value::Bool(match text()? {
+            "1" | "t" | "T" | "TRUE" | "true" | "True" => true,
+            "0" | "f" | "F" | "FALSE" | "false" | "False" => false,
+            _ => return Err(bad()),
+        })),
+        TypeTag::Time => Plain::Value(Value::Time(
+            Timestamp::parse_rfc3339(text()?).ok_or_else(bad)?,
+        )),
+    })
+}
+
+/// Go `ParseFloat(s, 64)` for the forms sops writes and Go accepts: decimal with optional
+/// exponent, `inf`/`infinity`/`nan` in any case with an optional sign, `_` between digits.
+fn parse_go_float(s: &str) -> Option<f64> {
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let lower = unsigned.to_ascii_lowercase();
+    if lower == "inf" || lower == "infinity" || lower == "nan" {
+        return s.parse().ok();
+    }
+    if !unsigned
+        .bytes()
+        .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-' | b'_'))
+    {
+        return None;
+    }
+    let cleaned: String = s.chars().filter(|&c| c != '_').collect();
+    let v: f64 = cleaned.parse().ok()?;
+    // Go returns an error (ErrRange) for overflow to infinity.
+    if v.is_infinite() {
+        return None;
+    }
+    Some(v)
+}
+
+/// The parts of an envelope.
+struct Parts {
+    data: Vec<u8>,
+    iv: Vec<u8>,
+    tag: Vec<u8>,
+    type_tag: Vec<u8>,
+}
+
+fn envelope_regex() -> &'static regex::bytes::Regex {
+    static RE: OnceLock<regex::bytes::Regex> = OnceLock::new();
+    // §2.3: anchored at the start only, greedy groups, `.` not matching newline (Go RE2
+    // semantics; `(?-u)` lets `.` match any byte, as Go matches invalid UTF-8 as U+FFFD).
+    RE.get_or_init(|| {
+        regex::bytes::Regex::new(r"(?-u)^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
+            .expect("static regex")
+    })
+}
+
+/// True when the text looks like an envelope (used to tell comments apart).
+pub fn is_envelope(text: &[u8]) -> bool {
+    envelope_regex().is_match(text)
+}
+
+fn split_envelope(text: &[u8]) -> Result<Parts, ValueFailure> {
+    let caps = envelope_regex()
+        .captures(text)
+        .ok_or(ValueFailure::NotAnEnvelope)?;
+    let b64 = |i: usize, field: &'static str| {
+        STANDARD
+            .decode(&caps[i])
+            .map_err(|_| ValueFailure::BadBase64 { field })
+    };
+    Ok(Parts {
+        data: b64(1, "data")?,
+        iv: b64(2, "iv")?,
+        tag: b64(3, "tag")?,
+        type_tag: caps[4].to_vec(),
+    })
+}
+
+/// A decrypted envelope.
+pub struct Opened {
+    /// The type from `type:`.
+    pub tag: TypeTag,
+    /// The plaintext bytes.
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The IV, for the re-encryption stash (§2.4).
+    pub iv: Vec<u8>,
+}
+
+/// Decrypts one envelope with `aad` (spec §2.3).
+///
+/// Errors: [`ValueFailure`] naming the first thing that is wrong. An unknown type is
+/// reported before the GCM check, as sops does.
+pub fn open(key: &DataKey, text: &[u8], aad: &[u8]) -> Result<Opened, ValueFailure> {
+    let parts = split_envelope(text)?;
+    if parts.tag.len() != TAG_LEN {
+        return Err(ValueFailure::BadTagLength {
+            len: parts.tag.len(),
+        });
+    }
+    let tag = TypeTag::parse(&parts.type_tag).ok_or_else(|| ValueFailure::UnknownType {
+        tag: String::from_utf8_lossy(&parts.type_tag)
+            .chars()
+            .take(32)
+            .collect(),
+    })?;
+    let mut buf = Zeroizing::new(parts.data);
+    let k = key.expose_secret();
+    // §2.1: build the GCM with the envelope's IV length.
+    let ok = match parts.iv.len() {
+        32 => gcm_open::<U32>(k, &parts.iv, aad, &mut buf, &parts.tag),
+        12 => gcm_open::<U12>(k, &parts.iv, aad, &mut buf, &parts.tag),
+        16 => gcm_open::<U16>(k, &parts.iv, aad, &mut buf, &parts.tag),
+        len => return Err(ValueFailure::UnsupportedIvLength { len }),
+    };
+    if !ok {
+        return Err(ValueFailure::Authentication);
+    }
+    Ok(Opened {
+        tag,
+        plaintext: buf,
+        iv: parts.iv,
+    })
+}
+
+fn gcm_open<N>(key: &[u8; 32], iv: &[u8], aad: &[u8], buf: &mut [u8], tag: &[u8]) -> bool
+where
+    N: ArrayLength<u8>,
+    AesGcm<Aes256, N>: AeadInPlace + KeyInit,
+{
+    let cipher = AesGcm::<Aes256, N>::new(GenericArray::from_slice(key));
+    cipher
+        .decrypt_in_place_detached(
+            GenericArray::from_slice(iv),
+            aad,
+            buf,
+            GenericArray::from_slice(tag),
+        )
+        .is_ok()
+}
+
+/// Encrypts canonical bytes with a 32-byte IV and `aad` into an envelope (spec §2.3).
+/// The caller never passes empty bytes (§1.4; see [`seal_leaf`]).
+pub fn seal(key: &DataKey, iv: &[u8; IV_LEN], aad: &[u8], plain: &Canonical) -> String {
+    let cipher = AesGcm::<Aes256, U32>::new(GenericArray::from_slice(key.expose_secret()));
+    let mut buf = Zeroizing::new(plain.bytes.to_vec());
+    let tag = cipher
+        .encrypt_in_place_detached(GenericArray::from_slice(iv), aad, &mut buf)
+        .expect("AES-GCM encryption of an in-memory buffer cannot fail below 64 GiB");
+    format!(
+        "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{}]",
+        STANDARD.encode(&buf[..]),
+        STANDARD.encode(iv),
+        STANDARD.encode(tag),
+        plain.tag.name()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> DataKey {
+        let mut k = [0u8; 32];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        DataKey::from_bytes(k)
+    }
+
+    #[test]
+    fn matches_go_gcm_with_32_byte_iv() {
+        // DEPENDENCIES.md: key 0..31, IV 7x32, AAD `apiVersion:`, plaintext `v1` gives
+        // data+tag `Tw3dAkC6gI1yiatSzdl1/klV` from Go's NewGCMWithNonceSize(32).
+        let env = seal(
+            &key(),
+            &[7; 32],
+            b"apiVersion:",
+            &canonical(&Value::str("v1")).unwrap(),
+        );
+        let parts = split_envelope(env.as_bytes()).unwrap();
+        let mut joined = parts.data.clone();
+        joined.extend_from_slice(&parts.tag);
+        assert_eq!(STANDARD.encode(joined), "Tw3dAkC6gI1yiatSzdl1/klV");
+        let opened = open(&key(), env.as_bytes(), b"apiVersion:").unwrap();
+        assert_eq!(&opened.plaintext[..], b"v1");
+        assert_eq!(opened.tag, TypeTag::Str);
+    }
+
+    #[test]
+    fn twelve_byte_iv_decrypts_and_odd_lengths_are_refused() {
+        let cipher = AesGcm::<Aes256, U12>::new(GenericArray::from_slice(key().expose_secret()));
+        let mut buf = b"hello".to_vec();
+        let tag = cipher
+            .encrypt_in_place_detached(GenericArray::from_slice(&[1u8; 12]), b"k:", &mut buf)
+            .unwrap();
+        let env = format!(
+            "ENC[AES256_GCM,data:{},iv:{},tag:{},type:str]",
+            STANDARD.encode(&buf),
+            STANDARD.encode([1u8; 12]),
+            STANDARD.encode(tag)
+        );
+        assert_eq!(
+            &open(&key(), env.as_bytes(), b"k:").unwrap().plaintext[..],
+            b"hello"
+        );
+        let odd = env.replace(&STANDARD.encode([1u8; 12]), &STANDARD.encode([1u8; 7]));
+        assert_eq!(
+            open(&key(), odd.as_bytes(), b"k:").err(),
+            Some(ValueFailure::UnsupportedIvLength { len: 7 })
+        );
+    }
+
+    #[test]
+    fn wrong_aad_trailing_garbage_and_bad_fields() {
+        let env = seal(
+            &key(),
+            &[9; 32],
+            b"a:b:",
+            &canonical(&Value::Int(-42)).unwrap(),
+        );
+        assert_eq!(
+            open(&key(), env.as_bytes(), b"a:c:").err(),
+            Some(ValueFailure::Authentication)
+        );
+        // §2.3: no end anchor, trailing garbage after `]` is ignored.
+        let trailing = format!("{env}garbage");
+        let opened = open(&key(), trailing.as_bytes(), b"a:b:").unwrap();
+        assert_eq!(&opened.plaintext[..], b"-42");
+        assert_eq!(
+            parse_typed(opened.tag, &opened.plaintext).unwrap(),
+            Plain::Value(Value::Int(-42))
+        );
+        assert_eq!(
+            open(
+                &key(),
+                b"ENC[AES256_GCM,data:!!,iv:AA==,tag:AA==,type:str]",
+                b""
+            )
+            .err(),
+            Some(ValueFailure::BadBase64 { field: "data" })
+        );
+        assert_eq!(
+            open(&key(), b"plain text", b"").err(),
+            Some(ValueFailure::NotAnEnvelope)
+        );
+        let unknown = env.replace("type:int", "type:Int");
+        assert!(matches!(
+            open(&key(), unknown.as_bytes(), b"a:b:").err(),
+            Some(ValueFailure::UnknownType { .. })
+        ));
+    }
+
+    #[test]
+    fn canonical_bytes_follow_the_spec_table() {
+        let c = |v: Value| String::from_utf8(canonical(&v).unwrap().bytes.to_vec()).unwrap();
+        assert_eq!(c(Value::Bool(true)), "True");
+        assert_eq!(c(Value::Bool(false)), "False");
+        assert_eq!(c(Value::Float(1.0)), "1");
+        assert_eq!(c(Value::Float(1e10)), "10000000000");
+        assert_eq!(c(Value::Float(1.5e-7)), "0.00000015");
+        assert_eq!(c(Value::Float(-0.0)), "-0");
+        assert_eq!(c(Value::Float(f64::INFINITY)), "+Inf");
+        assert_eq!(c(Value::Float(f64::NAN)), "NaN");
+        // Shortest digits padded with zeros, as Go's 'f' with precision -1 prints 2^63.
+        assert_eq!(
+            c(Value::Float(9223372036854775807.0)),
+            "9223372036854776000"
+        );
+        assert_eq!(c(Value::Int(-7)), "-7");
+        let t = Timestamp::parse_rfc3339("2001-12-14T21:59:43.10-05:00").unwrap();
+        assert_eq!(c(Value::Time(t)), "2001-12-14T21:59:43.1-05:00");
+        assert!(canonical(&Value::Null).is_none());
+    }
+
+    #[test]
+    fn decrypted_text_is_parsed_like_go() {
+        let p = |t: TypeTag, s: &str| parse_typed(t, s.as_bytes());
+        assert_eq!(
+            p(TypeTag::Bool, "true").unwrap(),
+            Plain::Value(Value::Bool(true))
+        );
+        assert_eq!(
+            p(TypeTag::Bool, "F").unwrap(),
+            Plain::Value(Value::Bool(false))
+        );
+        assert!(p(TypeTag::Bool, "yes").is_err());
+        assert_eq!(
+            p(TypeTag::Float, "1.50").unwrap(),
+            Plain::Value(Value::Float(1.5))
+        );
+        assert!(matches!(
+            p(TypeTag::Float, "+Inf").unwrap(),
+            Plain::Value(Value::Float(f)) if f == f64::INFINITY
+        ));
+        assert!(p(TypeTag::Float, "1e400").is_err());
+        assert_eq!(p(TypeTag::Int, "+5").unwrap(), Plain::Value(Value::Int(5)));
+        assert!(p(TypeTag::Int, "5.0").is_err());
+        assert!(p(TypeTag::Int, "99999999999999999999").is_err());
+        assert_eq!(
+            p(TypeTag::Comment, " hi").unwrap(),
+            Plain::Comment(Text::from(" hi"))
+        );
+    }
+}

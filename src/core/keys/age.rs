@@ -1,0 +1,348 @@
+//! The age backend over the `age` crate (spec §5.2).
+//!
+//! Guarantees: identities are parsed with sops' line rules (no trimming, `#` and empty
+//! lines skipped, CRLF accepted, one bad line makes the whole source unusable but other
+//! sources still work); the wrapped data key is an armored age file with a trailing
+//! newline, one recipient per entry.
+//!
+//! Choices: X25519 recipients only. The age crate's `ssh` feature would add `rsa`,
+//! `bcrypt-pbkdf`, `cbc`, `ctr` and `curve25519-dalek` to every build, and plugins
+//! need process spawning, which the pure core may not do; both are refused with a
+//! clear error.
+//!
+//! Security: secret keys live only inside `age::x25519::Identity` (zeroized by the
+//! crate); `Debug` prints counts and source names only; errors name the line number,
+//! never its text. Note: the age crate draws its own file-key randomness from the OS.
+
+use super::{KeyBackend, KeyError};
+use crate::core::metadata::MasterKey;
+use age::armor::{ArmoredReader, ArmoredWriter, Format};
+use std::fmt;
+use std::io::{Read, Write};
+use std::str::FromStr;
+use zeroize::Zeroizing;
+
+/// One named source of identities (an env var or a file) and what parsing it gave.
+struct Source {
+    name: String,
+    parsed: Result<Vec<age::x25519::Identity>, KeyError>,
+}
+
+/// Age identities collected from any number of sources.
+#[derive(Default)]
+pub struct AgeIdentities {
+    sources: Vec<Source>,
+}
+
+impl fmt::Debug for AgeIdentities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AgeIdentities([REDACTED]; {})", self.describe())
+    }
+}
+
+impl AgeIdentities {
+    /// No identities yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses one source's text (spec §5.2) named `source` (e.g. `SOPS_AGE_KEY_FILE=/x`).
+    pub fn parse(text: &str, source: &str) -> Result<AgeIdentities, KeyError> {
+        let mut ids = AgeIdentities::new();
+        ids.add_source(text, source);
+        match ids.sources.pop().map(|s| s.parsed) {
+            Some(Ok(list)) => {
+                ids.sources.push(Source {
+                    name: source.to_string(),
+                    parsed: Ok(list),
+                });
+                Ok(ids)
+            }
+            Some(Err(e)) => Err(e),
+            None => Ok(ids),
+        }
+    }
+
+    /// Adds a source. A bad source is remembered and reported only through
+    /// [`describe`](KeyBackend::describe) if decryption fails (spec §5.2).
+    pub fn add_source(&mut self, text: &str, source: &str) {
+        self.sources.push(Source {
+            name: source.to_string(),
+            parsed: parse_lines(text, source),
+        });
+    }
+
+    /// Records a source that could not be read at all (missing file, failed command).
+    pub fn add_failed_source(&mut self, source: &str, reason: &str) {
+        self.sources.push(Source {
+            name: source.to_string(),
+            parsed: Err(KeyError::UnsupportedIdentity {
+                source_name: format!("{source} ({reason})"),
+                what: "an unreadable source",
+            }),
+        });
+    }
+
+    /// Number of usable identities.
+    pub fn len(&self) -> usize {
+        self.identities().count()
+    }
+
+    /// True when no usable identity was found.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn identities(&self) -> impl Iterator<Item = &age::x25519::Identity> {
+        self.sources
+            .iter()
+            .filter_map(|s| s.parsed.as_ref().ok())
+            .flatten()
+    }
+
+    /// The public recipients of the usable identities.
+    pub fn recipients(&self) -> Vec<String> {
+        self.identities()
+            .map(|i| i.to_public().to_string())
+            .collect()
+    }
+}
+
+fn parse_lines(text: &str, source: &str) -> Result<Vec<age::x25519::Identity>, KeyError> {
+    // §5.2: an age-encrypted identity file needs a passphrase prompt.
+    if text.starts_with("age-encryption") || text.starts_with("-----BEGIN AGE") {
+        return Err(KeyError::UnsupportedIdentity {
+            source_name: source.to_string(),
+            what: "a passphrase-protected (age-encrypted) identity file",
+        });
+    }
+    let mut out = Vec::new();
+    for (n, raw) in text.split('\n').enumerate() {
+        // §5.2: split on \n, drop one trailing \r, no other trimming.
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with("AGE-PLUGIN-") {
+            return Err(KeyError::UnsupportedIdentity {
+                source_name: source.to_string(),
+                what: "an age plugin identity (AGE-PLUGIN-…)",
+            });
+        }
+        let bad = || KeyError::BadIdentityLine {
+            source_name: source.to_string(),
+            line: n + 1,
+        };
+        if !line.starts_with("AGE-SECRET-KEY-1") {
+            return Err(bad());
+        }
+        out.push(age::x25519::Identity::from_str(line).map_err(|_| bad())?);
+    }
+    Ok(out)
+}
+
+impl KeyBackend for AgeIdentities {
+    fn unwrap(&self, key: &MasterKey) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
+        let MasterKey::Age { recipient, enc } = key else {
+            return Ok(None);
+        };
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let corrupt = |reason: String| KeyError::CorruptEntry {
+            recipient: recipient.clone(),
+            reason,
+        };
+        let decryptor = age::Decryptor::new(ArmoredReader::new(enc.as_bytes()))
+            .map_err(|e| corrupt(e.to_string()))?;
+        let mut reader = match decryptor.decrypt(self.identities().map(|i| i as &dyn age::Identity))
+        {
+            Ok(r) => r,
+            Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
+            Err(e) => return Err(corrupt(e.to_string())),
+        };
+        let mut out = Zeroizing::new(Vec::new());
+        reader
+            .read_to_end(&mut out)
+            .map_err(|e| corrupt(e.to_string()))?;
+        Ok(Some(out))
+    }
+
+    fn describe(&self) -> String {
+        if self.sources.is_empty() {
+            return "no age identities (set SOPS_AGE_KEY, SOPS_AGE_KEY_FILE or SOPS_AGE_KEY_CMD)"
+                .into();
+        }
+        let parts: Vec<String> = self
+            .sources
+            .iter()
+            .map(|s| match &s.parsed {
+                Ok(list) => format!(
+                    "{} age identit{} from {}",
+                    list.len(),
+                    if list.len() == 1 { "y" } else { "ies" },
+                    s.name
+                ),
+                Err(e) => format!("unusable source: {e}"),
+            })
+            .collect();
+        parts.join("; ")
+    }
+}
+
+/// An age recipient sopsync can encrypt to (X25519, `age1…`).
+#[derive(Clone)]
+pub struct AgeRecipient {
+    text: String,
+    inner: age::x25519::Recipient,
+}
+
+impl PartialEq for AgeRecipient {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for AgeRecipient {}
+
+impl fmt::Debug for AgeRecipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AgeRecipient({})", self.text)
+    }
+}
+
+impl fmt::Display for AgeRecipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl AgeRecipient {
+    /// Parses one recipient; surrounding whitespace is trimmed as sops does (§5.2).
+    pub fn parse(s: &str) -> Result<AgeRecipient, KeyError> {
+        let text = s.trim();
+        let bad = |reason: &str| KeyError::BadRecipient {
+            recipient: text.chars().take(100).collect(),
+            reason: reason.to_string(),
+        };
+        if text.starts_with("ssh-") {
+            return Err(bad(
+                "SSH recipients are not supported by sopsync; use an age1… key",
+            ));
+        }
+        if !text.starts_with("age1") {
+            return Err(bad("expected an age1… X25519 recipient"));
+        }
+        if text.matches('1').count() > 1 {
+            return Err(bad("age plugin recipients are not supported by sopsync"));
+        }
+        let inner = age::x25519::Recipient::from_str(text).map_err(bad)?;
+        Ok(AgeRecipient {
+            text: text.to_string(),
+            inner,
+        })
+    }
+
+    /// The recipient text as stored in `sops.age[].recipient`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Wraps `secret` into an armored age file with a trailing newline (§5.2).
+    pub fn wrap(&self, secret: &[u8]) -> Result<MasterKey, KeyError> {
+        let fail = |reason: String| KeyError::Encrypt {
+            recipient: self.text.clone(),
+            reason,
+        };
+        let encryptor =
+            age::Encryptor::with_recipients(std::iter::once(&self.inner as &dyn age::Recipient))
+                .map_err(|e| fail(e.to_string()))?;
+        let mut out = Vec::new();
+        let armor = ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor)
+            .map_err(|e| fail(e.to_string()))?;
+        let mut writer = encryptor
+            .wrap_output(armor)
+            .map_err(|e| fail(e.to_string()))?;
+        writer.write_all(secret).map_err(|e| fail(e.to_string()))?;
+        writer
+            .finish()
+            .and_then(|armor| armor.finish())
+            .map_err(|e| fail(e.to_string()))?;
+        let mut enc = String::from_utf8(out).map_err(|e| fail(e.to_string()))?;
+        if !enc.ends_with('\n') {
+            enc.push('\n');
+        }
+        Ok(MasterKey::Age {
+            recipient: self.text.clone(),
+            enc,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use age::secrecy::ExposeSecret;
+
+    fn fresh() -> (String, String) {
+        let id = age::x25519::Identity::generate();
+        (
+            id.to_string().expose_secret().to_string(),
+            id.to_public().to_string(),
+        )
+    }
+
+    #[test]
+    fn wrap_then_unwrap_round_trips_and_is_armored_with_newline() {
+        let (secret, public) = fresh();
+        let r = AgeRecipient::parse(&format!("  {public} ")).unwrap();
+        let entry = r.wrap(&[42; 32]).unwrap();
+        let MasterKey::Age { enc, recipient } = &entry else {
+            panic!()
+        };
+        assert_eq!(recipient, &public);
+        assert!(enc.starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"));
+        assert!(enc.ends_with("-----END AGE ENCRYPTED FILE-----\n"));
+        let text = format!("# created: x\r\n# public key: {public}\r\n{secret}\r\n");
+        let ids = AgeIdentities::parse(&text, "test").unwrap();
+        assert_eq!(ids.len(), 1);
+        assert_eq!(&ids.unwrap(&entry).unwrap().unwrap()[..], &[42; 32]);
+        let (other, _) = fresh();
+        let wrong = AgeIdentities::parse(&other, "other").unwrap();
+        assert!(wrong.unwrap(&entry).unwrap().is_none());
+    }
+
+    #[test]
+    fn line_rules_follow_sops() {
+        let (secret, _) = fresh();
+        assert!(AgeIdentities::parse(&format!(" {secret}"), "s").is_err());
+        assert!(AgeIdentities::parse(&format!("{secret} "), "s").is_err());
+        assert!(AgeIdentities::parse(&secret.to_lowercase(), "s").is_err());
+        let err =
+            AgeIdentities::parse(&format!("# c\n\n{secret}\nnot-a-key\n"), "FILE").unwrap_err();
+        assert_eq!(
+            err,
+            KeyError::BadIdentityLine {
+                source_name: "FILE".into(),
+                line: 4
+            }
+        );
+        assert!(!err.to_string().contains("not-a-key"));
+        // A bad source next to a good one still leaves the good identities usable.
+        let mut ids = AgeIdentities::new();
+        ids.add_source("garbage", "SOPS_AGE_KEY_FILE=/bad");
+        ids.add_source(&secret, "SOPS_AGE_KEY");
+        assert_eq!(ids.len(), 1);
+        let d = ids.describe();
+        assert!(d.contains("1 age identity from SOPS_AGE_KEY"), "{d}");
+        assert!(d.contains("SOPS_AGE_KEY_FILE=/bad"), "{d}");
+        assert!(!format!("{ids:?}").contains(&secret[16..]));
+    }
+
+    #[test]
+    fn unsupported_recipients_are_refused_clearly() {
+        assert!(AgeRecipient::parse("ssh-ed25519 AAAA x").is_err());
+        assert!(AgeRecipient::parse("age1yubikey1qqq").is_err());
+        assert!(AgeRecipient::parse("nope").is_err());
+    }
+}

@@ -1,0 +1,582 @@
+//! The encrypt and decrypt walks over the document tree (spec §3.2, §3.3, §4.1).
+//!
+//! Both walks visit leaves depth-first in file order, keep sops' comment stack, apply
+//! the selection rule, and feed the MAC. They reproduce sops 3.11's quirks on
+//! purpose: an encrypted comment inside a sequence becomes a `Str("ENC[…type:comment]")`
+//! element (§3.3), and on decryption that element counts as a non-comment item, so
+//! comment-regex rules can disagree between the two walks exactly as in sops.
+
+use super::cipher::{self, canonical, canonical_comment, Canonical, Plain, TypeTag, IV_LEN};
+use super::error::CoreError;
+use super::mac::MacHasher;
+use super::rules::Rule;
+use super::secret::{DataKey, Text};
+use super::tree::{KeyPath, MapEntry, Mapping, SeqEntry, Sequence, Value};
+use rand_core::CryptoRngCore;
+use std::collections::HashMap;
+use std::fmt;
+use zeroize::Zeroize;
+
+#[derive(PartialEq, Eq, Hash)]
+struct StashKey {
+    aad: String,
+    tag: TypeTag,
+    plain: Vec<u8>,
+}
+
+/// IVs remembered while decrypting, keyed by (AAD, type, canonical plaintext), so that
+/// re-encrypting an unchanged value reuses its IV (spec §2.4).
+///
+/// Security: holds plaintext; zeroized on drop, `Debug` shows only the count.
+#[derive(Default)]
+pub struct IvStash {
+    map: HashMap<StashKey, [u8; IV_LEN]>,
+}
+
+impl IvStash {
+    /// Number of remembered IVs.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn insert(&mut self, aad: &str, plain: &Canonical, iv: &[u8]) {
+        // Only 32-byte IVs can be reused by our 32-byte-IV encryption.
+        if let Ok(iv) = <[u8; IV_LEN]>::try_from(iv) {
+            self.map.insert(
+                StashKey {
+                    aad: aad.to_string(),
+                    tag: plain.tag,
+                    plain: plain.bytes.to_vec(),
+                },
+                iv,
+            );
+        }
+    }
+
+    fn get(&self, aad: &str, plain: &Canonical) -> Option<[u8; IV_LEN]> {
+        let mut key = StashKey {
+            aad: aad.to_string(),
+            tag: plain.tag,
+            plain: plain.bytes.to_vec(),
+        };
+        let found = self.map.get(&key).copied();
+        key.plain.zeroize();
+        found
+    }
+}
+
+impl Drop for IvStash {
+    fn drop(&mut self) {
+        for (mut k, _) in self.map.drain() {
+            k.plain.zeroize();
+        }
+    }
+}
+
+impl fmt::Debug for IvStash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IvStash({} entries, [REDACTED])", self.map.len())
+    }
+}
+
+/// Encrypts every selected leaf of `docs` in place and returns the MAC (§4.1).
+pub fn encrypt_documents(
+    docs: &mut [Mapping],
+    key: &DataKey,
+    rule: &Rule,
+    mac_only_encrypted: bool,
+    stash: Option<&IvStash>,
+    rng: &mut dyn CryptoRngCore,
+) -> Result<String, CoreError> {
+    let mut w = Encryptor {
+        key,
+        rule,
+        mac_only_encrypted,
+        stash,
+        rng,
+        hasher: MacHasher::new(mac_only_encrypted),
+    };
+    for doc in docs {
+        // §2.2: every document starts from an empty path.
+        w.map(doc, &mut Vec::new(), &mut Vec::new())?;
+    }
+    Ok(w.hasher.finish())
+}
+
+struct Encryptor<'a> {
+    key: &'a DataKey,
+    rule: &'a Rule,
+    mac_only_encrypted: bool,
+    stash: Option<&'a IvStash>,
+    rng: &'a mut dyn CryptoRngCore,
+    hasher: MacHasher,
+}
+
+impl Encryptor<'_> {
+    /// Encrypts canonical bytes at `path`; `None` for empty bytes (§1.4).
+    fn seal(&mut self, path: &[String], plain: &Canonical) -> Option<String> {
+        if plain.bytes.is_empty() {
+            return None;
+        }
+        let aad = KeyPath(path.to_vec()).aad();
+        // §2.4: reuse the IV of an unchanged value.
+        let iv = match self.stash.and_then(|s| s.get(&aad, plain)) {
+            Some(iv) => iv,
+            None => {
+                let mut iv = [0u8; IV_LEN];
+                self.rng.fill_bytes(&mut iv);
+                iv
+            }
+        };
+        Some(cipher::seal(self.key, &iv, aad.as_bytes(), plain))
+    }
+
+    fn seal_comment(
+        &mut self,
+        path: &[String],
+        text: &Text,
+        stack: &[Vec<Text>],
+    ) -> Result<Option<String>, CoreError> {
+        if !self.rule.should_encrypt(path, stack, true) {
+            return Ok(None);
+        }
+        let Some(env) = self.seal(path, &canonical_comment(text)) else {
+            return Ok(None);
+        };
+        // §3.2: sops aborts when the ciphertext itself matches unencrypted_comment_regex.
+        if let Some(re) = self.rule.unencrypted_comment_regex() {
+            if re.is_match(env.as_bytes()) {
+                return Err(CoreError::CommentCiphertextMatchesRule {
+                    path: KeyPath(path.to_vec()),
+                });
+            }
+        }
+        Ok(Some(env))
+    }
+
+    fn map(
+        &mut self,
+        m: &mut Mapping,
+        path: &mut Vec<String>,
+        stack: &mut Vec<Vec<Text>>,
+    ) -> Result<(), CoreError> {
+        stack.push(Vec::new());
+        for entry in &mut m.entries {
+            match entry {
+                MapEntry::Comment(text) => {
+                    push_comment(stack, text);
+                    if let Some(env) = self.seal_comment(path, text, stack)? {
+                        // §3.3: in a mapping the ciphertext stays a comment.
+                        *text = Text::from(env);
+                    }
+                }
+                MapEntry::Pair { key, value } => {
+                    path.push(key.clone());
+                    self.value(value, path, stack)?;
+                    path.pop();
+                    clear_level(stack);
+                }
+            }
+        }
+        stack.pop();
+        Ok(())
+    }
+
+    fn seq(
+        &mut self,
+        s: &mut Sequence,
+        path: &mut Vec<String>,
+        stack: &mut Vec<Vec<Text>>,
+    ) -> Result<(), CoreError> {
+        stack.push(Vec::new());
+        for item in &mut s.items {
+            match item {
+                SeqEntry::Comment(text) => {
+                    push_comment(stack, text);
+                    if let Some(env) = self.seal_comment(path, text, stack)? {
+                        // §3.3: in a sequence the encrypted comment becomes a string element.
+                        *item = SeqEntry::Value(Value::Str(Text::from(env)));
+                    }
+                }
+                SeqEntry::Value(v) => {
+                    // §2.2: sequence elements add nothing to the path.
+                    self.value(v, path, stack)?;
+                    clear_level(stack);
+                }
+            }
+        }
+        stack.pop();
+        Ok(())
+    }
+
+    fn value(
+        &mut self,
+        v: &mut Value,
+        path: &mut Vec<String>,
+        stack: &mut Vec<Vec<Text>>,
+    ) -> Result<(), CoreError> {
+        match v {
+            // §1.4: null is never visited.
+            Value::Null => Ok(()),
+            Value::Map(m) => self.map(m, path, stack),
+            Value::Seq(s) => self.seq(s, path, stack),
+            leaf => {
+                let plain = canonical(leaf).expect("scalar leaves have canonical bytes");
+                let encrypt = self.rule.should_encrypt(path, stack, false);
+                // §4.1: all leaves are hashed unless mac_only_encrypted.
+                if !self.mac_only_encrypted || encrypt {
+                    self.hasher.update(&plain.bytes);
+                }
+                if encrypt {
+                    if let Some(env) = self.seal(path, &plain) {
+                        *leaf = Value::Str(Text::from(env));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+fn push_comment(stack: &mut [Vec<Text>], text: &Text) {
+    if let Some(level) = stack.last_mut() {
+        level.push(text.clone());
+    }
+}
+
+fn clear_level(stack: &mut [Vec<Text>]) {
+    if let Some(level) = stack.last_mut() {
+        level.clear();
+    }
+}
+
+/// Decrypts every selected leaf of `docs` in place; returns the computed MAC and the
+/// IV stash (§2.4, §4.1). Comments that fail to decrypt are kept as they are (§1.5).
+pub fn decrypt_documents(
+    docs: &mut [Mapping],
+    key: &DataKey,
+    rule: &Rule,
+    mac_only_encrypted: bool,
+) -> Result<(String, IvStash), CoreError> {
+    let mut w = Decryptor {
+        key,
+        rule,
+        mac_only_encrypted,
+        stash: IvStash::default(),
+        hasher: MacHasher::new(mac_only_encrypted),
+    };
+    for doc in docs {
+        w.map(doc, &mut Vec::new(), &mut Vec::new())?;
+    }
+    Ok((w.hasher.finish(), w.stash))
+}
+
+struct Decryptor<'a> {
+    key: &'a DataKey,
+    rule: &'a Rule,
+    mac_only_encrypted: bool,
+    stash: IvStash,
+    hasher: MacHasher,
+}
+
+impl Decryptor<'_> {
+    /// A comment item: decrypted when selected; any failure keeps it as is (§1.5).
+    fn comment(&mut self, path: &[String], text: &Text, stack: &[Vec<Text>]) -> Option<Text> {
+        if text.is_empty() || !self.rule.should_encrypt(path, stack, true) {
+            return None;
+        }
+        let aad = KeyPath(path.to_vec()).aad();
+        let opened = cipher::open(self.key, text.expose_secret(), aad.as_bytes()).ok()?;
+        let plain = cipher::parse_typed(opened.tag, &opened.plaintext).ok()?;
+        let text = match plain {
+            Plain::Comment(t) => t,
+            Plain::Value(v) => Text::new(canonical(&v)?.bytes.to_vec()),
+        };
+        self.stash
+            .insert(&aad, &canonical_comment(&text), &opened.iv);
+        Some(text)
+    }
+
+    /// A scalar leaf (never null, mapping or sequence).
+    fn leaf(
+        &mut self,
+        v: &Value,
+        path: &[String],
+        stack: &[Vec<Text>],
+    ) -> Result<Plain, CoreError> {
+        let encrypted = self.rule.should_encrypt(path, stack, false);
+        let plain = if !encrypted {
+            Plain::Value(v.clone())
+        } else {
+            match v {
+                // §1.4: an empty string is returned as it is.
+                Value::Str(t) if t.is_empty() => Plain::Value(v.clone()),
+                Value::Str(t) => {
+                    let aad = KeyPath(path.to_vec()).aad();
+                    let fail = |failure| CoreError::DecryptValue {
+                        path: KeyPath(path.to_vec()),
+                        failure,
+                    };
+                    let opened =
+                        cipher::open(self.key, t.expose_secret(), aad.as_bytes()).map_err(fail)?;
+                    let plain = cipher::parse_typed(opened.tag, &opened.plaintext).map_err(fail)?;
+                    let canon = match &plain {
+                        Plain::Value(pv) => canonical(pv),
+                        Plain::Comment(c) => Some(canonical_comment(c)),
+                    };
+                    if let Some(c) = canon {
+                        self.stash.insert(&aad, &c, &opened.iv);
+                    }
+                    plain
+                }
+                // §2.3: sops 3.11 panics on a non-string under an encrypted path.
+                other => {
+                    return Err(CoreError::NotCiphertext {
+                        path: KeyPath(path.to_vec()),
+                        kind: kind_name(other),
+                    })
+                }
+            }
+        };
+        // §4.1: hash the re-serialised parsed value; comments never.
+        if let Plain::Value(pv) = &plain {
+            if !self.mac_only_encrypted || encrypted {
+                if let Some(c) = canonical(pv) {
+                    self.hasher.update(&c.bytes);
+                }
+            }
+        }
+        Ok(plain)
+    }
+
+    fn map(
+        &mut self,
+        m: &mut Mapping,
+        path: &mut Vec<String>,
+        stack: &mut Vec<Vec<Text>>,
+    ) -> Result<(), CoreError> {
+        stack.push(Vec::new());
+        for entry in &mut m.entries {
+            match entry {
+                MapEntry::Comment(text) => {
+                    push_comment(stack, text);
+                    if let Some(plain) = self.comment(path, text, stack) {
+                        *text = plain;
+                    }
+                }
+                MapEntry::Pair { key, value } => {
+                    path.push(key.clone());
+                    match value {
+                        Value::Null => {}
+                        Value::Map(inner) => self.map(inner, path, stack)?,
+                        Value::Seq(inner) => self.seq(inner, path, stack)?,
+                        leaf => {
+                            *leaf = match self.leaf(leaf, path, stack)? {
+                                Plain::Value(v) => v,
+                                // A comment-typed value under a key: keep its text.
+                                Plain::Comment(c) => Value::Str(c),
+                            }
+                        }
+                    }
+                    path.pop();
+                    clear_level(stack);
+                }
+            }
+        }
+        stack.pop();
+        Ok(())
+    }
+
+    fn seq(
+        &mut self,
+        s: &mut Sequence,
+        path: &mut Vec<String>,
+        stack: &mut Vec<Vec<Text>>,
+    ) -> Result<(), CoreError> {
+        stack.push(Vec::new());
+        for item in &mut s.items {
+            match item {
+                SeqEntry::Comment(text) => {
+                    push_comment(stack, text);
+                    if let Some(plain) = self.comment(path, text, stack) {
+                        *text = plain;
+                    }
+                }
+                SeqEntry::Value(v) => {
+                    match v {
+                        Value::Null => {}
+                        Value::Map(inner) => self.map(inner, path, stack)?,
+                        Value::Seq(inner) => self.seq(inner, path, stack)?,
+                        leaf => match self.leaf(leaf, path, stack)? {
+                            Plain::Value(pv) => *leaf = pv,
+                            // §3.3: `- ENC[…type:comment]` decrypts to a comment again,
+                            // after being judged as a non-comment item.
+                            Plain::Comment(c) => *item = SeqEntry::Comment(c),
+                        },
+                    }
+                    clear_level(stack);
+                }
+            }
+        }
+        stack.pop();
+        Ok(())
+    }
+}
+
+fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Int(_) => "int",
+        Value::Float(_) => "float",
+        Value::Time(_) => "time",
+        Value::Str(_) => "string",
+        Value::Map(_) => "map",
+        Value::Seq(_) => "seq",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::metadata::SelectionRule;
+    use rand_core::{CryptoRng, RngCore};
+
+    struct CountingRng(u8);
+    impl RngCore for CountingRng {
+        fn next_u32(&mut self) -> u32 {
+            self.next_u64() as u32
+        }
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(1);
+            u64::from(self.0)
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            for b in dest {
+                self.0 = self.0.wrapping_add(1);
+                *b = self.0;
+            }
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+    impl CryptoRng for CountingRng {}
+
+    fn sample() -> Mapping {
+        let mut inner = Mapping::new();
+        inner.entries.push(MapEntry::Comment(Text::from(" inner")));
+        inner.push("b", Value::Int(3));
+        inner.push("c_unencrypted", Value::str("clear"));
+        let mut m = Mapping::new();
+        m.entries.push(MapEntry::Comment(Text::from(" top")));
+        m.push("a", Value::Map(inner));
+        m.push("empty", Value::str(""));
+        m.push("nothing", Value::Null);
+        m.push(
+            "list",
+            Value::Seq(Sequence {
+                items: vec![
+                    SeqEntry::Comment(Text::from(" in list")),
+                    SeqEntry::Value(Value::Bool(true)),
+                    SeqEntry::Value(Value::Float(1.5)),
+                ],
+            }),
+        );
+        m
+    }
+
+    #[test]
+    fn encrypt_then_decrypt_restores_tree_and_mac() {
+        let key = DataKey::from_bytes([1; 32]);
+        let rule = Rule::compile(&SelectionRule::default()).unwrap();
+        let mut docs = vec![sample()];
+        let mac =
+            encrypt_documents(&mut docs, &key, &rule, false, None, &mut CountingRng(0)).unwrap();
+        let m = &docs[0];
+        assert!(
+            matches!(&m.entries[0], MapEntry::Comment(t) if t.as_str().unwrap().starts_with("ENC["))
+        );
+        assert_eq!(m.get("empty"), Some(&Value::str("")));
+        assert_eq!(m.get("nothing"), Some(&Value::Null));
+        let a = m.get("a").unwrap().as_map().unwrap();
+        assert_eq!(a.get("c_unencrypted"), Some(&Value::str("clear")));
+        // §3.3: the list comment became a string element.
+        let Some(Value::Seq(list)) = m.get("list") else {
+            panic!()
+        };
+        assert!(
+            matches!(&list.items[0], SeqEntry::Value(Value::Str(t)) if t.as_str().unwrap().ends_with("type:comment]"))
+        );
+        let (mac2, stash) = decrypt_documents(&mut docs, &key, &rule, false).unwrap();
+        assert_eq!(mac, mac2);
+        assert_eq!(docs[0], sample());
+        assert_eq!(stash.len(), 6);
+    }
+
+    #[test]
+    fn stash_makes_reencryption_identical() {
+        let key = DataKey::from_bytes([1; 32]);
+        let rule = Rule::compile(&SelectionRule::default()).unwrap();
+        let mut docs = vec![sample()];
+        encrypt_documents(&mut docs, &key, &rule, false, None, &mut CountingRng(0)).unwrap();
+        let encrypted = docs.clone();
+        let (_, stash) = decrypt_documents(&mut docs, &key, &rule, false).unwrap();
+        encrypt_documents(
+            &mut docs,
+            &key,
+            &rule,
+            false,
+            Some(&stash),
+            &mut CountingRng(99),
+        )
+        .unwrap();
+        assert_eq!(docs, encrypted);
+    }
+
+    #[test]
+    fn marker_then_second_comment_in_list_reproduces_sops_mac_mismatch() {
+        // §3.3: `list: [# X marker, # second, secret]` with encrypted_comment_regex X.
+        let key = DataKey::from_bytes([2; 32]);
+        let rule = Rule::compile(&SelectionRule::EncryptedCommentRegex("X".into())).unwrap();
+        let mut m = Mapping::new();
+        m.push(
+            "list",
+            Value::Seq(Sequence {
+                items: vec![
+                    SeqEntry::Comment(Text::from(" X marker")),
+                    SeqEntry::Comment(Text::from(" second")),
+                    SeqEntry::Value(Value::str("secret")),
+                ],
+            }),
+        );
+        let mut docs = vec![m];
+        let mac =
+            encrypt_documents(&mut docs, &key, &rule, false, None, &mut CountingRng(0)).unwrap();
+        let (mac2, _) = decrypt_documents(&mut docs, &key, &rule, false).unwrap();
+        assert_ne!(mac, mac2, "sops reports a MAC mismatch on this file");
+        let Some(Value::Seq(list)) = docs[0].get("list") else {
+            panic!()
+        };
+        // The secret was judged clear on decryption: its ciphertext is left in place.
+        assert!(
+            matches!(&list.items[2], SeqEntry::Value(Value::Str(t)) if t.as_str().unwrap().starts_with("ENC["))
+        );
+    }
+
+    #[test]
+    fn plain_int_under_encrypted_path_is_not_ciphertext() {
+        let key = DataKey::from_bytes([2; 32]);
+        let rule = Rule::compile(&SelectionRule::default()).unwrap();
+        let mut m = Mapping::new();
+        m.push("n", Value::Int(5));
+        let err = decrypt_documents(&mut [m], &key, &rule, false).unwrap_err();
+        assert!(matches!(err, CoreError::NotCiphertext { kind: "int", .. }));
+    }
+}
