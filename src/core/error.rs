@@ -72,6 +72,10 @@ pub enum CoreError {
     /// The input could not be parsed or written (exit per kind: 2, 4, 23 or 92).
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// An encrypted file's bytes do not parse in its format. sops exits 1 here, not 2
+    /// as for plaintext input (observed with sops 3.11 on a truncated JSON file).
+    #[error("the encrypted file cannot be read: {0}")]
+    UnreadableEncrypted(FormatError),
     /// The plaintext already carries sops metadata (spec §6.3; exit 203).
     #[error("file already encrypted: it has a top-level `{key}` key")]
     AlreadyEncrypted {
@@ -183,7 +187,8 @@ impl CoreError {
             CoreError::MetadataNotFound
             | CoreError::InvalidMetadata { .. }
             | CoreError::InvalidKeyGroups { .. }
-            | CoreError::InvalidRule { .. } => 1,
+            | CoreError::InvalidRule { .. }
+            | CoreError::UnreadableEncrypted(_) => 1,
             CoreError::Format(f) => match f {
                 FormatError::NonStringKey { .. } | FormatError::Uint64Value { .. } => 23,
                 FormatError::NoDocuments => 92,

@@ -83,14 +83,17 @@ pub struct CryptoEnv<'a> {
 
 /// Parses an encrypted file's bytes with `codec` and validates its metadata (§6.5).
 ///
-/// Errors: [`CoreError::Format`] for unparsable input, [`CoreError::MetadataNotFound`]
+/// Errors: [`CoreError::UnreadableEncrypted`] for unparsable input (exit 1, as sops
+/// `decrypt`), [`CoreError::MetadataNotFound`]
 /// without a `sops` block, [`CoreError::InvalidMetadata`] naming the bad field.
 pub fn parse_encrypted_with(
     codec: &dyn Codec,
     format: Format,
     input: &[u8],
 ) -> Result<EncryptedFile, CoreError> {
-    let (documents, block) = codec.parse_encrypted(input)?;
+    let (documents, block) = codec
+        .parse_encrypted(input)
+        .map_err(CoreError::UnreadableEncrypted)?;
     let block = block.ok_or(CoreError::MetadataNotFound)?;
     let metadata = wire::metadata_from_mapping(&block, format)?;
     Ok(EncryptedFile {

@@ -1,0 +1,664 @@
+//! Vectors made by the real sops 3.11 (`tests/data/make-vectors`) decrypt here with the
+//! MAC verified; every `fail_<defect>` file fails with its own named error and the same
+//! exit code as the real sops; files we write decrypt with the real `sops`.
+
+use crate::support::{self, tool};
+use sopsync::core::error::{CoreError, ValueFailure};
+use sopsync::core::formats::{Codec, Format, FormatError};
+use sopsync::core::keys::{AgeIdentities, AgeRecipient, KeyBackend, Recipient};
+use sopsync::core::metadata::SelectionRule;
+use sopsync::core::secret::Text;
+use sopsync::core::tree::{KeyPath, MapEntry, Mapping, SeqEntry, Sequence, Value};
+use sopsync::core::{self, CryptoEnv, DecryptOptions, EncryptConfig, EncryptedFile};
+use std::path::PathBuf;
+
+/// The plaintext canary: no error text may contain it.
+const CANARY: &str = "canary-";
+
+/// A minimal JSON codec for these tests only (serde_json with key order), until the
+/// formats engineer's Go-faithful JSON codec is on main. Numbers become floats as in
+/// sops 3.11 (spec §1.6). Output is valid JSON that sops reads; it is not sops' layout,
+/// so byte comparisons below are always of *sops'* output.
+#[derive(Debug)]
+struct TestJson;
+
+fn from_json(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => Value::Float(n.as_f64().expect("finite number")),
+        serde_json::Value::String(s) => Value::str(s),
+        serde_json::Value::Array(a) => Value::Seq(Sequence {
+            items: a.iter().map(|x| SeqEntry::Value(from_json(x))).collect(),
+        }),
+        serde_json::Value::Object(o) => {
+            let mut m = Mapping::new();
+            for (k, x) in o {
+                m.push(k.clone(), from_json(x));
+            }
+            Value::Map(m)
+        }
+    }
+}
+
+fn to_json(v: &Value) -> Result<serde_json::Value, FormatError> {
+    let emit = |reason: &str| FormatError::Emit {
+        format: "json",
+        reason: reason.into(),
+    };
+    Ok(match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Int(i) => serde_json::Value::from(*i),
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .ok_or_else(|| emit("NaN or Inf"))?,
+        Value::Time(t) => serde_json::Value::String(t.to_rfc3339_nano()),
+        Value::Str(t) => {
+            serde_json::Value::String(t.as_str().ok_or_else(|| emit("invalid UTF-8"))?.to_string())
+        }
+        Value::Seq(s) => serde_json::Value::Array(
+            s.items
+                .iter()
+                .filter_map(|i| match i {
+                    SeqEntry::Value(v) => Some(to_json(v)),
+                    SeqEntry::Comment(_) => None,
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Map(m) => serde_json::Value::Object(map_to_json(m)?),
+    })
+}
+
+fn map_to_json(m: &Mapping) -> Result<serde_json::Map<String, serde_json::Value>, FormatError> {
+    let mut o = serde_json::Map::new();
+    for (k, v) in m.pairs() {
+        o.insert(k.to_string(), to_json(v)?);
+    }
+    Ok(o)
+}
+
+impl Codec for TestJson {
+    fn parse_plain(&self, input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
+        let v: serde_json::Value =
+            serde_json::from_slice(input).map_err(|e| FormatError::Parse {
+                format: "json",
+                line: Some(e.line()),
+                reason: e.classify_name(),
+            })?;
+        match from_json(&v) {
+            Value::Map(m) => Ok(vec![m]),
+            _ => Err(FormatError::Parse {
+                format: "json",
+                line: None,
+                reason: "top level is not an object".into(),
+            }),
+        }
+    }
+
+    fn parse_encrypted(
+        &self,
+        input: &[u8],
+    ) -> Result<(Vec<Mapping>, Option<Mapping>), FormatError> {
+        let mut docs = self.parse_plain(input)?;
+        let meta = match docs[0].remove("sops") {
+            Some(Value::Map(m)) => Some(m),
+            _ => None,
+        };
+        Ok((docs, meta))
+    }
+
+    fn emit_plain(&self, docs: &[Mapping]) -> Result<Vec<u8>, FormatError> {
+        Ok(serde_json::to_vec_pretty(&map_to_json(&docs[0])?).expect("json"))
+    }
+
+    fn emit_encrypted(&self, docs: &[Mapping], metadata: &Mapping) -> Result<Vec<u8>, FormatError> {
+        let mut m = docs[0].clone();
+        m.push("sops", Value::Map(metadata.clone()));
+        self.emit_plain(&[m])
+    }
+
+    fn emit_value(&self, value: &Value) -> Result<Vec<u8>, FormatError> {
+        Ok(serde_json::to_vec(&to_json(value)?).expect("json"))
+    }
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> String;
+}
+impl ClassifyName for serde_json::Error {
+    fn classify_name(&self) -> String {
+        format!("{:?}", self.classify())
+    }
+}
+
+fn data(name: &str) -> PathBuf {
+    support::project_root().join("tests/data").join(name)
+}
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(data(name)).unwrap_or_else(|e| panic!("read tests/data/{name}: {e}"))
+}
+
+fn identities(names: &[&str]) -> AgeIdentities {
+    let mut ids = AgeIdentities::new();
+    for n in names {
+        let text = String::from_utf8(read(&format!("{n}.agekey"))).unwrap();
+        ids.add_source(&text, &format!("tests/data/{n}.agekey"));
+    }
+    ids
+}
+
+fn recipient(name: &str) -> Recipient {
+    let text = String::from_utf8(read(&format!("{name}.agekey"))).unwrap();
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap();
+    Recipient::Age(AgeRecipient::parse(public).unwrap())
+}
+
+fn open(name: &str) -> Result<EncryptedFile, CoreError> {
+    core::parse_encrypted_with(&TestJson, Format::Json, &read(name))
+}
+
+fn decrypt_file(name: &str, keys: &dyn KeyBackend) -> Result<Vec<Mapping>, CoreError> {
+    let file = open(name)?;
+    let key = core::unwrap_data_key(&file.metadata, keys)?;
+    Ok(core::decrypt(&file, &key, &DecryptOptions::default())?.documents)
+}
+
+fn expected_plaintext() -> Vec<Mapping> {
+    TestJson.parse_plain(&read("basic.expected.json")).unwrap()
+}
+
+fn env(rng: &mut rand_core::OsRng) -> CryptoEnv<'_> {
+    CryptoEnv {
+        rng,
+        now: sopsync::core::tree::Timestamp::parse_rfc3339("2026-11-24T15:00:00Z").unwrap(),
+    }
+}
+
+/// Runs the real `sops decrypt` on `bytes` (written to a private temp dir) with the
+/// given key files; returns (exit code, stdout).
+fn sops_decrypt(bytes: &[u8], keys: &[&str]) -> (i32, Vec<u8>) {
+    let dir = support::tempdir();
+    let file = dir.path().join("file.enc.json");
+    std::fs::write(&file, bytes).unwrap();
+    let keyfile = dir.path().join("keys.txt");
+    let mut text = String::new();
+    for k in keys {
+        text.push_str(&String::from_utf8(read(&format!("{k}.agekey"))).unwrap());
+    }
+    std::fs::write(&keyfile, text).unwrap();
+    let out = support::run(
+        support::sops()
+            .env("HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .env("SOPS_AGE_KEY_FILE", &keyfile)
+            .current_dir(dir.path())
+            .arg("decrypt")
+            .arg(&file),
+    );
+    (out.status.code().unwrap_or(-1), out.stdout)
+}
+
+fn emit(file: &EncryptedFile) -> Vec<u8> {
+    core::emit_encrypted_with(&TestJson, file).unwrap()
+}
+
+#[test]
+fn sops_made_json_files_decrypt_with_verified_mac() {
+    let want = expected_plaintext();
+    assert_eq!(
+        decrypt_file("basic.enc.json", &identities(&["age1"])).unwrap(),
+        want
+    );
+    // Two recipients in one group: either key works.
+    for k in ["age1", "age2"] {
+        assert_eq!(
+            decrypt_file("multi.enc.json", &identities(&[k])).unwrap(),
+            want,
+            "{k}"
+        );
+    }
+    // encrypted_regex + mac_only_encrypted (seeded MAC, clear values not hashed).
+    let file = open("regex_mac_only.enc.json").unwrap();
+    assert!(file.metadata.mac_only_encrypted);
+    assert_eq!(
+        file.metadata.rule,
+        Some(SelectionRule::EncryptedRegex("^(password|nested)$".into()))
+    );
+    assert_eq!(
+        decrypt_file("regex_mac_only.enc.json", &identities(&["age1"])).unwrap(),
+        want
+    );
+}
+
+#[test]
+fn sops_float_canonical_bytes_are_go_format_f() {
+    // The MAC above already proves our canonical bytes; this pins the 2^63 case that
+    // the spec's §1.3 table gets wrong.
+    let file = open("basic.enc.json").unwrap();
+    let key = core::unwrap_data_key(&file.metadata, &identities(&["age1"])).unwrap();
+    let Some(Value::Str(env)) = file.documents[0]
+        .get("nested")
+        .and_then(|n| n.as_map())
+        .and_then(|n| n.get("big"))
+    else {
+        panic!("nested.big")
+    };
+    let opened = core::cipher::open(&key, env.expose_secret(), b"nested:big:").unwrap();
+    assert_eq!(&opened.plaintext[..], b"9223372036854776000");
+}
+
+#[test]
+fn sops_made_shamir_two_of_three_decrypts_with_any_two_groups() {
+    let want = expected_plaintext();
+    for pair in [["age1", "age2"], ["age1", "age3"], ["age2", "age3"]] {
+        assert_eq!(
+            decrypt_file("shamir.enc.json", &identities(&pair)).unwrap(),
+            want,
+            "{pair:?}"
+        );
+    }
+}
+
+/// What each defect must fail with.
+fn expect_failure(name: &str, keys: &[&str], check: fn(&CoreError) -> bool, exit: i32) {
+    let err = decrypt_file(name, &identities(keys)).expect_err(name);
+    assert!(check(&err), "{name}: unexpected error {err:?}");
+    assert_eq!(err.exit_code(), exit, "{name}: {err}");
+    let text = format!("{err} {err:?}");
+    assert!(
+        !text.contains(CANARY),
+        "{name}: error leaks plaintext: {text}"
+    );
+    assert!(
+        !text.contains("AGE-SECRET-KEY"),
+        "{name}: error leaks a key"
+    );
+    // The real sops fails on the same file with the same exit code.
+    let (code, _) = sops_decrypt(&read(name), keys);
+    assert_eq!(code, exit, "{name}: sops exit code");
+}
+
+fn at(err: &CoreError, path: &[&str], failure: fn(&ValueFailure) -> bool) -> bool {
+    matches!(err, CoreError::DecryptValue { path: p, failure: f }
+        if *p == KeyPath(path.iter().map(|s| s.to_string()).collect()) && failure(f))
+}
+
+#[test]
+fn each_defective_file_fails_with_its_own_error_and_sops_exit_code() {
+    let k = &["age1"][..];
+    expect_failure(
+        "fail_mac_tampered.enc.json",
+        k,
+        |e| matches!(e, CoreError::MacUndecryptable { .. }),
+        51,
+    );
+    expect_failure(
+        "fail_lastmodified_changed.enc.json",
+        k,
+        |e| matches!(e, CoreError::MacUndecryptable { .. }),
+        51,
+    );
+    expect_failure(
+        "fail_clear_value_edited.enc.json",
+        k,
+        |e| matches!(e, CoreError::MacMismatch),
+        51,
+    );
+    expect_failure(
+        "fail_no_mac.enc.json",
+        k,
+        |e| matches!(e, CoreError::NoMac),
+        51,
+    );
+    for name in [
+        "fail_value_tampered.enc.json",
+        "fail_iv_tampered.enc.json",
+        "fail_tag_tampered.enc.json",
+    ] {
+        expect_failure(
+            name,
+            k,
+            |e| at(e, &["password"], |f| *f == ValueFailure::Authentication),
+            25,
+        );
+    }
+    expect_failure(
+        "fail_value_moved.enc.json",
+        k,
+        |e| {
+            at(e, &["nested", "user"], |f| {
+                *f == ValueFailure::Authentication
+            })
+        },
+        25,
+    );
+    expect_failure(
+        "fail_bad_base64.enc.json",
+        k,
+        |e| {
+            at(e, &["password"], |f| {
+                *f == ValueFailure::BadBase64 { field: "data" }
+            })
+        },
+        25,
+    );
+    expect_failure(
+        "fail_unknown_type.enc.json",
+        k,
+        |e| {
+            at(e, &["password"], |f| {
+                matches!(f, ValueFailure::UnknownType { .. })
+            })
+        },
+        25,
+    );
+    expect_failure(
+        "fail_plaintext_added.enc.json",
+        k,
+        |e| at(e, &["extra"], |f| *f == ValueFailure::NotAnEnvelope),
+        25,
+    );
+    expect_failure(
+        "fail_plain_int_added.enc.json",
+        k,
+        |e| matches!(e, CoreError::NotCiphertext { kind: "float", .. }),
+        2,
+    );
+    expect_failure(
+        "fail_bad_version.enc.json",
+        k,
+        |e| matches!(e, CoreError::InvalidMetadata { field, .. } if field == "version"),
+        1,
+    );
+    expect_failure(
+        "fail_truncated.enc.json",
+        k,
+        |e| matches!(e, CoreError::UnreadableEncrypted(FormatError::Parse { .. })),
+        1,
+    );
+    expect_failure(
+        "fail_not_sops.enc.json",
+        k,
+        |e| matches!(e, CoreError::MetadataNotFound),
+        1,
+    );
+    expect_failure(
+        "basic.enc.json",
+        &["wrong"],
+        |e| matches!(e, CoreError::NoMatchingKey { tried, .. } if tried.contains("1 age identity from tests/data/wrong.agekey")),
+        128,
+    );
+    expect_failure(
+        "shamir.enc.json",
+        &["age2"],
+        |e| {
+            matches!(
+                e,
+                CoreError::NotEnoughShares {
+                    needed: 2,
+                    got: 1,
+                    ..
+                }
+            )
+        },
+        128,
+    );
+}
+
+fn encrypt_plain(groups: Vec<Vec<Recipient>>, threshold: Option<usize>) -> EncryptedFile {
+    let docs = TestJson.parse_plain(&read("plain.json")).unwrap();
+    let mut rng = rand_core::OsRng;
+    core::encrypt(
+        docs,
+        Format::Json,
+        &EncryptConfig {
+            key_groups: groups,
+            shamir_threshold: threshold,
+            rule: SelectionRule::default(),
+            mac_only_encrypted: false,
+        },
+        &mut env(&mut rng),
+    )
+    .unwrap()
+}
+
+#[test]
+fn files_we_encrypt_decrypt_with_real_sops_to_the_same_plaintext() {
+    let expected = read("basic.expected.json");
+    let file = encrypt_plain(vec![vec![recipient("age1"), recipient("age2")]], None);
+    for k in ["age1", "age2"] {
+        let (code, out) = sops_decrypt(&emit(&file), &[k]);
+        assert_eq!(code, 0, "sops decrypt with {k}");
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&expected)
+        );
+    }
+    let (code, _) = sops_decrypt(&emit(&file), &["age3"]);
+    assert_eq!(code, 128);
+}
+
+#[test]
+fn our_shamir_two_of_three_decrypts_with_sops_given_two_keys_and_not_one() {
+    let expected = read("basic.expected.json");
+    let file = encrypt_plain(
+        vec![
+            vec![recipient("age1")],
+            vec![recipient("age2")],
+            vec![recipient("age3")],
+        ],
+        Some(2),
+    );
+    let bytes = emit(&file);
+    for pair in [["age1", "age3"], ["age2", "age3"]] {
+        let (code, out) = sops_decrypt(&bytes, &pair);
+        assert_eq!(code, 0, "{pair:?}");
+        assert_eq!(out, expected, "{pair:?}");
+    }
+    for single in ["age1", "age3"] {
+        let (code, _) = sops_decrypt(&bytes, &[single]);
+        assert_eq!(code, 128, "{single} alone must not be enough");
+    }
+}
+
+#[test]
+fn update_keys_result_is_read_by_sops_and_keeps_mac_lastmodified_and_values() {
+    let file = open("basic.enc.json").unwrap();
+    let key = core::unwrap_data_key(&file.metadata, &identities(&["age1"])).unwrap();
+    let mut rng = rand_core::OsRng;
+    let updated = core::update_keys(
+        &file,
+        &key,
+        vec![vec![recipient("age3")]],
+        None,
+        &mut env(&mut rng),
+    )
+    .unwrap();
+    assert_eq!(updated.documents, file.documents);
+    assert_eq!(updated.metadata.mac, file.metadata.mac);
+    assert_eq!(updated.metadata.last_modified, file.metadata.last_modified);
+    assert_eq!(updated.metadata.version, file.metadata.version);
+    let bytes = emit(&updated);
+    // Byte-level: the ciphertext strings and the mac/lastmodified text of the sops-made
+    // file appear unchanged in ours.
+    let ours: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let theirs: serde_json::Value = serde_json::from_slice(&read("basic.enc.json")).unwrap();
+    for k in ["password", "nested", "list", "unicode", "note_unencrypted"] {
+        assert_eq!(ours[k], theirs[k], "{k}");
+    }
+    for k in ["mac", "lastmodified", "version"] {
+        assert_eq!(ours["sops"][k], theirs["sops"][k], "sops.{k}");
+    }
+    let (code, out) = sops_decrypt(&bytes, &["age3"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, read("basic.expected.json"));
+    assert_eq!(sops_decrypt(&bytes, &["age1"]).0, 128);
+}
+
+#[test]
+fn rotate_and_reencrypt_results_are_read_by_sops() {
+    let file = open("basic.enc.json").unwrap();
+    let key = core::unwrap_data_key(&file.metadata, &identities(&["age1"])).unwrap();
+    let plain = core::decrypt(&file, &key, &DecryptOptions::default()).unwrap();
+    let mut rng = rand_core::OsRng;
+
+    // reencrypt (set): unchanged values keep their exact ciphertext (spec §2.4).
+    let mut edited = plain.documents.clone();
+    *edited[0].get_mut("password").unwrap() = Value::str("new-password");
+    let again = core::reencrypt(edited, &file, &key, &plain.iv_stash, &mut env(&mut rng)).unwrap();
+    assert_eq!(
+        again.documents[0].get("nested"),
+        file.documents[0].get("nested")
+    );
+    assert_ne!(
+        again.documents[0].get("password"),
+        file.documents[0].get("password")
+    );
+    let (code, out) = sops_decrypt(&emit(&again), &["age1"]);
+    assert_eq!(code, 0);
+    let out: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(out["password"], "new-password");
+
+    // rotate, adding age2: a new data key, readable by both keys.
+    let mut groups = core::recipients_of(&file.metadata).unwrap();
+    groups[0].push(recipient("age2"));
+    let rotated = core::rotate(
+        plain.documents.clone(),
+        &file,
+        &plain.iv_stash,
+        Some(groups),
+        None,
+        &mut env(&mut rng),
+    )
+    .unwrap();
+    let new_key = core::unwrap_data_key(&rotated.metadata, &identities(&["age2"])).unwrap();
+    assert_ne!(new_key.expose_secret(), key.expose_secret());
+    for k in ["age1", "age2"] {
+        let (code, out) = sops_decrypt(&emit(&rotated), &[k]);
+        assert_eq!(code, 0, "{k}");
+        assert_eq!(out, read("basic.expected.json"), "{k}");
+    }
+}
+
+#[test]
+fn age_identity_file_from_age_keygen_parses_with_sops_line_rules() {
+    // age-keygen's own output (comments + key) is one identity.
+    let dir = support::tempdir();
+    let (path, public) = support::age_keypair(dir.path(), "k");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let ids = AgeIdentities::parse(&text, "k").unwrap();
+    assert_eq!(ids.recipients(), vec![public]);
+    assert!(tool("age-keygen").is_file());
+}
+
+mod roundtrip {
+    use super::*;
+    use proptest::prelude::*;
+    use sopsync::core::tree::Timestamp;
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            // Every bit pattern except NaN (NaN != NaN under PartialEq), plus edges.
+            any::<f64>()
+                .prop_filter("not NaN", |f| !f.is_nan())
+                .prop_map(Value::Float),
+            prop_oneof![
+                Just(0.0),
+                Just(-0.0),
+                Just(f64::INFINITY),
+                Just(f64::NEG_INFINITY),
+                Just(f64::MIN_POSITIVE),
+                Just(5e-324),
+                Just(f64::MAX),
+                Just(1e21),
+                Just(9007199254740993.0),
+            ]
+            .prop_map(Value::Float),
+            proptest::collection::vec(any::<u8>(), 0..24).prop_map(|b| Value::Str(Text::new(b))),
+            ".{0,12}".prop_map(|s| Value::str(&s)),
+            (0u32..999_999_999, -50400i32..50400).prop_map(|(n, off)| Value::Time(Timestamp {
+                year: 2024,
+                month: 2,
+                day: 29,
+                hour: 23,
+                minute: 59,
+                second: 58,
+                nanos: n,
+                offset_seconds: off / 60 * 60,
+            })),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof!["[a-z]{1,6}", "[a-z]{1,3}_unencrypted"]
+    }
+
+    fn tree() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(
+                    prop_oneof![
+                        (key(), inner.clone())
+                            .prop_map(|(k, v)| MapEntry::Pair { key: k, value: v }),
+                        ".{0,8}".prop_map(|c| MapEntry::Comment(Text::from(c.as_str()))),
+                    ],
+                    0..6
+                )
+                .prop_map(|entries| Value::Map(Mapping { entries })),
+                proptest::collection::vec(
+                    prop_oneof![
+                        inner.prop_map(SeqEntry::Value),
+                        ".{0,8}".prop_map(|c| SeqEntry::Comment(Text::from(c.as_str()))),
+                    ],
+                    0..6
+                )
+                .prop_map(|items| Value::Seq(Sequence { items })),
+            ]
+        })
+    }
+
+    fn document() -> impl Strategy<Value = Mapping> {
+        proptest::collection::vec((key(), tree()), 0..6).prop_map(|pairs| {
+            let mut m = Mapping::new();
+            for (k, v) in pairs {
+                m.push(k, v);
+            }
+            m
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn encrypt_then_decrypt_gives_the_same_tree_and_a_verified_mac(
+            docs in proptest::collection::vec(document(), 1..3),
+            mac_only in any::<bool>(),
+        ) {
+            let ids = identities(&["age1"]);
+            let mut rng = rand_core::OsRng;
+            let file = core::encrypt(
+                docs.clone(),
+                Format::Yaml,
+                &EncryptConfig {
+                    key_groups: vec![vec![recipient("age1")]],
+                    shamir_threshold: None,
+                    rule: SelectionRule::default(),
+                    mac_only_encrypted: mac_only,
+                },
+                &mut env(&mut rng),
+            ).unwrap();
+            let key = core::unwrap_data_key(&file.metadata, &ids).unwrap();
+            // decrypt verifies the MAC (ignore_mac = false).
+            let plain = core::decrypt(&file, &key, &DecryptOptions::default()).unwrap();
+            prop_assert_eq!(plain.documents, docs);
+        }
+    }
+}
