@@ -24,7 +24,7 @@ pub mod walk;
 use self::error::CoreError;
 use self::formats::wire;
 use self::formats::{Codec, Format};
-use self::keys::{decryption_rank, KeyBackend, Recipient};
+use self::keys::{DecryptionOrder, KeyBackend, Recipient};
 use self::metadata::{KeyGroup, MasterKey, Metadata, SelectionRule, SOPS_VERSION};
 use self::rules::Rule;
 use self::secret::DataKey;
@@ -116,15 +116,22 @@ pub fn emit_encrypted_with(codec: &dyn Codec, file: &EncryptedFile) -> Result<Ve
 /// types the file has), [`CoreError::NotEnoughShares`] (several groups),
 /// [`CoreError::BadDataKey`] when the result is malformed.
 pub fn unwrap_data_key(metadata: &Metadata, keys: &dyn KeyBackend) -> Result<DataKey, CoreError> {
+    unwrap_data_key_in_order(metadata, keys, &DecryptionOrder::default())
+}
+
+/// [`unwrap_data_key`] with a custom key-type order (`--decryption-order`, §5.5).
+pub fn unwrap_data_key_in_order(
+    metadata: &Metadata,
+    keys: &dyn KeyBackend,
+    order: &DecryptionOrder,
+) -> Result<DataKey, CoreError> {
     let mut secrets: Vec<Zeroizing<Vec<u8>>> = Vec::new();
     let mut report = Vec::new();
     for (gi, group) in metadata.key_groups.iter().enumerate() {
         // §5.5: age, then pgp, then the rest, each in file order (a stable sort).
-        let mut order: Vec<&MasterKey> = group.keys.iter().collect();
-        order.sort_by_key(|k| decryption_rank(k));
         let mut found = None;
         let mut notes = Vec::new();
-        for key in order {
+        for key in order.sort(&group.keys) {
             match keys.unwrap(key) {
                 Ok(Some(secret)) => {
                     found = Some(secret);
@@ -220,8 +227,51 @@ fn new_data_key(rng: &mut dyn CryptoRngCore) -> DataKey {
 }
 
 /// `lastmodified` for a write: the current time to the second (§4.3).
+/// sops writes it in UTC, so a caller's offset is folded in.
 fn stamp(now: &Timestamp) -> Timestamp {
-    Timestamp { nanos: 0, ..*now }
+    let days = days_from_civil(now.year, now.month, now.day);
+    let secs = days * 86_400
+        + i64::from(now.hour) * 3600
+        + i64::from(now.minute) * 60
+        + i64::from(now.second)
+        - i64::from(now.offset_seconds);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    Timestamp {
+        year,
+        month,
+        day,
+        hour: (rem / 3600) as u8,
+        minute: (rem % 3600 / 60) as u8,
+        second: (rem % 60) as u8,
+        nanos: 0,
+        offset_seconds: 0,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i32, month: u8, day: u8) -> i64 {
+    let y = i64::from(year) - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as i32;
+    (year, month, day)
 }
 
 /// Wraps the data key for the key groups: the key itself for one group, Shamir shares
@@ -518,6 +568,15 @@ mod tests {
         let key = unwrap_data_key(&file.metadata, &ids).unwrap();
         let plain = decrypt(&file, &key, &DecryptOptions::default()).unwrap();
         assert_eq!(plain.documents, vec![doc()]);
+    }
+
+    #[test]
+    fn lastmodified_is_utc_to_the_second() {
+        let t = Timestamp::parse_rfc3339("2024-03-01T01:30:05.9+02:00").unwrap();
+        assert_eq!(stamp(&t).to_rfc3339(), "2024-02-29T23:30:05Z");
+        let t = Timestamp::parse_rfc3339("1999-12-31T22:00:00-03:00").unwrap();
+        assert_eq!(stamp(&t).to_rfc3339(), "2000-01-01T01:00:00Z");
+        assert_eq!(stamp(&now()).to_rfc3339(), "2026-11-24T15:00:00Z");
     }
 
     #[test]

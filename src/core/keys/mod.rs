@@ -95,12 +95,89 @@ impl Recipient {
     }
 }
 
-/// The position of a key type in sops' default decryption order: age, pgp, then the
-/// rest in file order (spec §5.5).
-pub fn decryption_rank(key: &MasterKey) -> u8 {
-    match key {
-        MasterKey::Age { .. } => 0,
-        MasterKey::Pgp { .. } => 1,
-        MasterKey::Other { .. } => 2,
+/// The order in which key types are tried within a group (spec §5.5): the default is
+/// `age`, `pgp`, then every other type in file order. `--decryption-order` /
+/// `SOPS_DECRYPTION_ORDER` replace the listed part; unlisted types keep their relative
+/// order after the listed ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecryptionOrder(Vec<String>);
+
+impl Default for DecryptionOrder {
+    fn default() -> Self {
+        DecryptionOrder(vec!["age".into(), "pgp".into()])
+    }
+}
+
+impl DecryptionOrder {
+    /// Parses a comma-separated list of key type names (`age,pgp,kms`).
+    ///
+    /// Errors: the duplicated name (sops exit 112).
+    pub fn parse(list: &str) -> Result<DecryptionOrder, String> {
+        let mut names: Vec<String> = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if names.iter().any(|n| n == name) {
+                return Err(name.to_string());
+            }
+            names.push(name.to_string());
+        }
+        Ok(DecryptionOrder(names))
+    }
+
+    /// The rank of a key: its type's position in the list, or after all listed types.
+    pub fn rank(&self, key: &MasterKey) -> usize {
+        let name = key.type_name();
+        self.0
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or(self.0.len())
+    }
+
+    /// `keys` sorted for trying (a stable sort, so file order breaks ties).
+    pub fn sort<'a>(&self, keys: &'a [MasterKey]) -> Vec<&'a MasterKey> {
+        let mut order: Vec<&MasterKey> = keys.iter().collect();
+        order.sort_by_key(|k| self.rank(k));
+        order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::metadata::OtherKeyKind;
+    use crate::core::tree::Mapping;
+
+    #[test]
+    fn default_order_is_age_pgp_then_file_order() {
+        let kms = MasterKey::Other {
+            kind: OtherKeyKind::Kms,
+            fields: Mapping::new(),
+        };
+        let vault = MasterKey::Other {
+            kind: OtherKeyKind::HcVault,
+            fields: Mapping::new(),
+        };
+        let pgp = MasterKey::Pgp {
+            fingerprint: "F".into(),
+            created_at: String::new(),
+            enc: String::new(),
+        };
+        let age = MasterKey::Age {
+            recipient: "age1x".into(),
+            enc: String::new(),
+        };
+        let keys = [kms.clone(), vault.clone(), pgp.clone(), age.clone()];
+        let names = |o: &DecryptionOrder| {
+            o.sort(&keys)
+                .iter()
+                .map(|k| k.type_name())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&DecryptionOrder::default()),
+            ["age", "pgp", "kms", "hc_vault"]
+        );
+        let custom = DecryptionOrder::parse("hc_vault, pgp").unwrap();
+        assert_eq!(names(&custom), ["hc_vault", "pgp", "kms", "age"]);
+        assert_eq!(DecryptionOrder::parse("age,pgp,age"), Err("age".into()));
     }
 }
