@@ -393,6 +393,14 @@ fn each_defective_file_fails_with_its_own_error_and_sops_exit_code() {
         |e| matches!(e, CoreError::NoMatchingKey { tried, .. } if tried.contains("1 age identity from tests/data/wrong.agekey")),
         128,
     );
+    // One key group left of three: the unwrapped 33-byte share is not a data key
+    // (sops: "crypto/aes: invalid key size 33", exit 25).
+    expect_failure(
+        "fail_shamir_too_few_groups.enc.json",
+        &["age1", "age2", "age3"],
+        |e| matches!(e, CoreError::BadDataKey { len: 33 }),
+        25,
+    );
     expect_failure(
         "shamir.enc.json",
         &["age2"],

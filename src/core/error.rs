@@ -140,9 +140,16 @@ pub enum CoreError {
         /// What identities were tried.
         tried: String,
     },
-    /// The recovered data key or shares are malformed (exit 128).
-    #[error("the data key recovered from the key groups is invalid: {reason}")]
+    /// The unwrapped data key is not 32 bytes, e.g. a Shamir share in a file whose other
+    /// key groups were deleted. sops fails later, creating the AES cipher (exit 25).
+    #[error("the data key unwrapped from the key groups is {len} bytes, not 32: the key groups were edited")]
     BadDataKey {
+        /// The length found.
+        len: usize,
+    },
+    /// The Shamir shares cannot be combined (exit 128).
+    #[error("the Shamir shares from the key groups cannot be combined: {reason}")]
+    ShamirCombine {
         /// Why (lengths, duplicate share coordinates).
         reason: String,
     },
@@ -203,8 +210,10 @@ impl CoreError {
             CoreError::MacUndecryptable { .. } | CoreError::MacMismatch | CoreError::NoMac => 51,
             CoreError::NoMatchingKey { .. }
             | CoreError::NotEnoughShares { .. }
-            | CoreError::BadDataKey { .. }
+            | CoreError::ShamirCombine { .. }
             | CoreError::Wrap { .. } => 128,
+            // sops only notices when it builds the AES cipher while walking the tree.
+            CoreError::BadDataKey { .. } => 25,
             CoreError::NoRecipients => 111,
         }
     }

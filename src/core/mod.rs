@@ -114,7 +114,7 @@ pub fn emit_encrypted_with(codec: &dyn Codec, file: &EncryptedFile) -> Result<Ve
 ///
 /// Errors: [`CoreError::NoMatchingKey`] (one group; says what was tried and which key
 /// types the file has), [`CoreError::NotEnoughShares`] (several groups),
-/// [`CoreError::BadDataKey`] when the result is malformed.
+/// [`CoreError::ShamirCombine`] / [`CoreError::BadDataKey`] when the result is malformed.
 pub fn unwrap_data_key(metadata: &Metadata, keys: &dyn KeyBackend) -> Result<DataKey, CoreError> {
     unwrap_data_key_in_order(metadata, keys, &DecryptionOrder::default())
 }
@@ -160,9 +160,7 @@ pub fn unwrap_data_key_in_order(
         let secret = secrets
             .pop()
             .ok_or(CoreError::NoMatchingKey { detail, tried })?;
-        return DataKey::from_slice(&secret).ok_or_else(|| CoreError::BadDataKey {
-            reason: format!("the unwrapped key is {} bytes, expected 32", secret.len()),
-        });
+        return DataKey::from_slice(&secret).ok_or(CoreError::BadDataKey { len: secret.len() });
     }
     let needed = metadata.effective_threshold();
     if secrets.len() < needed.max(2) {
@@ -174,12 +172,10 @@ pub fn unwrap_data_key_in_order(
         });
     }
     let shares: Vec<&[u8]> = secrets.iter().map(|s| &s[..]).collect();
-    let key = shamir::combine(&shares).map_err(|e| CoreError::BadDataKey {
+    let key = shamir::combine(&shares).map_err(|e| CoreError::ShamirCombine {
         reason: e.to_string(),
     })?;
-    DataKey::from_slice(&key).ok_or_else(|| CoreError::BadDataKey {
-        reason: format!("the combined key is {} bytes, expected 32", key.len()),
-    })
+    DataKey::from_slice(&key).ok_or(CoreError::BadDataKey { len: key.len() })
 }
 
 /// Decrypts every value and verifies the MAC unless `opts.ignore_mac` (spec §2–§4).
