@@ -236,6 +236,29 @@ fn sops_made_json_files_decrypt_with_verified_mac() {
 }
 
 #[test]
+fn pgp_and_kms_entries_are_kept_verbatim_and_age_is_tried_first() {
+    let file = open("mixed_keys.enc.json").unwrap();
+    let types: Vec<&str> = file.metadata.key_groups[0]
+        .keys
+        .iter()
+        .map(|k| k.type_name())
+        .collect();
+    assert_eq!(types, ["kms", "pgp", "age"]);
+    assert_eq!(
+        decrypt_file("mixed_keys.enc.json", &identities(&["age1"])).unwrap(),
+        expected_plaintext()
+    );
+    // Emitting gives back the same sops block, field for field and in order.
+    let ours: serde_json::Value = serde_json::from_slice(&emit(&file)).unwrap();
+    let theirs: serde_json::Value = serde_json::from_slice(&read("mixed_keys.enc.json")).unwrap();
+    assert_eq!(ours, theirs);
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        v["sops"].as_object().unwrap().keys().cloned().collect()
+    };
+    assert_eq!(keys(&ours), keys(&theirs));
+}
+
+#[test]
 fn sops_float_canonical_bytes_are_go_format_f() {
     // The MAC above already proves our canonical bytes; this pins the 2^63 case that
     // the spec's §1.3 table gets wrong.
@@ -391,6 +414,15 @@ fn each_defective_file_fails_with_its_own_error_and_sops_exit_code() {
         "basic.enc.json",
         &["wrong"],
         |e| matches!(e, CoreError::NoMatchingKey { tried, .. } if tried.contains("1 age identity from tests/data/wrong.agekey")),
+        128,
+    );
+    expect_failure(
+        "fail_pgp_kms_only.enc.json",
+        k,
+        |e| {
+            matches!(e, CoreError::NoMatchingKey { detail, .. }
+            if detail.contains("pgp key: sopsync cannot unwrap") && detail.contains("kms key: sopsync cannot unwrap"))
+        },
         128,
     );
     // One key group left of three: the unwrapped 33-byte share is not a data key
