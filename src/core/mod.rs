@@ -58,6 +58,9 @@ pub struct Decrypted {
     pub documents: Vec<Mapping>,
     /// IVs of the decrypted values, for [`reencrypt`] and [`rotate`] (spec §2.4).
     pub iv_stash: IvStash,
+    /// Container paths of comments that looked encrypted (or should have been) but did
+    /// not decrypt; kept as they are. sops warns about each (spec §1.5).
+    pub unreadable_comments: Vec<tree::KeyPath>,
 }
 
 /// What to encrypt to, and how.
@@ -193,14 +196,14 @@ pub fn decrypt(
     let md = &file.metadata;
     let rule = Rule::compile(&md.effective_rule())?;
     let mut documents = file.documents.clone();
-    let (mac, iv_stash) =
-        walk::decrypt_documents(&mut documents, data_key, &rule, md.mac_only_encrypted)?;
+    let walk = walk::decrypt_documents(&mut documents, data_key, &rule, md.mac_only_encrypted)?;
     if !opts.ignore_mac {
-        mac::verify(data_key, &md.mac, &md.last_modified, &mac)?;
+        mac::verify(data_key, &md.mac, &md.last_modified, &walk.mac)?;
     }
     Ok(Decrypted {
         documents,
-        iv_stash,
+        iv_stash: walk.stash,
+        unreadable_comments: walk.unreadable_comments,
     })
 }
 

@@ -255,25 +255,42 @@ fn clear_level(stack: &mut [Vec<Text>]) {
     }
 }
 
-/// Decrypts every selected leaf of `docs` in place; returns the computed MAC and the
-/// IV stash (§2.4, §4.1). Comments that fail to decrypt are kept as they are (§1.5).
+/// What the decrypt walk found besides the plaintext.
+#[derive(Debug)]
+pub struct DecryptWalk {
+    /// The MAC computed over the decrypted values (§4.1).
+    pub mac: String,
+    /// IVs for deterministic re-encryption (§2.4).
+    pub stash: IvStash,
+    /// Container paths of comments that should have been encrypted but did not decrypt;
+    /// they are kept as they are (§1.5). sops logs a warning for each.
+    pub unreadable_comments: Vec<KeyPath>,
+}
+
+/// Decrypts every selected leaf of `docs` in place (§2–§4). Comments that fail to
+/// decrypt are kept as they are and reported (§1.5).
 pub fn decrypt_documents(
     docs: &mut [Mapping],
     key: &DataKey,
     rule: &Rule,
     mac_only_encrypted: bool,
-) -> Result<(String, IvStash), CoreError> {
+) -> Result<DecryptWalk, CoreError> {
     let mut w = Decryptor {
         key,
         rule,
         mac_only_encrypted,
         stash: IvStash::default(),
         hasher: MacHasher::new(mac_only_encrypted),
+        unreadable_comments: Vec::new(),
     };
     for doc in docs {
         w.map(doc, &mut Vec::new(), &mut Vec::new())?;
     }
-    Ok((w.hasher.finish(), w.stash))
+    Ok(DecryptWalk {
+        mac: w.hasher.finish(),
+        stash: w.stash,
+        unreadable_comments: w.unreadable_comments,
+    })
 }
 
 struct Decryptor<'a> {
@@ -282,6 +299,7 @@ struct Decryptor<'a> {
     mac_only_encrypted: bool,
     stash: IvStash,
     hasher: MacHasher,
+    unreadable_comments: Vec<KeyPath>,
 }
 
 impl Decryptor<'_> {
@@ -291,15 +309,25 @@ impl Decryptor<'_> {
             return None;
         }
         let aad = KeyPath(path.to_vec()).aad();
-        let opened = cipher::open(self.key, text.expose_secret(), aad.as_bytes()).ok()?;
-        let plain = cipher::parse_typed(opened.tag, &opened.plaintext).ok()?;
-        let text = match plain {
-            Plain::Comment(t) => t,
-            Plain::Value(v) => Text::new(canonical(&v)?.bytes.to_vec()),
-        };
-        self.stash
-            .insert(&aad, &canonical_comment(&text), &opened.iv);
-        Some(text)
+        let decrypted = cipher::open(self.key, text.expose_secret(), aad.as_bytes())
+            .ok()
+            .and_then(|opened| {
+                let text = match cipher::parse_typed(opened.tag, &opened.plaintext).ok()? {
+                    Plain::Comment(t) => t,
+                    Plain::Value(v) => Text::new(canonical(&v)?.bytes.to_vec()),
+                };
+                Some((text, opened.iv))
+            });
+        match decrypted {
+            Some((text, iv)) => {
+                self.stash.insert(&aad, &canonical_comment(&text), &iv);
+                Some(text)
+            }
+            None => {
+                self.unreadable_comments.push(KeyPath(path.to_vec()));
+                None
+            }
+        }
     }
 
     /// A scalar leaf (never null, mapping or sequence).
@@ -514,10 +542,11 @@ mod tests {
         assert!(
             matches!(&list.items[0], SeqEntry::Value(Value::Str(t)) if t.as_str().unwrap().ends_with("type:comment]"))
         );
-        let (mac2, stash) = decrypt_documents(&mut docs, &key, &rule, false).unwrap();
-        assert_eq!(mac, mac2);
+        let walk = decrypt_documents(&mut docs, &key, &rule, false).unwrap();
+        assert_eq!(mac, walk.mac);
         assert_eq!(docs[0], sample());
-        assert_eq!(stash.len(), 6);
+        assert_eq!(walk.stash.len(), 6);
+        assert!(walk.unreadable_comments.is_empty());
     }
 
     #[test]
@@ -527,7 +556,9 @@ mod tests {
         let mut docs = vec![sample()];
         encrypt_documents(&mut docs, &key, &rule, false, None, &mut CountingRng(0)).unwrap();
         let encrypted = docs.clone();
-        let (_, stash) = decrypt_documents(&mut docs, &key, &rule, false).unwrap();
+        let stash = decrypt_documents(&mut docs, &key, &rule, false)
+            .unwrap()
+            .stash;
         encrypt_documents(
             &mut docs,
             &key,
@@ -559,8 +590,8 @@ mod tests {
         let mut docs = vec![m];
         let mac =
             encrypt_documents(&mut docs, &key, &rule, false, None, &mut CountingRng(0)).unwrap();
-        let (mac2, _) = decrypt_documents(&mut docs, &key, &rule, false).unwrap();
-        assert_ne!(mac, mac2, "sops reports a MAC mismatch on this file");
+        let walk = decrypt_documents(&mut docs, &key, &rule, false).unwrap();
+        assert_ne!(mac, walk.mac, "sops reports a MAC mismatch on this file");
         let Some(Value::Seq(list)) = docs[0].get("list") else {
             panic!()
         };
@@ -568,6 +599,63 @@ mod tests {
         assert!(
             matches!(&list.items[2], SeqEntry::Value(Value::Str(t)) if t.as_str().unwrap().starts_with("ENC["))
         );
+    }
+
+    #[test]
+    fn clear_comments_are_forgiven_and_reported() {
+        // §1.5: a comment that was never encrypted (Python sops 1.x) is kept as it is.
+        let key = DataKey::from_bytes([2; 32]);
+        let rule = Rule::compile(&SelectionRule::default()).unwrap();
+        let mut inner = Mapping::new();
+        inner
+            .entries
+            .push(MapEntry::Comment(Text::from(" plain note")));
+        inner.push("empty", Value::str(""));
+        let mut m = Mapping::new();
+        m.push("a", Value::Map(inner));
+        let before = m.clone();
+        let mut docs = vec![m];
+        let walk = decrypt_documents(&mut docs, &key, &rule, false).unwrap();
+        assert_eq!(docs[0], before);
+        assert_eq!(walk.unreadable_comments, vec![KeyPath(vec!["a".into()])]);
+    }
+
+    #[test]
+    fn marker_comments_select_the_next_item_and_its_subtree() {
+        // §3.2 with unencrypted_comment_regex: the marker and everything under the next
+        // item stay clear; the item after that is encrypted again.
+        let key = DataKey::from_bytes([2; 32]);
+        let rule =
+            Rule::compile(&SelectionRule::UnencryptedCommentRegex("^ *keep".into())).unwrap();
+        let mut sub = Mapping::new();
+        sub.push("deep", Value::str("d"));
+        let mut m = Mapping::new();
+        m.entries.push(MapEntry::Comment(Text::from(" keep clear")));
+        m.push("marked", Value::Map(sub.clone()));
+        m.push("next", Value::str("n"));
+        let mut docs = vec![m];
+        encrypt_documents(&mut docs, &key, &rule, false, None, &mut CountingRng(0)).unwrap();
+        let d = &docs[0];
+        assert_eq!(d.entries[0], MapEntry::Comment(Text::from(" keep clear")));
+        assert_eq!(d.get("marked"), Some(&Value::Map(sub)));
+        assert!(d.get("next").unwrap().as_str().unwrap().starts_with("ENC["));
+    }
+
+    #[test]
+    fn comment_ciphertext_matching_unencrypted_comment_regex_is_refused() {
+        // §3.2: sops aborts when an encrypted comment happens to match the regex.
+        let key = DataKey::from_bytes([2; 32]);
+        let rule = Rule::compile(&SelectionRule::UnencryptedCommentRegex("^ENC".into())).unwrap();
+        let mut m = Mapping::new();
+        m.entries.push(MapEntry::Comment(Text::from(" hello")));
+        m.push("k", Value::str("v"));
+        let err =
+            encrypt_documents(&mut [m], &key, &rule, false, None, &mut CountingRng(0)).unwrap_err();
+        assert!(matches!(
+            err,
+            CoreError::CommentCiphertextMatchesRule { .. }
+        ));
+        assert_eq!(err.exit_code(), 23);
     }
 
     #[test]
