@@ -4,3 +4,4 @@ mod support;
 
 mod layering;
 mod vectors;
+mod yaml_codec;

@@ -1,0 +1,512 @@
+//! YAML output exactly like go-yaml v3 as sops 3.11 configures it (spec §7.1):
+//! block style, indent W, sequences indented under keys, `- k:` compaction, comments
+//! on their own lines, go-yaml's scalar style choice and escapes, no line folding.
+
+use super::resolve;
+use crate::core::number;
+use crate::core::tree::{MapEntry, Mapping, SeqEntry, Value};
+use base64::Engine;
+
+/// Writes YAML with indent `w`.
+pub struct Emitter {
+    w: usize,
+    out: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Style {
+    Plain,
+    Single,
+    Double,
+    Literal,
+}
+
+fn is_printable(c: char) -> bool {
+    let u = c as u32;
+    u == 0x0A
+        || (0x20..=0x7E).contains(&u)
+        || (0xA0..=0xD7FF).contains(&u)
+        || ((0xE000..=0xFFFD).contains(&u) && u != 0xFEFF)
+}
+
+fn is_break(c: char) -> bool {
+    matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+fn is_blank_or_end(c: Option<char>) -> bool {
+    matches!(
+        c,
+        None | Some(' ' | '\t' | '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
+    )
+}
+
+struct Analysis {
+    multiline: bool,
+    block_plain: bool,
+    single_ok: bool,
+    block_ok: bool,
+}
+
+/// go-yaml's `yaml_emitter_analyze_scalar`, block context (flow level 0).
+fn analyze(s: &str) -> Analysis {
+    if s.is_empty() {
+        return Analysis {
+            multiline: false,
+            block_plain: true,
+            single_ok: true,
+            block_ok: false,
+        };
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let mut block_ind = s.starts_with("---") || s.starts_with("...");
+    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
+        (false, false, false, false);
+    let (mut break_space, mut space_break, mut tabs, mut special, mut line_breaks) =
+        (false, false, false, false, false);
+    let (mut prev_space, mut prev_break) = (false, false);
+    let mut preceded_ws = true;
+    let n = chars.len();
+    for (i, &c) in chars.iter().enumerate() {
+        let next = chars.get(i + 1).copied();
+        let followed_ws = is_blank_or_end(next);
+        if i == 0 {
+            match c {
+                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
+                | '%' | '@' | '`' => block_ind = true,
+                '?' | ':' | '-' if followed_ws => block_ind = true,
+                _ => {}
+            }
+        } else {
+            match c {
+                ':' if followed_ws => block_ind = true,
+                '#' if preceded_ws => block_ind = true,
+                _ => {}
+            }
+        }
+        if c == '\t' {
+            tabs = true;
+        } else if !is_printable(c) {
+            special = true;
+        }
+        if is_break(c) {
+            line_breaks = true;
+        }
+        if c == ' ' {
+            if i == 0 {
+                leading_space = true;
+            }
+            if i + 1 == n {
+                trailing_space = true;
+            }
+            if prev_break {
+                break_space = true;
+            }
+            prev_space = true;
+            prev_break = false;
+        } else if is_break(c) {
+            if i == 0 {
+                leading_break = true;
+            }
+            if i + 1 == n {
+                trailing_break = true;
+            }
+            if prev_space {
+                space_break = true;
+            }
+            prev_break = true;
+            prev_space = false;
+        } else {
+            prev_space = false;
+            prev_break = false;
+        }
+        preceded_ws = is_blank_or_end(Some(c));
+    }
+    let mut a = Analysis {
+        multiline: line_breaks,
+        block_plain: true,
+        single_ok: true,
+        block_ok: true,
+    };
+    if leading_space || leading_break || trailing_space || trailing_break {
+        a.block_plain = false;
+    }
+    if trailing_space {
+        a.block_ok = false;
+    }
+    if break_space {
+        a.block_plain = false;
+        a.single_ok = false;
+    }
+    if space_break || tabs || special {
+        a.block_plain = false;
+        a.single_ok = false;
+    }
+    if space_break || special {
+        a.block_ok = false;
+    }
+    if line_breaks {
+        a.block_plain = false;
+    }
+    if block_ind {
+        a.block_plain = false;
+    }
+    a
+}
+
+/// The style go-yaml picks for a string (spec §7.1 steps 1–3).
+fn choose_style(s: &str, simple_key: bool) -> Style {
+    let requested = if s.contains('\n') {
+        Style::Literal
+    } else if resolve::plain_rereads_as_string(s) {
+        Style::Plain
+    } else {
+        Style::Double
+    };
+    let a = analyze(s);
+    let mut style = requested;
+    if simple_key && a.multiline {
+        style = Style::Double;
+    }
+    if style == Style::Plain && (!a.block_plain || (s.is_empty() && simple_key)) {
+        style = Style::Single;
+    }
+    if style == Style::Single && !a.single_ok {
+        style = Style::Double;
+    }
+    if style == Style::Literal && (!a.block_ok || simple_key) {
+        style = Style::Double;
+    }
+    style
+}
+
+fn write_double(out: &mut String, s: &str) {
+    out.push('"');
+    // Observed in sops 3.11: after a leading BOM, go-yaml escapes every character.
+    let escape_all = s.starts_with('\u{feff}');
+    for c in s.chars() {
+        if escape_all && c != '\u{feff}' && !matches!(c, '"' | '\\') {
+            let u = c as u32;
+            if u <= 0xFF {
+                out.push_str(&format!("\\x{u:02X}"));
+            } else if u <= 0xFFFF {
+                out.push_str(&format!("\\u{u:04X}"));
+            } else {
+                out.push_str(&format!("\\U{u:08X}"));
+            }
+            continue;
+        }
+        match c {
+            '\0' => out.push_str("\\0"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{b}' => out.push_str("\\v"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            '\u{1b}' => out.push_str("\\e"),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{a0}' => out.push_str("\\_"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if !is_printable(c) || c == '\u{feff}' => {
+                let u = c as u32;
+                if u <= 0xFF {
+                    out.push_str(&format!("\\x{u:02X}"));
+                } else if u <= 0xFFFF {
+                    out.push_str(&format!("\\u{u:04X}"));
+                } else {
+                    out.push_str(&format!("\\U{u:08X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+impl Emitter {
+    /// An emitter with indent `w` (sops' default is 4).
+    pub fn new(w: usize) -> Self {
+        Emitter {
+            w: w.max(1),
+            out: String::new(),
+        }
+    }
+
+    /// The text written so far.
+    pub fn finish(self) -> String {
+        self.out
+    }
+
+    fn pad(&mut self, n: usize) {
+        for _ in 0..n {
+            self.out.push(' ');
+        }
+    }
+
+    /// Indent of a block nested under something at column `i` (§7.1).
+    fn nested(&self, i: usize) -> usize {
+        self.w * ((i + self.w) / self.w)
+    }
+
+    /// A scalar after `key:` / `- ` (the caller wrote the prefix). `block_indent` is
+    /// where literal block content goes. Ends the line.
+    fn scalar(&mut self, v: &Value, block_indent: usize) {
+        match v {
+            Value::Null => self.out.push_str("null\n"),
+            Value::Bool(b) => self.out.push_str(if *b { "true\n" } else { "false\n" }),
+            Value::Int(i) => {
+                self.out.push_str(&i.to_string());
+                self.out.push('\n');
+            }
+            Value::Float(f) => {
+                let s = if f.is_nan() {
+                    ".nan".to_string()
+                } else if f.is_infinite() {
+                    if *f > 0.0 { ".inf" } else { "-.inf" }.to_string()
+                } else {
+                    number::format_g(*f)
+                };
+                self.out.push_str(&s);
+                self.out.push('\n');
+            }
+            Value::Time(t) => {
+                self.out.push_str(&t.to_rfc3339_nano());
+                self.out.push('\n');
+            }
+            Value::Str(t) => match t.as_str() {
+                Some(s) => {
+                    if !self.string(s, block_indent) {
+                        self.out.push('\n');
+                    }
+                }
+                None => {
+                    // Not UTF-8: go-yaml writes it as !!binary.
+                    self.out.push_str("!!binary ");
+                    self.out.push_str(
+                        &base64::engine::general_purpose::STANDARD.encode(t.expose_secret()),
+                    );
+                    self.out.push('\n');
+                }
+            },
+            Value::Map(_) | Value::Seq(_) => {
+                unreachable!("collections are written by their own methods")
+            }
+        }
+    }
+
+    /// Writes a string scalar; returns true when it already ended the line (literal).
+    fn string(&mut self, s: &str, block_indent: usize) -> bool {
+        match choose_style(s, false) {
+            Style::Plain => self.out.push_str(s),
+            Style::Single => {
+                self.out.push('\'');
+                self.out.push_str(&s.replace('\'', "''"));
+                self.out.push('\'');
+            }
+            Style::Double => write_double(&mut self.out, s),
+            Style::Literal => {
+                self.literal(s, block_indent);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// A literal block: header, then the text with each non-empty line indented.
+    /// Always ends the line (the text's own trailing newlines are content, §7.1).
+    fn literal(&mut self, s: &str, indent: usize) {
+        self.out.push('|');
+        if s.starts_with([' ', '\n']) {
+            self.out.push_str(&self.w.to_string());
+        }
+        if !s.ends_with('\n') {
+            self.out.push('-');
+        } else if s == "\n" || s.ends_with("\n\n") {
+            self.out.push('+');
+        }
+        self.out.push('\n');
+        let mut at_line_start = true;
+        for c in s.chars() {
+            if at_line_start && c != '\n' {
+                self.pad(indent);
+            }
+            self.out.push(c);
+            at_line_start = c == '\n';
+        }
+        if !s.ends_with('\n') {
+            self.out.push('\n');
+        }
+    }
+
+    fn key(&mut self, k: &str) {
+        if k == "<<" {
+            // sops keeps the merge key literally; go-yaml writes its tag (§1.6).
+            self.out.push_str("!!merge <<");
+            return;
+        }
+        match choose_style(k, true) {
+            Style::Plain => self.out.push_str(k),
+            Style::Single => {
+                self.out.push('\'');
+                self.out.push_str(&k.replace('\'', "''"));
+                self.out.push('\'');
+            }
+            _ => write_double(&mut self.out, k),
+        }
+    }
+
+    fn comment(&mut self, indent: usize, text: &[u8]) {
+        self.pad(indent);
+        self.out.push('#');
+        self.out.push_str(&String::from_utf8_lossy(text));
+        self.out.push('\n');
+    }
+
+    /// Writes a mapping's entries at column `indent`. With `first_inline` the first
+    /// entry continues a line that already holds `- ` (no padding).
+    pub fn mapping(&mut self, m: &Mapping, indent: usize, mut first_inline: bool) {
+        for e in &m.entries {
+            match e {
+                MapEntry::Comment(c) => {
+                    // Only reached when not first_inline (leading comments are hoisted).
+                    self.comment(indent, c.expose_secret());
+                }
+                MapEntry::Pair { key, value } => {
+                    if !first_inline {
+                        self.pad(indent);
+                    }
+                    first_inline = false;
+                    let long = key.len() > 128 || key.contains('\n');
+                    if long {
+                        self.out.push_str("? ");
+                        if !self.string(key, self.nested(indent)) {
+                            self.out.push('\n');
+                        }
+                        self.pad(indent);
+                        self.out.push(':');
+                    } else {
+                        self.key(key);
+                        self.out.push(':');
+                    }
+                    self.value_after_key(value, indent);
+                }
+            }
+        }
+    }
+
+    fn value_after_key(&mut self, value: &Value, indent: usize) {
+        let child = self.nested(indent);
+        match value {
+            Value::Map(m) if m.entries.is_empty() => self.out.push_str(" {}\n"),
+            Value::Seq(s) if s.items.is_empty() => self.out.push_str(" []\n"),
+            Value::Map(m) => {
+                self.out.push('\n');
+                self.mapping(m, child, false);
+            }
+            Value::Seq(s) => {
+                self.out.push('\n');
+                self.sequence(&s.items, child, false);
+            }
+            scalar => {
+                self.out.push(' ');
+                self.scalar(scalar, child);
+            }
+        }
+    }
+
+    /// Writes sequence items with the dash at column `dash`.
+    fn sequence(&mut self, items: &[SeqEntry], dash: usize, mut first_inline: bool) {
+        for item in items {
+            match item {
+                SeqEntry::Comment(c) => self.comment(dash, c.expose_secret()),
+                SeqEntry::Value(v) => {
+                    // Comments first in a mapping item go before the `- ` line (§7.1).
+                    let mut skip = 0;
+                    if let Value::Map(m) = v {
+                        for e in &m.entries {
+                            match e {
+                                MapEntry::Comment(c) => {
+                                    if first_inline {
+                                        // Cannot hoist above a line already started; write at dash.
+                                        self.out.push('\n');
+                                        first_inline = false;
+                                    }
+                                    self.comment(dash, c.expose_secret());
+                                    skip += 1;
+                                }
+                                MapEntry::Pair { .. } => break,
+                            }
+                        }
+                    }
+                    if !first_inline {
+                        self.pad(dash);
+                    }
+                    first_inline = false;
+                    self.out.push_str("- ");
+                    match v {
+                        Value::Map(m) if m.entries.len() == skip => {
+                            if m.entries.is_empty() {
+                                self.out.push_str("{}\n");
+                            } else {
+                                // Only comments: go-yaml writes an empty mapping.
+                                self.out.push_str("{}\n");
+                            }
+                        }
+                        Value::Seq(s) if s.items.is_empty() => self.out.push_str("[]\n"),
+                        Value::Map(m) => {
+                            let rest = Mapping {
+                                entries: m.entries[skip..].to_vec(),
+                            };
+                            self.mapping(&rest, dash + 2, true);
+                        }
+                        Value::Seq(s) => self.sequence(&s.items, dash + 2, true),
+                        scalar => self.scalar(scalar, self.nested(dash + 2 - 2).max(dash + 2)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes one value for `--extract`: a scalar on its own line, or a collection.
+    pub fn value(&mut self, v: &Value) {
+        match v {
+            Value::Map(m) if m.entries.is_empty() => self.out.push_str("{}\n"),
+            Value::Seq(s) if s.items.is_empty() => self.out.push_str("[]\n"),
+            Value::Map(m) => self.mapping(m, 0, false),
+            Value::Seq(s) => self.sequence(&s.items, 0, false),
+            scalar => self.scalar(scalar, self.w),
+        }
+    }
+
+    /// Writes a whole document (an empty one as `{}`).
+    pub fn document(&mut self, m: &Mapping) {
+        if m.entries.is_empty() {
+            self.out.push_str("{}\n");
+        } else {
+            self.mapping(m, 0, false);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_styles_follow_go_yaml() {
+        assert_eq!(choose_style("hello", false), Style::Plain);
+        assert_eq!(choose_style("yes", false), Style::Double);
+        assert_eq!(choose_style("", false), Style::Double);
+        assert_eq!(choose_style(" ", false), Style::Single);
+        assert_eq!(choose_style("a: b", false), Style::Single);
+        assert_eq!(choose_style("a # not comment", false), Style::Single);
+        assert_eq!(choose_style("tab\there", false), Style::Double);
+        assert_eq!(choose_style("a\nb", false), Style::Literal);
+        assert_eq!(choose_style("😀", false), Style::Double);
+        assert_eq!(choose_style("é", false), Style::Plain);
+    }
+}

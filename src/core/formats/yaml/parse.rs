@@ -1,0 +1,717 @@
+//! YAML input: granit-parser events → the document tree, with go-yaml v3 resolution
+//! (spec §1.6) and sops 3.11's comment placement (spec §3.4).
+//!
+//! The events are folded into a small node tree while a stack of open containers is
+//! kept; each comment is placed the moment it arrives, from its line, column and the
+//! open containers, which is how go-yaml attaches head/line/foot comments.
+
+use super::resolve::{self, Resolved};
+use crate::core::formats::FormatError;
+use crate::core::secret::Text;
+use crate::core::tree::{MapEntry, Mapping, SeqEntry, Sequence, Value};
+use base64::Engine;
+use granit_parser::{Event, Parser, Placement, ScalarStyle, Span, StructureStyle};
+use std::collections::HashMap;
+
+/// Deepest nesting accepted.
+pub const MAX_DEPTH: usize = 256;
+/// Most nodes a document may expand to through aliases (a YAML bomb stops here).
+pub const MAX_NODES: usize = 1_000_000;
+
+#[derive(Clone)]
+struct Scalar {
+    text: String,
+    style: ScalarStyle,
+    tag: Option<(String, String)>,
+    line: usize,
+}
+
+#[derive(Clone)]
+enum Node {
+    Scalar(Scalar),
+    Map(MapNode),
+    Seq(SeqNode),
+}
+
+#[derive(Clone)]
+enum MItem {
+    Pair {
+        key: Scalar,
+        value: Node,
+        line: usize,
+    },
+    Comment(String),
+}
+
+#[derive(Clone)]
+struct MapNode {
+    items: Vec<MItem>,
+    flow: bool,
+    end_line: usize,
+}
+
+#[derive(Clone)]
+enum SItem {
+    Elem { node: Node, line: usize },
+    Comment(String),
+}
+
+#[derive(Clone)]
+struct SeqNode {
+    items: Vec<SItem>,
+    flow: bool,
+    end_line: usize,
+}
+
+impl Node {
+    fn line(&self) -> usize {
+        match self {
+            Node::Scalar(s) => s.line,
+            Node::Map(m) => m
+                .items
+                .iter()
+                .find_map(|i| {
+                    if let MItem::Pair { line, .. } = i {
+                        Some(*line)
+                    } else {
+                        None
+                    }
+                })
+                .unwrap_or(m.end_line),
+            Node::Seq(s) => s
+                .items
+                .iter()
+                .find_map(|i| {
+                    if let SItem::Elem { line, .. } = i {
+                        Some(*line)
+                    } else {
+                        None
+                    }
+                })
+                .unwrap_or(s.end_line),
+        }
+    }
+}
+
+enum FrameKind {
+    Map {
+        node: MapNode,
+        pending_key: Option<Scalar>,
+    },
+    Seq {
+        node: SeqNode,
+        compact: bool,
+    },
+}
+
+struct Frame {
+    kind: FrameKind,
+    col: usize,
+    anchor: usize,
+    /// Comments that go after the item currently being built.
+    after: Vec<String>,
+}
+
+impl Frame {
+    fn flow(&self) -> bool {
+        match &self.kind {
+            FrameKind::Map { node, .. } => node.flow,
+            FrameKind::Seq { node, .. } => node.flow,
+        }
+    }
+}
+
+fn perr(line: usize, reason: impl Into<String>) -> FormatError {
+    FormatError::Parse {
+        format: "yaml",
+        line: Some(line),
+        reason: reason.into(),
+    }
+}
+
+struct Builder<'s> {
+    src_lines: Vec<&'s str>,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Node>,
+    held: Vec<String>,
+    nodes: usize,
+    docs: Vec<(Option<Node>, Vec<String>)>,
+    root: Option<Node>,
+    in_doc: bool,
+}
+
+impl Builder<'_> {
+    fn count(&mut self, n: usize, line: usize) -> Result<(), FormatError> {
+        self.nodes += n;
+        if self.nodes > MAX_NODES {
+            return Err(FormatError::Limit {
+                format: "yaml",
+                reason: format!("more than {MAX_NODES} nodes after alias expansion (near line {line}); is this a YAML bomb?"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The column of the `-` of a block sequence whose first item starts at (line, col).
+    fn dash_col(&self, line: usize, col: usize) -> usize {
+        let text = self
+            .src_lines
+            .get(line.saturating_sub(1))
+            .copied()
+            .unwrap_or("");
+        let chars: Vec<char> = text.chars().collect();
+        let mut c = col.min(chars.len());
+        while c > 0 {
+            c -= 1;
+            if chars[c] == '-' {
+                return c;
+            }
+        }
+        col
+    }
+
+    fn start(&mut self, kind: FrameKind, span: &Span, anchor: usize) -> Result<(), FormatError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(FormatError::Limit {
+                format: "yaml",
+                reason: format!(
+                    "nesting deeper than {MAX_DEPTH} levels at line {}",
+                    span.start.line()
+                ),
+            });
+        }
+        self.count(1, span.start.line())?;
+        let mut frame = Frame {
+            col: span.start.col(),
+            kind,
+            anchor,
+            after: Vec::new(),
+        };
+        // A mapping that is a sequence item counts from its dash: go-yaml attaches a
+        // comment at the dash column after it to the mapping (§3.4).
+        if let (FrameKind::Map { node, .. }, Some(parent)) = (&frame.kind, self.stack.last()) {
+            if !node.flow && matches!(parent.kind, FrameKind::Seq { .. }) && !parent.flow() {
+                frame.col = parent.col;
+            }
+        }
+        if let FrameKind::Seq { node, compact } = &mut frame.kind {
+            if !node.flow {
+                frame.col = self.dash_col(span.start.line(), span.start.col());
+                // A compact sequence sits at its parent mapping's column (§3.4).
+                *compact = matches!(self.stack.last(), Some(Frame { kind: FrameKind::Map { .. }, col, .. }) if *col == frame.col);
+            }
+        }
+        // Comments held between `key:` and this block belong to it (§3.4).
+        let held = std::mem::take(&mut self.held);
+        match &mut frame.kind {
+            FrameKind::Map { node, .. } => node.items.extend(held.into_iter().map(MItem::Comment)),
+            FrameKind::Seq { node, .. } => node.items.extend(held.into_iter().map(SItem::Comment)),
+        }
+        self.stack.push(frame);
+        Ok(())
+    }
+
+    fn finish_container(&mut self, end_line: usize) -> Result<(), FormatError> {
+        let frame = self.stack.pop().expect("a container is open");
+        let node = match frame.kind {
+            FrameKind::Map {
+                mut node,
+                pending_key,
+            } => {
+                if let Some(key) = pending_key {
+                    // `key:` with nothing after it at the end of a flow mapping: null value.
+                    node.items.push(MItem::Pair {
+                        line: key.line,
+                        key,
+                        value: Node::Scalar(Scalar {
+                            text: String::new(),
+                            style: ScalarStyle::Plain,
+                            tag: None,
+                            line: end_line,
+                        }),
+                    });
+                }
+                node.items
+                    .extend(frame.after.into_iter().map(MItem::Comment));
+                node.end_line = end_line;
+                Node::Map(node)
+            }
+            FrameKind::Seq { mut node, .. } => {
+                node.items
+                    .extend(frame.after.into_iter().map(SItem::Comment));
+                node.end_line = end_line;
+                Node::Seq(node)
+            }
+        };
+        if frame.anchor != 0 {
+            self.anchors.insert(frame.anchor, node.clone());
+        }
+        self.attach(node)
+    }
+
+    fn attach(&mut self, node: Node) -> Result<(), FormatError> {
+        let Some(top) = self.stack.last_mut() else {
+            self.root = Some(node);
+            return Ok(());
+        };
+        let after = std::mem::take(&mut top.after);
+        match &mut top.kind {
+            FrameKind::Map {
+                node: map,
+                pending_key,
+            } => match pending_key.take() {
+                None => match node {
+                    Node::Scalar(s) => {
+                        *pending_key = Some(s);
+                        top.after = after;
+                    }
+                    other => {
+                        return Err(perr(other.line(), "complex mapping keys are not supported"))
+                    }
+                },
+                Some(key) => {
+                    let held = std::mem::take(&mut self.held);
+                    map.items.extend(held.into_iter().map(MItem::Comment));
+                    map.items.push(MItem::Pair {
+                        line: key.line,
+                        key,
+                        value: node,
+                    });
+                    map.items.extend(after.into_iter().map(MItem::Comment));
+                }
+            },
+            FrameKind::Seq { node: seq, .. } => {
+                let line = node.line();
+                seq.items.push(SItem::Elem { node, line });
+                seq.items.extend(after.into_iter().map(SItem::Comment));
+            }
+        }
+        Ok(())
+    }
+
+    fn next_is_end_of_top(events: &[(Event, Span)], idx: usize) -> bool {
+        for (ev, _) in &events[idx + 1..] {
+            match ev {
+                Event::Comment(..) => continue,
+                Event::SequenceEnd | Event::MappingEnd => return true,
+                _ => return false,
+            }
+        }
+        false
+    }
+
+    fn full_line_comment(&mut self, text: String, col: usize, next_closes_top: bool) {
+        if self.stack.is_empty() {
+            match &mut self.root {
+                // A foot comment after the root closed: end of the top-level branch.
+                Some(Node::Map(m)) if self.in_doc => m.items.push(MItem::Comment(text)),
+                _ => self.held.push(text),
+            }
+            return;
+        }
+        let top = self.stack.len() - 1;
+        let mut target = None;
+        for i in (0..self.stack.len()).rev() {
+            let f = &self.stack[i];
+            if f.flow() || f.col > col {
+                continue;
+            }
+            if let FrameKind::Seq { compact: true, .. } = f.kind {
+                // After the last item of a compact sequence, a comment at the parent's
+                // column belongs to the parent (§3.4).
+                if i == top && f.col == col && next_closes_top {
+                    continue;
+                }
+            }
+            target = Some(i);
+            break;
+        }
+        let Some(i) = target else {
+            self.stack[0].after.push(text);
+            return;
+        };
+        let frame = &mut self.stack[i];
+        if i == top {
+            match &mut frame.kind {
+                FrameKind::Map {
+                    pending_key: Some(_),
+                    ..
+                } => {
+                    if col > frame.col {
+                        self.held.push(text);
+                    } else {
+                        frame.after.push(text);
+                    }
+                }
+                FrameKind::Map { node, .. } => node.items.push(MItem::Comment(text)),
+                FrameKind::Seq { node, .. } => node.items.push(SItem::Comment(text)),
+            }
+        } else {
+            frame.after.push(text);
+        }
+    }
+
+    fn trailing_comment(&mut self, text: String, line: usize) {
+        let Some(top) = self.stack.last_mut() else {
+            self.held.push(text);
+            return;
+        };
+        match &mut top.kind {
+            FrameKind::Map { node, pending_key } => {
+                if pending_key.as_ref().is_some_and(|k| k.line == line) {
+                    node.items.push(MItem::Comment(text));
+                    return;
+                }
+                if let Some(pos) = node
+                    .items
+                    .iter()
+                    .rposition(|i| matches!(i, MItem::Pair { .. }))
+                {
+                    if let MItem::Pair { line: l, value, .. } = &mut node.items[pos] {
+                        if *l == line {
+                            // After a flow collection used as a value: inside it, first.
+                            match value {
+                                Node::Map(m) if m.flow && m.end_line == line => {
+                                    m.items.insert(0, MItem::Comment(text))
+                                }
+                                Node::Seq(s) if s.flow && s.end_line == line => {
+                                    s.items.insert(0, SItem::Comment(text))
+                                }
+                                _ => node.items.insert(pos, MItem::Comment(text)),
+                            }
+                            return;
+                        }
+                    }
+                }
+                top.after.push(text);
+            }
+            FrameKind::Seq { node, .. } => {
+                if let Some(pos) = node
+                    .items
+                    .iter()
+                    .rposition(|i| matches!(i, SItem::Elem { .. }))
+                {
+                    if let SItem::Elem { line: l, .. } = &node.items[pos] {
+                        if *l == line {
+                            node.items.insert(pos, SItem::Comment(text));
+                            return;
+                        }
+                    }
+                }
+                top.after.push(text);
+            }
+        }
+    }
+}
+
+/// Parses a YAML stream into documents.
+pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
+    let src = std::str::from_utf8(input).map_err(|e| {
+        perr(
+            line_of(input, e.valid_up_to()),
+            "the input is not valid UTF-8",
+        )
+    })?;
+    let mut parser = Parser::new_from_str(src);
+    let mut events: Vec<(Event, Span)> = Vec::new();
+    while let Some(r) = parser.next_event() {
+        let (ev, span) = r.map_err(|e| perr(e.marker().line(), e.info().to_string()))?;
+        let end = matches!(ev, Event::StreamEnd);
+        events.push((ev, span));
+        if end {
+            break;
+        }
+    }
+    let mut b = Builder {
+        src_lines: src.split('\n').collect(),
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        held: Vec::new(),
+        nodes: 0,
+        docs: Vec::new(),
+        root: None,
+        in_doc: false,
+    };
+    for idx in 0..events.len() {
+        let (ev, span) = &events[idx];
+        let line = span.start.line();
+        match ev {
+            Event::StreamStart | Event::StreamEnd | Event::Anchor(..) => {}
+            Event::DocumentStart(..) => {
+                b.in_doc = true;
+                b.root = None;
+            }
+            Event::DocumentEnd => {
+                let root = b.root.take();
+                let held = std::mem::take(&mut b.held);
+                b.docs.push((root, held));
+                b.in_doc = false;
+            }
+            Event::Comment(text, placement) => {
+                let text = text.to_string();
+                if *placement == Placement::Right {
+                    b.trailing_comment(text, line);
+                } else if !b.in_doc && b.stack.is_empty() {
+                    // Between documents: the foot of the previous one, or the head of the next.
+                    match b.docs.last_mut() {
+                        Some((Some(Node::Map(m)), _)) => m.items.push(MItem::Comment(text)),
+                        _ => b.held.push(text),
+                    }
+                } else {
+                    let closes = Builder::next_is_end_of_top(&events, idx);
+                    b.full_line_comment(text, span.start.col(), closes);
+                }
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                b.count(1, line)?;
+                let node = Node::Scalar(Scalar {
+                    text: text.to_string(),
+                    style: *style,
+                    tag: tag
+                        .as_ref()
+                        .map(|t| (t.handle().to_string(), t.suffix().to_string())),
+                    line,
+                });
+                if *anchor != 0 {
+                    b.anchors.insert(*anchor, node.clone());
+                }
+                b.attach(node)?;
+            }
+            Event::Alias(id) => {
+                let node = b
+                    .anchors
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| perr(line, "alias to an unknown anchor"))?;
+                b.count(count_nodes(&node), line)?;
+                b.attach(node)?;
+            }
+            Event::MappingStart(style, anchor, _) => {
+                let node = MapNode {
+                    items: Vec::new(),
+                    flow: *style == StructureStyle::Flow,
+                    end_line: line,
+                };
+                b.start(
+                    FrameKind::Map {
+                        node,
+                        pending_key: None,
+                    },
+                    span,
+                    *anchor,
+                )?;
+            }
+            Event::SequenceStart(style, anchor, _) => {
+                let node = SeqNode {
+                    items: Vec::new(),
+                    flow: *style == StructureStyle::Flow,
+                    end_line: line,
+                };
+                b.start(
+                    FrameKind::Seq {
+                        node,
+                        compact: false,
+                    },
+                    span,
+                    *anchor,
+                )?;
+            }
+            Event::MappingEnd | Event::SequenceEnd => b.finish_container(line)?,
+            _ => {}
+        }
+    }
+    if b.docs.is_empty() {
+        return Err(FormatError::NoDocuments);
+    }
+    let mut out = Vec::with_capacity(b.docs.len());
+    let held_last = std::mem::take(&mut b.held);
+    let n = b.docs.len();
+    for (i, (root, held)) in b.docs.into_iter().enumerate() {
+        let mut m = match root {
+            Some(Node::Map(m)) => convert_map(m)?,
+            Some(Node::Seq(s)) => {
+                return Err(perr(
+                    s.end_line,
+                    "the top level of a document must be a mapping, not a sequence",
+                ))
+            }
+            Some(Node::Scalar(s)) => {
+                if resolve::resolve_plain(&s.text) == Resolved::Null
+                    && s.style == ScalarStyle::Plain
+                    && s.tag.is_none()
+                {
+                    Mapping::new()
+                } else {
+                    return Err(perr(
+                        s.line,
+                        "the top level of a document must be a mapping, not a scalar",
+                    ));
+                }
+            }
+            None => Mapping::new(),
+        };
+        m.entries
+            .extend(held.into_iter().map(|c| MapEntry::Comment(Text::from(c))));
+        if i + 1 == n {
+            m.entries.extend(
+                held_last
+                    .iter()
+                    .cloned()
+                    .map(|c| MapEntry::Comment(Text::from(c))),
+            );
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+fn line_of(input: &[u8], offset: usize) -> usize {
+    input[..offset].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+fn count_nodes(n: &Node) -> usize {
+    match n {
+        Node::Scalar(_) => 1,
+        Node::Map(m) => {
+            1 + m
+                .items
+                .iter()
+                .map(|i| {
+                    if let MItem::Pair { value, .. } = i {
+                        1 + count_nodes(value)
+                    } else {
+                        0
+                    }
+                })
+                .sum::<usize>()
+        }
+        Node::Seq(s) => {
+            1 + s
+                .items
+                .iter()
+                .map(|i| {
+                    if let SItem::Elem { node, .. } = i {
+                        count_nodes(node)
+                    } else {
+                        0
+                    }
+                })
+                .sum::<usize>()
+        }
+    }
+}
+
+fn convert_key(s: &Scalar) -> Result<String, FormatError> {
+    if s.style != ScalarStyle::Plain {
+        return Ok(s.text.clone());
+    }
+    if let Some((handle, suffix)) = &s.tag {
+        if handle == "tag:yaml.org,2002:" && suffix != "str" && suffix != "merge" {
+            return Err(FormatError::NonStringKey {
+                line: s.line,
+                kind: "tagged non-string",
+            });
+        }
+        return Ok(s.text.clone());
+    }
+    let kind = match resolve::resolve_plain(&s.text) {
+        Resolved::Str | Resolved::Merge => return Ok(s.text.clone()),
+        Resolved::Null => "null",
+        Resolved::Bool(_) => "bool",
+        Resolved::Int(_) | Resolved::Uint64 => "int",
+        Resolved::Float(_) => "float",
+        Resolved::Time(_) => "timestamp",
+    };
+    Err(FormatError::NonStringKey { line: s.line, kind })
+}
+
+fn convert_scalar(s: Scalar) -> Result<Value, FormatError> {
+    if let Some((handle, suffix)) = &s.tag {
+        if handle == "tag:yaml.org,2002:" {
+            let bad = || perr(s.line, format!("cannot read the value as !!{suffix}"));
+            return Ok(match suffix.as_str() {
+                "str" => Value::Str(Text::from(s.text)),
+                "null" => Value::Null,
+                "binary" => {
+                    let cleaned: String = s.text.chars().filter(|c| !c.is_whitespace()).collect();
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(cleaned)
+                        .map_err(|_| bad())?;
+                    Value::Str(Text::new(bytes))
+                }
+                "float" => match resolve::resolve_plain(&s.text) {
+                    Resolved::Float(f) => Value::Float(f),
+                    Resolved::Int(i) => Value::Float(i as f64),
+                    _ => return Err(bad()),
+                },
+                "int" => match resolve::resolve_plain(&s.text) {
+                    Resolved::Int(i) => Value::Int(i),
+                    Resolved::Uint64 => return Err(FormatError::Uint64Value { line: s.line }),
+                    _ => return Err(bad()),
+                },
+                "bool" => match resolve::resolve_plain(&s.text) {
+                    Resolved::Bool(b) => Value::Bool(b),
+                    _ => return Err(bad()),
+                },
+                "timestamp" => match resolve::parse_timestamp(&s.text) {
+                    Some(t) => Value::Time(t),
+                    None => return Err(bad()),
+                },
+                // Unknown core tags keep the text (§1.6: the tag is lost).
+                _ => Value::Str(Text::from(s.text)),
+            });
+        }
+        // Custom tags keep the scalar as a string; the tag is lost (§1.6).
+        return Ok(Value::Str(Text::from(s.text)));
+    }
+    if s.style != ScalarStyle::Plain {
+        return Ok(Value::Str(Text::from(s.text)));
+    }
+    Ok(match resolve::resolve_plain(&s.text) {
+        Resolved::Null => Value::Null,
+        Resolved::Bool(b) => Value::Bool(b),
+        Resolved::Int(i) => Value::Int(i),
+        Resolved::Uint64 => return Err(FormatError::Uint64Value { line: s.line }),
+        Resolved::Float(f) => Value::Float(f),
+        Resolved::Time(t) => Value::Time(t),
+        Resolved::Merge | Resolved::Str => Value::Str(Text::from(s.text)),
+    })
+}
+
+fn convert(node: Node) -> Result<Value, FormatError> {
+    Ok(match node {
+        Node::Scalar(s) => convert_scalar(s)?,
+        Node::Map(m) => Value::Map(convert_map(m)?),
+        Node::Seq(s) => {
+            let mut items = Vec::with_capacity(s.items.len());
+            for i in s.items {
+                items.push(match i {
+                    SItem::Elem { node, .. } => SeqEntry::Value(convert(node)?),
+                    SItem::Comment(c) => SeqEntry::Comment(Text::from(c)),
+                });
+            }
+            Value::Seq(Sequence { items })
+        }
+    })
+}
+
+fn convert_map(m: MapNode) -> Result<Mapping, FormatError> {
+    let mut out = Mapping::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for item in m.items {
+        match item {
+            MItem::Comment(c) => out.entries.push(MapEntry::Comment(Text::from(c))),
+            MItem::Pair { key, value, line } => {
+                let k = convert_key(&key)?;
+                if !seen.insert(k.clone()) {
+                    return Err(perr(line, format!("duplicate key `{k}`")));
+                }
+                out.entries.push(MapEntry::Pair {
+                    key: k,
+                    value: convert(value)?,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
