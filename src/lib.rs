@@ -1,7 +1,13 @@
 //! sopsync: SOPS-compatible secrets for Kubernetes.
 //!
-//! Architecture map:
-//! - [`core`]: pure format and crypto (no I/O).
+//! Architecture map (see ARCHITECTURE.md):
+//! - [`core`]: pure format and crypto (no I/O): tree, codecs, cipher, MAC, keys.
+//! - [`keysource`]: the only reader of the SOPS_AGE_* environment and key files.
+//! - [`cli`]: the command-line shell over the core.
+//! - [`error`]: the binary's errors, exit codes and hints.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod core;
+pub mod error;
+pub mod keysource;

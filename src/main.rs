@@ -1,2 +1,15 @@
-//! The `sopsync` binary.
-fn main() {}
+//! The `sopsync` binary: parse arguments, run, map errors to exit codes.
+
+use clap::Parser;
+
+fn main() {
+    let cli = sopsync::cli::Cli::parse();
+    if let Err(err) = sopsync::cli::run(cli) {
+        // Errors carry the file and key path, never a value (STYLE 8).
+        eprintln!("sopsync: {err}");
+        if let Some(hint) = err.hint() {
+            eprintln!("hint: {hint}");
+        }
+        std::process::exit(err.exit_code());
+    }
+}

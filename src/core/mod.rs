@@ -9,6 +9,7 @@
 //! its data key, decrypt, encrypt, re-encrypt after an edit, rotate, update keys.
 
 pub mod cipher;
+pub mod creation_rules;
 pub mod error;
 pub mod formats;
 pub mod keys;

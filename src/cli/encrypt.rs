@@ -1,0 +1,169 @@
+//! `sopsync encrypt`: sops-compatible encryption of a plaintext file.
+
+use super::{core_err, format_for, read_input, rule_path, write_output, Context};
+use crate::core::formats::codec;
+use crate::core::keys::{AgeRecipient, Recipient};
+use crate::core::metadata::SelectionRule;
+use crate::core::{self as core_ops, CryptoEnv, EncryptConfig};
+use crate::error::CliError;
+use std::path::PathBuf;
+
+/// `encrypt` flags (sops names).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The plaintext file.
+    file: PathBuf,
+    /// Age recipients, comma-separated.
+    #[arg(short = 'a', long = "age")]
+    age: Option<String>,
+    /// Input format (yaml, json, dotenv, ini, binary); default: by extension.
+    #[arg(long)]
+    input_type: Option<String>,
+    /// Output format; default: the input's.
+    #[arg(long)]
+    output_type: Option<String>,
+    /// Name used for format detection and .sops.yaml rule matching.
+    #[arg(long)]
+    filename_override: Option<PathBuf>,
+    /// Write the result back to the file (atomically).
+    #[arg(short = 'i', long)]
+    in_place: bool,
+    /// Write the result to this file.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Leave values whose key path has a key ending with this suffix unencrypted.
+    #[arg(long)]
+    unencrypted_suffix: Option<String>,
+    /// Encrypt only values whose key path has a key ending with this suffix.
+    #[arg(long)]
+    encrypted_suffix: Option<String>,
+    /// Leave values whose key path has a key matching this regex unencrypted.
+    #[arg(long)]
+    unencrypted_regex: Option<String>,
+    /// Encrypt only values whose key path has a key matching this regex.
+    #[arg(long)]
+    encrypted_regex: Option<String>,
+    /// Leave values after a comment matching this regex unencrypted.
+    #[arg(long)]
+    unencrypted_comment_regex: Option<String>,
+    /// Encrypt only values after a comment matching this regex.
+    #[arg(long)]
+    encrypted_comment_regex: Option<String>,
+    /// Hash only the encrypted values into the MAC.
+    #[arg(long)]
+    mac_only_encrypted: bool,
+    /// Shamir threshold for several key groups.
+    #[arg(long = "shamir-secret-sharing-threshold")]
+    shamir_threshold: Option<usize>,
+}
+
+fn flag_rule(a: &Args) -> Result<Option<SelectionRule>, CliError> {
+    let given: Vec<SelectionRule> = [
+        a.unencrypted_suffix
+            .clone()
+            .map(SelectionRule::UnencryptedSuffix),
+        a.encrypted_suffix
+            .clone()
+            .map(SelectionRule::EncryptedSuffix),
+        a.unencrypted_regex
+            .clone()
+            .map(SelectionRule::UnencryptedRegex),
+        a.encrypted_regex.clone().map(SelectionRule::EncryptedRegex),
+        a.unencrypted_comment_regex
+            .clone()
+            .map(SelectionRule::UnencryptedCommentRegex),
+        a.encrypted_comment_regex
+            .clone()
+            .map(SelectionRule::EncryptedCommentRegex),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if given.len() > 1 {
+        return Err(CliError::Conflict(
+            "only one of --unencrypted-suffix, --encrypted-suffix, --unencrypted-regex, --encrypted-regex, --unencrypted-comment-regex, --encrypted-comment-regex may be given".into(),
+        ));
+    }
+    Ok(given.into_iter().next())
+}
+
+fn parse_recipients(list: &str) -> Result<Vec<Recipient>, CliError> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            AgeRecipient::parse(s)
+                .map(Recipient::Age)
+                .map_err(|e| CliError::Config(format!("invalid age recipient `{s}`: {e}")))
+        })
+        .collect()
+}
+
+pub(super) fn run(ctx: &Context, a: Args) -> Result<(), CliError> {
+    if a.in_place && a.output.is_some() {
+        return Err(CliError::Conflict(
+            "--in-place and --output cannot be combined".into(),
+        ));
+    }
+    let name = a
+        .filename_override
+        .clone()
+        .unwrap_or_else(|| a.file.clone());
+    let in_format = format_for(a.input_type.as_deref(), &name);
+    let out_format = format_for(a.output_type.as_deref().or(a.input_type.as_deref()), &name);
+    let flag_rule = flag_rule(&a)?;
+    let loaded = ctx.load_config()?;
+    let opts = loaded.as_ref().map(|l| l.config.stores).unwrap_or_default();
+    let rule_from_config = loaded
+        .as_ref()
+        .and_then(|l| l.config.rule_for(&rule_path(&name, &l.dir)).cloned());
+
+    // Key flags replace the rule's keys entirely (spec §8.2).
+    let key_groups: Vec<Vec<Recipient>> =
+        if let Some(list) = a.age.clone().or_else(crate::keysource::env_recipients) {
+            vec![parse_recipients(&list)?]
+        } else if let Some(rule) = &rule_from_config {
+            rule.age_groups
+                .iter()
+                .map(|g| parse_recipients(&g.join(",")))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+    if key_groups.is_empty() || key_groups.iter().all(|g| g.is_empty()) {
+        return Err(CliError::NoRecipients);
+    }
+    let rule = flag_rule
+        .or_else(|| rule_from_config.as_ref().and_then(|r| r.rule.clone()))
+        .unwrap_or_default();
+    let config = EncryptConfig {
+        key_groups,
+        shamir_threshold: a
+            .shamir_threshold
+            .or(rule_from_config.as_ref().and_then(|r| r.shamir_threshold)),
+        rule,
+        mac_only_encrypted: a.mac_only_encrypted
+            || rule_from_config
+                .as_ref()
+                .is_some_and(|r| r.mac_only_encrypted),
+    };
+    let input = read_input(&a.file)?;
+    let docs = codec(in_format, &opts)
+        .parse_plain(&input)
+        .map_err(|e| core_err(&a.file)(e.into()))?;
+    let mut rng = rand_core::OsRng;
+    let mut env = CryptoEnv {
+        rng: &mut rng,
+        now: super::now_utc(),
+    };
+    let mut file =
+        core_ops::encrypt(docs, in_format, &config, &mut env).map_err(core_err(&a.file))?;
+    file.format = out_format;
+    let out = core_ops::emit_encrypted_with(codec(out_format, &opts).as_ref(), &file)
+        .map_err(core_err(&a.file))?;
+    write_output(
+        &out,
+        a.in_place.then_some(a.file.as_path()),
+        a.output.as_deref(),
+    )
+}

@@ -1,0 +1,243 @@
+//! The command-line shell: a clap tree over the core. Each subcommand is one module;
+//! this file holds what they share (reading input, `.sops.yaml`, atomic writes).
+
+mod decrypt;
+mod encrypt;
+mod filestatus;
+mod keygen;
+mod rotate;
+
+use crate::core::creation_rules::SopsConfig;
+use crate::core::error::CoreError;
+use crate::core::formats::{codec, Format, FormatOptions};
+use crate::core::tree::Timestamp;
+use crate::error::CliError;
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// SOPS-compatible secrets for Kubernetes.
+#[derive(Parser, Debug)]
+#[command(name = "sopsync", version, about)]
+pub struct Cli {
+    /// Path to `.sops.yaml` (default: search from the current directory upwards).
+    #[arg(long, global = true, env = "SOPS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate an age identity (like age-keygen).
+    Keygen(keygen::Args),
+    /// Encrypt a file (sops encrypt).
+    Encrypt(encrypt::Args),
+    /// Decrypt a file (sops decrypt).
+    Decrypt(decrypt::Args),
+    /// Print whether a file is sops-encrypted (sops filestatus).
+    Filestatus(filestatus::Args),
+    /// Re-encrypt with a new data key, optionally adding/removing age recipients (sops rotate).
+    Rotate(rotate::RotateArgs),
+    /// Re-wrap the data key for the recipients of the matching .sops.yaml rule (sops updatekeys).
+    Updatekeys(rotate::UpdateKeysArgs),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    let ctx = Context { config: cli.config };
+    match cli.command {
+        Command::Keygen(a) => keygen::run(a),
+        Command::Encrypt(a) => encrypt::run(&ctx, a),
+        Command::Decrypt(a) => decrypt::run(&ctx, a),
+        Command::Filestatus(a) => filestatus::run(a),
+        Command::Rotate(a) => rotate::run_rotate(&ctx, a),
+        Command::Updatekeys(a) => rotate::run_updatekeys(&ctx, a),
+    }
+}
+
+/// Options shared by every subcommand.
+pub(crate) struct Context {
+    config: Option<PathBuf>,
+}
+
+/// A `.sops.yaml` found on disk, with the directory its paths are relative to.
+pub(crate) struct LoadedConfig {
+    pub config: SopsConfig,
+    pub dir: PathBuf,
+}
+
+impl Context {
+    /// `--config`/`SOPS_CONFIG`, else `.sops.yaml` in the CWD or a parent (spec §8.1).
+    pub fn load_config(&self) -> Result<Option<LoadedConfig>, CliError> {
+        let path = match &self.config {
+            Some(p) => Some(p.clone()),
+            None => {
+                let mut dir = std::env::current_dir().ok();
+                let mut found = None;
+                let mut depth = 0;
+                while let Some(d) = dir {
+                    let candidate = d.join(".sops.yaml");
+                    if candidate.is_file() {
+                        found = Some(candidate);
+                        break;
+                    }
+                    depth += 1;
+                    if depth > 100 {
+                        break;
+                    }
+                    dir = d.parent().map(Path::to_path_buf);
+                }
+                found
+            }
+        };
+        let Some(path) = path else { return Ok(None) };
+        let text = std::fs::read(&path).map_err(|source| CliError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let docs = codec(Format::Yaml, &FormatOptions::default())
+            .parse_plain(&text)
+            .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
+        let config = match docs.first() {
+            Some(d) => SopsConfig::from_document(d)
+                .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?,
+            None => SopsConfig::default(),
+        };
+        let abs = std::fs::canonicalize(&path).unwrap_or(path);
+        let dir = abs.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Some(LoadedConfig { config, dir }))
+    }
+}
+
+/// The path used to match creation rules: relative to the config's directory when
+/// inside it, absolute otherwise (spec §8.2).
+pub(crate) fn rule_path(file: &Path, config_dir: &Path) -> String {
+    let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    match abs.strip_prefix(config_dir) {
+        Ok(rel) => rel.to_string_lossy().into_owned(),
+        Err(_) => abs.to_string_lossy().into_owned(),
+    }
+}
+
+/// Reads an input file (exit 100 when it does not exist).
+pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
+    std::fs::read(path).map_err(|source| CliError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The format from `--input-type`/`--output-type`, else the file name (an unknown
+/// type name falls back to the extension, as sops does).
+pub(crate) fn format_for(explicit: Option<&str>, name: &Path) -> Format {
+    explicit
+        .and_then(Format::from_name)
+        .unwrap_or_else(|| Format::from_path(&name.to_string_lossy()))
+}
+
+/// Wraps a core error with the file it concerns.
+pub(crate) fn core_err(file: &Path) -> impl Fn(CoreError) -> CliError + '_ {
+    move |source| CliError::Core {
+        file: file.display().to_string(),
+        source,
+    }
+}
+
+/// Writes bytes to `--output`, in place (atomically: temp file + rename in the same
+/// directory, keeping the permissions), or to stdout.
+pub(crate) fn write_output(
+    bytes: &[u8],
+    in_place: Option<&Path>,
+    output: Option<&Path>,
+) -> Result<(), CliError> {
+    let target = in_place.or(output);
+    match target {
+        Some(path) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let werr = |source| CliError::Write {
+                path: path.display().to_string(),
+                source,
+            };
+            let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
+            if let Ok(meta) = std::fs::metadata(path) {
+                tmp.as_file()
+                    .set_permissions(meta.permissions())
+                    .map_err(werr)?;
+            }
+            tmp.write_all(bytes).map_err(werr)?;
+            tmp.as_file().sync_all().map_err(werr)?;
+            tmp.persist(path).map_err(|e| werr(e.error))?;
+            Ok(())
+        }
+        None => write_stdout(bytes),
+    }
+}
+
+/// Writes to stdout; a closed pipe is not an error (the reader went away).
+pub(crate) fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(source) => Err(CliError::Write {
+            path: "stdout".into(),
+            source,
+        }),
+    }
+}
+
+/// "Now" in UTC, for `lastmodified`.
+pub(crate) fn now_utc() -> Timestamp {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    timestamp_from_unix(secs)
+}
+
+/// Converts Unix seconds to a UTC civil time (days-from-civil inverse).
+pub fn timestamp_from_unix(secs: i64) -> Timestamp {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    Timestamp {
+        year: (if m <= 2 { y + 1 } else { y }) as i32,
+        month: m as u8,
+        day: d as u8,
+        hour: (rem / 3600) as u8,
+        minute: ((rem % 3600) / 60) as u8,
+        second: (rem % 60) as u8,
+        nanos: 0,
+        offset_seconds: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_time_converts_to_utc_civil_time() {
+        assert_eq!(timestamp_from_unix(0).to_rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            timestamp_from_unix(1_795_527_978).to_rfc3339(),
+            "2026-11-24T13:46:18Z"
+        );
+        assert_eq!(
+            timestamp_from_unix(951_782_400).to_rfc3339(),
+            "2000-02-29T00:00:00Z"
+        );
+    }
+}

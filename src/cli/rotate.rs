@@ -1,0 +1,163 @@
+//! `sopsync rotate` (new data key) and `sopsync updatekeys` (re-wrap for the
+//! recipients of the matching `.sops.yaml` rule).
+
+use super::{core_err, format_for, read_input, rule_path, write_output, Context};
+use crate::core::formats::codec;
+use crate::core::keys::{AgeRecipient, Recipient};
+use crate::core::{self as core_ops, CryptoEnv, DecryptOptions};
+use crate::error::CliError;
+use std::path::PathBuf;
+
+/// `rotate` flags.
+#[derive(clap::Args, Debug)]
+pub struct RotateArgs {
+    /// The encrypted file.
+    file: PathBuf,
+    /// Write back to the file (atomically).
+    #[arg(short = 'i', long)]
+    in_place: bool,
+    /// Age recipients to add to the first key group, comma-separated.
+    #[arg(long)]
+    add_age: Option<String>,
+    /// Age recipients to remove from every key group, comma-separated.
+    #[arg(long)]
+    rm_age: Option<String>,
+    /// Input format; default: by extension.
+    #[arg(long)]
+    input_type: Option<String>,
+}
+
+/// `updatekeys` flags.
+#[derive(clap::Args, Debug)]
+pub struct UpdateKeysArgs {
+    /// The encrypted file.
+    file: PathBuf,
+    /// Do not ask for confirmation (sopsync never prompts; accepted for compatibility).
+    #[arg(short = 'y', long)]
+    yes: bool,
+    /// Input format; default: by extension.
+    #[arg(long)]
+    input_type: Option<String>,
+}
+
+fn split(list: &Option<String>) -> Vec<String> {
+    list.as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+pub(super) fn run_rotate(ctx: &Context, a: RotateArgs) -> Result<(), CliError> {
+    let format = format_for(a.input_type.as_deref(), &a.file);
+    let opts = ctx
+        .load_config()
+        .ok()
+        .flatten()
+        .map(|l| l.config.stores)
+        .unwrap_or_default();
+    let c = codec(format, &opts);
+    let input = read_input(&a.file)?;
+    let file =
+        core_ops::parse_encrypted_with(c.as_ref(), format, &input).map_err(core_err(&a.file))?;
+    let ids = crate::keysource::age_identities();
+    let key = core_ops::unwrap_data_key(&file.metadata, &ids).map_err(core_err(&a.file))?;
+    let plain =
+        core_ops::decrypt(&file, &key, &DecryptOptions::default()).map_err(core_err(&a.file))?;
+    let mut groups = core_ops::recipients_of(&file.metadata).map_err(core_err(&a.file))?;
+    let remove = split(&a.rm_age);
+    for g in groups.iter_mut() {
+        g.retain(|r| match r {
+            Recipient::Age(ar) => !remove.iter().any(|x| x == ar.as_str()),
+        });
+    }
+    for add in split(&a.add_age) {
+        let r = AgeRecipient::parse(&add)
+            .map_err(|e| CliError::Config(format!("invalid age recipient `{add}`: {e}")))?;
+        if let Some(first) = groups.first_mut() {
+            if !first
+                .iter()
+                .any(|x| matches!(x, Recipient::Age(y) if y.as_str() == r.as_str()))
+            {
+                first.push(Recipient::Age(r));
+            }
+        }
+    }
+    let mut rng = rand_core::OsRng;
+    let mut env = CryptoEnv {
+        rng: &mut rng,
+        now: super::now_utc(),
+    };
+    let threshold = file.metadata.shamir_threshold;
+    let next = core_ops::rotate(
+        plain.documents.clone(),
+        &file,
+        &plain.iv_stash,
+        Some(groups),
+        threshold,
+        &mut env,
+    )
+    .map_err(core_err(&a.file))?;
+    let out = core_ops::emit_encrypted_with(c.as_ref(), &next).map_err(core_err(&a.file))?;
+    write_output(&out, a.in_place.then_some(a.file.as_path()), None)
+}
+
+pub(super) fn run_updatekeys(ctx: &Context, a: UpdateKeysArgs) -> Result<(), CliError> {
+    let _ = a.yes;
+    let format = format_for(a.input_type.as_deref(), &a.file);
+    let loaded = ctx.load_config()?.ok_or_else(|| {
+        CliError::Config("updatekeys needs a .sops.yaml with creation rules".into())
+    })?;
+    let rule = loaded
+        .config
+        .rule_for(&rule_path(&a.file, &loaded.dir))
+        .cloned()
+        .ok_or_else(|| {
+            CliError::Config(format!(
+                "no creation rule in .sops.yaml matches {}",
+                a.file.display()
+            ))
+        })?;
+    let groups: Vec<Vec<Recipient>> = rule
+        .age_groups
+        .iter()
+        .map(|g| {
+            g.iter()
+                .map(|s| {
+                    AgeRecipient::parse(s)
+                        .map(Recipient::Age)
+                        .map_err(|e| CliError::Config(format!("invalid age recipient `{s}`: {e}")))
+                })
+                .collect()
+        })
+        .collect::<Result<_, _>>()?;
+    if groups.is_empty() {
+        return Err(CliError::NoRecipients);
+    }
+    let opts = loaded.config.stores;
+    let c = codec(format, &opts);
+    let input = read_input(&a.file)?;
+    let file =
+        core_ops::parse_encrypted_with(c.as_ref(), format, &input).map_err(core_err(&a.file))?;
+    let ids = crate::keysource::age_identities();
+    let key = core_ops::unwrap_data_key(&file.metadata, &ids).map_err(core_err(&a.file))?;
+    let mut rng = rand_core::OsRng;
+    let mut env = CryptoEnv {
+        rng: &mut rng,
+        now: super::now_utc(),
+    };
+    let next = core_ops::update_keys(
+        &file,
+        &key,
+        groups,
+        rule.shamir_threshold.or(file.metadata.shamir_threshold),
+        &mut env,
+    )
+    .map_err(core_err(&a.file))?;
+    let out = core_ops::emit_encrypted_with(c.as_ref(), &next).map_err(core_err(&a.file))?;
+    write_output(&out, Some(&a.file), None)?;
+    eprintln!("updated keys of {}", a.file.display());
+    Ok(())
+}

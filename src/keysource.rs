@@ -1,0 +1,149 @@
+//! The only reader of sops' key environment (spec §5.2, §9.4): `SOPS_AGE_KEY`,
+//! `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD`, the default `keys.txt`, and
+//! `SOPS_AGE_RECIPIENTS`. Every source found is combined; a failing source is only
+//! reported if decryption fails in the end.
+
+use crate::core::keys::AgeIdentities;
+use std::path::PathBuf;
+use zeroize::Zeroizing;
+
+/// The default key file: `$XDG_CONFIG_HOME/sops/age/keys.txt`, else
+/// `~/.config/sops/age/keys.txt` (Linux and other Unix).
+pub fn default_key_file() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("sops/age/keys.txt"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/sops/age/keys.txt"))
+}
+
+/// Splits a command line shell-style (quotes and backslashes), without a shell.
+pub fn split_command(line: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut have = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                have = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(ch) => cur.push(ch),
+                        None => return Err("unterminated single quote".into()),
+                    }
+                }
+            }
+            '"' => {
+                have = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(ch @ ('"' | '\\' | '$' | '`')) => cur.push(ch),
+                            Some(ch) => {
+                                cur.push('\\');
+                                cur.push(ch);
+                            }
+                            None => return Err("unterminated double quote".into()),
+                        },
+                        Some(ch) => cur.push(ch),
+                        None => return Err("unterminated double quote".into()),
+                    }
+                }
+            }
+            '\\' => {
+                have = true;
+                if let Some(ch) = chars.next() {
+                    cur.push(ch);
+                }
+            }
+            c if c.is_whitespace() => {
+                if have {
+                    out.push(std::mem::take(&mut cur));
+                    have = false;
+                }
+            }
+            c => {
+                have = true;
+                cur.push(c);
+            }
+        }
+    }
+    if have {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+fn run_key_command(line: &str) -> Result<Zeroizing<String>, String> {
+    let argv = split_command(line)?;
+    let (prog, args) = argv.split_first().ok_or("empty command")?;
+    let out = std::process::Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("could not run `{prog}`: {e}"))?;
+    let text = Zeroizing::new(
+        String::from_utf8(out.stdout).map_err(|_| "output is not UTF-8".to_string())?,
+    );
+    if !out.status.success() {
+        return Err(format!("`{prog}` exited with {}", out.status));
+    }
+    Ok(text)
+}
+
+/// Collects age identities from every sops source present in the environment.
+pub fn age_identities() -> AgeIdentities {
+    let mut ids = AgeIdentities::new();
+    if let Ok(key) = std::env::var("SOPS_AGE_KEY") {
+        let key = Zeroizing::new(key);
+        ids.add_source(&key, "SOPS_AGE_KEY");
+    }
+    if let Some(path) = std::env::var_os("SOPS_AGE_KEY_FILE") {
+        let name = format!("SOPS_AGE_KEY_FILE={}", PathBuf::from(&path).display());
+        match std::fs::read_to_string(&path) {
+            Ok(text) => ids.add_source(&Zeroizing::new(text), &name),
+            Err(e) => ids.add_failed_source(&name, &e.to_string()),
+        }
+    }
+    if let Ok(cmd) = std::env::var("SOPS_AGE_KEY_CMD") {
+        let name = "SOPS_AGE_KEY_CMD";
+        match run_key_command(&cmd) {
+            Ok(text) => ids.add_source(&text, name),
+            Err(e) => ids.add_failed_source(name, &e),
+        }
+    }
+    if let Some(path) = default_key_file() {
+        if path.exists() {
+            let name = path.display().to_string();
+            match std::fs::read_to_string(&path) {
+                Ok(text) => ids.add_source(&Zeroizing::new(text), &name),
+                Err(e) => ids.add_failed_source(&name, &e.to_string()),
+            }
+        }
+    }
+    ids
+}
+
+/// `SOPS_AGE_RECIPIENTS`, when set and non-empty.
+pub fn env_recipients() -> Option<String> {
+    std::env::var("SOPS_AGE_RECIPIENTS")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_like_a_shell() {
+        assert_eq!(
+            split_command(r#"cat "/a b/key" 'x y' z\ w"#).unwrap(),
+            vec!["cat", "/a b/key", "x y", "z w"]
+        );
+        assert!(split_command("echo 'open").is_err());
+    }
+}
