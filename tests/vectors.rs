@@ -4,7 +4,7 @@
 
 use crate::support::{self, tool};
 use sopsync::core::error::{CoreError, ValueFailure};
-use sopsync::core::formats::{Codec, Format, FormatError};
+use sopsync::core::formats::{Codec, Format, FormatError, FormatOptions};
 use sopsync::core::keys::{AgeIdentities, AgeRecipient, KeyBackend, Recipient};
 use sopsync::core::metadata::SelectionRule;
 use sopsync::core::secret::Text;
@@ -14,123 +14,6 @@ use std::path::PathBuf;
 
 /// The plaintext canary: no error text may contain it.
 const CANARY: &str = "canary-";
-
-/// A minimal JSON codec for these tests only (serde_json with key order), until the
-/// formats engineer's Go-faithful JSON codec is on main. Numbers become floats as in
-/// sops 3.11 (spec §1.6). Output is valid JSON that sops reads; it is not sops' layout,
-/// so byte comparisons below are always of *sops'* output.
-#[derive(Debug)]
-struct TestJson;
-
-fn from_json(v: &serde_json::Value) -> Value {
-    match v {
-        serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(*b),
-        serde_json::Value::Number(n) => Value::Float(n.as_f64().expect("finite number")),
-        serde_json::Value::String(s) => Value::str(s),
-        serde_json::Value::Array(a) => Value::Seq(Sequence {
-            items: a.iter().map(|x| SeqEntry::Value(from_json(x))).collect(),
-        }),
-        serde_json::Value::Object(o) => {
-            let mut m = Mapping::new();
-            for (k, x) in o {
-                m.push(k.clone(), from_json(x));
-            }
-            Value::Map(m)
-        }
-    }
-}
-
-fn to_json(v: &Value) -> Result<serde_json::Value, FormatError> {
-    let emit = |reason: &str| FormatError::Emit {
-        format: "json",
-        reason: reason.into(),
-    };
-    Ok(match v {
-        Value::Null => serde_json::Value::Null,
-        Value::Bool(b) => serde_json::Value::Bool(*b),
-        Value::Int(i) => serde_json::Value::from(*i),
-        Value::Float(f) => serde_json::Number::from_f64(*f)
-            .map(serde_json::Value::Number)
-            .ok_or_else(|| emit("NaN or Inf"))?,
-        Value::Time(t) => serde_json::Value::String(t.to_rfc3339_nano()),
-        Value::Str(t) => {
-            serde_json::Value::String(t.as_str().ok_or_else(|| emit("invalid UTF-8"))?.to_string())
-        }
-        Value::Seq(s) => serde_json::Value::Array(
-            s.items
-                .iter()
-                .filter_map(|i| match i {
-                    SeqEntry::Value(v) => Some(to_json(v)),
-                    SeqEntry::Comment(_) => None,
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Map(m) => serde_json::Value::Object(map_to_json(m)?),
-    })
-}
-
-fn map_to_json(m: &Mapping) -> Result<serde_json::Map<String, serde_json::Value>, FormatError> {
-    let mut o = serde_json::Map::new();
-    for (k, v) in m.pairs() {
-        o.insert(k.to_string(), to_json(v)?);
-    }
-    Ok(o)
-}
-
-impl Codec for TestJson {
-    fn parse_plain(&self, input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
-        let v: serde_json::Value =
-            serde_json::from_slice(input).map_err(|e| FormatError::Parse {
-                format: "json",
-                line: Some(e.line()),
-                reason: e.classify_name(),
-            })?;
-        match from_json(&v) {
-            Value::Map(m) => Ok(vec![m]),
-            _ => Err(FormatError::Parse {
-                format: "json",
-                line: None,
-                reason: "top level is not an object".into(),
-            }),
-        }
-    }
-
-    fn parse_encrypted(
-        &self,
-        input: &[u8],
-    ) -> Result<(Vec<Mapping>, Option<Mapping>), FormatError> {
-        let mut docs = self.parse_plain(input)?;
-        let meta = match docs[0].remove("sops") {
-            Some(Value::Map(m)) => Some(m),
-            _ => None,
-        };
-        Ok((docs, meta))
-    }
-
-    fn emit_plain(&self, docs: &[Mapping]) -> Result<Vec<u8>, FormatError> {
-        Ok(serde_json::to_vec_pretty(&map_to_json(&docs[0])?).expect("json"))
-    }
-
-    fn emit_encrypted(&self, docs: &[Mapping], metadata: &Mapping) -> Result<Vec<u8>, FormatError> {
-        let mut m = docs[0].clone();
-        m.push("sops", Value::Map(metadata.clone()));
-        self.emit_plain(&[m])
-    }
-
-    fn emit_value(&self, value: &Value) -> Result<Vec<u8>, FormatError> {
-        Ok(serde_json::to_vec(&to_json(value)?).expect("json"))
-    }
-}
-
-trait ClassifyName {
-    fn classify_name(&self) -> String;
-}
-impl ClassifyName for serde_json::Error {
-    fn classify_name(&self) -> String {
-        format!("{:?}", self.classify())
-    }
-}
 
 fn data(name: &str) -> PathBuf {
     support::project_root().join("tests/data").join(name)
@@ -159,7 +42,7 @@ fn recipient(name: &str) -> Recipient {
 }
 
 fn open(name: &str) -> Result<EncryptedFile, CoreError> {
-    core::parse_encrypted_with(&TestJson, Format::Json, &read(name))
+    core::parse_encrypted(&read(name), Format::Json, &FormatOptions::default())
 }
 
 fn decrypt_file(name: &str, keys: &dyn KeyBackend) -> Result<Vec<Mapping>, CoreError> {
@@ -169,7 +52,9 @@ fn decrypt_file(name: &str, keys: &dyn KeyBackend) -> Result<Vec<Mapping>, CoreE
 }
 
 fn expected_plaintext() -> Vec<Mapping> {
-    TestJson.parse_plain(&read("basic.expected.json")).unwrap()
+    store_codec(Format::Json)
+        .parse_plain(&read("basic.expected.json"))
+        .unwrap()
 }
 
 fn env(rng: &mut rand_core::OsRng) -> CryptoEnv<'_> {
@@ -179,32 +64,13 @@ fn env(rng: &mut rand_core::OsRng) -> CryptoEnv<'_> {
     }
 }
 
-/// Runs the real `sops decrypt` on `bytes` (written to a private temp dir) with the
-/// given key files; returns (exit code, stdout).
+/// Runs the real `sops decrypt` on `bytes` as a JSON file (see [`sops_decrypt_as`]).
 fn sops_decrypt(bytes: &[u8], keys: &[&str]) -> (i32, Vec<u8>) {
-    let dir = support::tempdir();
-    let file = dir.path().join("file.enc.json");
-    std::fs::write(&file, bytes).unwrap();
-    let keyfile = dir.path().join("keys.txt");
-    let mut text = String::new();
-    for k in keys {
-        text.push_str(&String::from_utf8(read(&format!("{k}.agekey"))).unwrap());
-    }
-    std::fs::write(&keyfile, text).unwrap();
-    let out = support::run(
-        support::sops()
-            .env("HOME", dir.path())
-            .env("XDG_CONFIG_HOME", dir.path())
-            .env("SOPS_AGE_KEY_FILE", &keyfile)
-            .current_dir(dir.path())
-            .arg("decrypt")
-            .arg(&file),
-    );
-    (out.status.code().unwrap_or(-1), out.stdout)
+    sops_decrypt_as(bytes, Format::Json, keys)
 }
 
 fn emit(file: &EncryptedFile) -> Vec<u8> {
-    core::emit_encrypted_with(&TestJson, file).unwrap()
+    core::emit_encrypted(file, &FormatOptions::default()).unwrap()
 }
 
 #[test]
@@ -451,7 +317,9 @@ fn each_defective_file_fails_with_its_own_error_and_sops_exit_code() {
 }
 
 fn encrypt_plain(groups: Vec<Vec<Recipient>>, threshold: Option<usize>) -> EncryptedFile {
-    let docs = TestJson.parse_plain(&read("plain.json")).unwrap();
+    let docs = store_codec(Format::Json)
+        .parse_plain(&read("plain.json"))
+        .unwrap();
     let mut rng = rand_core::OsRng;
     core::encrypt(
         docs,
@@ -594,6 +462,193 @@ fn age_identity_file_from_age_keygen_parses_with_sops_line_rules() {
     let ids = AgeIdentities::parse(&text, "k").unwrap();
     assert_eq!(ids.recipients(), vec![public]);
     assert!(tool("age-keygen").is_file());
+}
+
+// ---- every store, through the formats engineer's codecs ----
+
+fn store_codec(format: Format) -> Box<dyn Codec> {
+    sopsync::core::formats::codec(format, &sopsync::core::formats::FormatOptions::default())
+}
+
+fn ext(format: Format) -> &'static str {
+    match format {
+        Format::Yaml => "yaml",
+        Format::Json => "json",
+        Format::Dotenv => "env",
+        Format::Ini => "ini",
+        Format::Binary => "bin",
+    }
+}
+
+/// The real `sops decrypt` of `bytes` as a file of `format`.
+fn sops_decrypt_as(bytes: &[u8], format: Format, keys: &[&str]) -> (i32, Vec<u8>) {
+    let dir = support::tempdir();
+    let file = dir.path().join(format!("file.{}", ext(format)));
+    std::fs::write(&file, bytes).unwrap();
+    let keyfile = dir.path().join("keys.txt");
+    let mut text = String::new();
+    for k in keys {
+        text.push_str(&String::from_utf8(read(&format!("{k}.agekey"))).unwrap());
+    }
+    std::fs::write(&keyfile, text).unwrap();
+    let out = support::run(
+        support::sops()
+            .env("HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .env("SOPS_AGE_KEY_FILE", &keyfile)
+            .current_dir(dir.path())
+            .arg("decrypt")
+            .arg(&file),
+    );
+    (out.status.code().unwrap_or(-1), out.stdout)
+}
+
+// dotenv and INI join this list when their codecs land (the fixtures are ready).
+const STORES: [(&str, &str, Format); 3] = [
+    ("basic.enc.json", "plain.json", Format::Json),
+    ("basic.enc.yaml", "plain.yaml", Format::Yaml),
+    ("basic.enc.bin", "plain.bin", Format::Binary),
+];
+
+#[test]
+fn sops_made_files_of_every_store_decrypt_here_and_print_like_sops() {
+    for (enc, _, format) in STORES {
+        let codec = store_codec(format);
+        let file = core::parse_encrypted_with(&*codec, format, &read(enc)).expect(enc);
+        let key = core::unwrap_data_key(&file.metadata, &identities(&["age1"])).unwrap();
+        let plain = core::decrypt(&file, &key, &DecryptOptions::default()).expect(enc);
+        let ours = codec.emit_plain(&plain.documents).expect(enc);
+        let (code, theirs) = sops_decrypt_as(&read(enc), format, &["age1"]);
+        assert_eq!(code, 0, "{enc}");
+        assert_eq!(
+            String::from_utf8_lossy(&ours),
+            String::from_utf8_lossy(&theirs),
+            "{enc}"
+        );
+    }
+}
+
+#[test]
+fn files_we_encrypt_in_every_store_decrypt_with_real_sops() {
+    for (enc, plain, format) in STORES {
+        let codec = store_codec(format);
+        let docs = codec.parse_plain(&read(plain)).expect(plain);
+        let mut rng = rand_core::OsRng;
+        let file = core::encrypt(
+            docs,
+            format,
+            &EncryptConfig {
+                key_groups: vec![vec![recipient("age1")]],
+                shamir_threshold: None,
+                rule: SelectionRule::default(),
+                mac_only_encrypted: false,
+            },
+            &mut env(&mut rng),
+        )
+        .expect(plain);
+        let bytes = core::emit_encrypted_with(&*codec, &file).expect(plain);
+        let (code, ours) = sops_decrypt_as(&bytes, format, &["age1"]);
+        assert_eq!(code, 0, "{plain}: {}", String::from_utf8_lossy(&bytes));
+        let (_, theirs) = sops_decrypt_as(&read(enc), format, &["age1"]);
+        assert_eq!(
+            String::from_utf8_lossy(&ours),
+            String::from_utf8_lossy(&theirs),
+            "{plain}"
+        );
+    }
+}
+
+/// The file with ciphertexts, age armor and `lastmodified` masked.
+fn layout(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = regex::Regex::new(r"ENC\[AES256_GCM,[^\]]*\]")
+        .unwrap()
+        .replace_all(&text, "ENC[]");
+    let text = regex::Regex::new(
+        r"(?s)-----BEGIN AGE ENCRYPTED FILE-----.*?-----END AGE ENCRYPTED FILE-----",
+    )
+    .unwrap()
+    .replace_all(&text, "ARMOR");
+    regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+        .unwrap()
+        .replace_all(&text, "TIME")
+        .into_owned()
+}
+
+#[test]
+fn files_we_encrypt_have_the_same_layout_as_sops_files() {
+    for (enc, plain, format) in STORES {
+        let codec = store_codec(format);
+        let mut rng = rand_core::OsRng;
+        let file = core::encrypt(
+            codec.parse_plain(&read(plain)).unwrap(),
+            format,
+            &EncryptConfig {
+                key_groups: vec![vec![recipient("age1")]],
+                shamir_threshold: None,
+                rule: SelectionRule::default(),
+                mac_only_encrypted: false,
+            },
+            &mut env(&mut rng),
+        )
+        .unwrap();
+        let ours = core::emit_encrypted_with(&*codec, &file).unwrap();
+        assert_eq!(layout(&ours), layout(&read(enc)), "{enc}");
+    }
+}
+
+#[test]
+fn sops_made_files_emit_back_byte_identical() {
+    // INI's [sops] section order is random in sops (spec §6.3), so INI is left out.
+    for (enc, format) in [
+        ("basic.enc.json", Format::Json),
+        ("shamir.enc.json", Format::Json),
+        ("mixed_keys.enc.json", Format::Json),
+        ("basic.enc.yaml", Format::Yaml),
+        ("marker.enc.yaml", Format::Yaml),
+        ("basic.enc.bin", Format::Binary),
+    ] {
+        let codec = store_codec(format);
+        let file = core::parse_encrypted_with(&*codec, format, &read(enc)).expect(enc);
+        let out = core::emit_encrypted_with(&*codec, &file).expect(enc);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&read(enc)),
+            "{enc}"
+        );
+    }
+}
+
+#[test]
+fn yaml_comment_rules_match_sops_including_its_own_mac_mismatch() {
+    let codec = store_codec(Format::Yaml);
+    // unencrypted_comment_regex: the marker and the marked value stay readable.
+    let file = core::parse_encrypted_with(&*codec, Format::Yaml, &read("marker.enc.yaml")).unwrap();
+    let key = core::unwrap_data_key(&file.metadata, &identities(&["age1"])).unwrap();
+    let plain = core::decrypt(&file, &key, &DecryptOptions::default()).unwrap();
+    assert_eq!(
+        plain.documents[0].get("other"),
+        Some(&Value::str("canary-other"))
+    );
+    // spec §3.3: a marker plus a second comment in a list: sops reports a MAC mismatch
+    // on its own file, and so do we.
+    let file =
+        core::parse_encrypted_with(&*codec, Format::Yaml, &read("fail_comment_quirk.enc.yaml"))
+            .unwrap();
+    let key = core::unwrap_data_key(&file.metadata, &identities(&["age1"])).unwrap();
+    let err = core::decrypt(&file, &key, &DecryptOptions::default()).unwrap_err();
+    assert!(matches!(err, CoreError::MacMismatch), "{err:?}");
+    assert_eq!(err.exit_code(), 51);
+    assert_eq!(
+        sops_decrypt_as(
+            &read("fail_comment_quirk.enc.yaml"),
+            Format::Yaml,
+            &["age1"]
+        )
+        .0,
+        51
+    );
+    assert!(!format!("{err} {err:?}").contains(CANARY));
 }
 
 mod roundtrip {

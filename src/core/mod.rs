@@ -24,7 +24,7 @@ pub mod walk;
 
 use self::error::CoreError;
 use self::formats::wire;
-use self::formats::{Codec, Format};
+use self::formats::{Codec, Format, FormatOptions};
 use self::keys::{DecryptionOrder, KeyBackend, Recipient};
 use self::metadata::{KeyGroup, MasterKey, Metadata, SelectionRule, SOPS_VERSION};
 use self::rules::Rule;
@@ -83,6 +83,22 @@ pub struct CryptoEnv<'a> {
     pub rng: &'a mut dyn CryptoRngCore,
     /// The current time, in UTC; written as `lastmodified` to the second (§4.3).
     pub now: Timestamp,
+}
+
+/// Parses an encrypted file's bytes in `format` and validates its metadata (§6.5).
+/// See [`parse_encrypted_with`] for the errors.
+pub fn parse_encrypted(
+    input: &[u8],
+    format: Format,
+    opts: &FormatOptions,
+) -> Result<EncryptedFile, CoreError> {
+    parse_encrypted_with(&*formats::codec(format, opts), format, input)
+}
+
+/// Writes an encrypted file in its own format (byte-identical to the input of
+/// [`parse_encrypted`] when nothing changed and the file came from sops 3.11).
+pub fn emit_encrypted(file: &EncryptedFile, opts: &FormatOptions) -> Result<Vec<u8>, CoreError> {
+    emit_encrypted_with(&*formats::codec(file.format, opts), file)
 }
 
 /// Parses an encrypted file's bytes with `codec` and validates its metadata (§6.5).
