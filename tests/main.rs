@@ -2,6 +2,7 @@
 
 mod support;
 
+mod interop;
 mod layering;
 mod vectors;
 mod yaml_codec;

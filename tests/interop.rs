@@ -1,0 +1,311 @@
+//! The interop matrix: real sops 3.11 <-> the `sopsync` binary, for each format ×
+//! option × direction (issue 2). Run with `--nocapture` to see the matrix table.
+//!
+//! Directions:
+//! - `sops→us`: sops encrypts; `sopsync decrypt` output is byte-identical to `sops decrypt`.
+//! - `us→sops`: sopsync encrypts; `sops decrypt` exits 0 and prints the same bytes as
+//!   when it decrypts its own encryption of the same input.
+
+use crate::support::{age_keypair, run, sops, sopsync, tempdir};
+use std::path::Path;
+use std::process::Command;
+
+struct Case {
+    format: &'static str,
+    file: &'static str,
+    content: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        format: "yaml",
+        file: "secret.yaml",
+        content: "# a comment\napiVersion: v1\nkind: Secret\nmetadata:\n    name: db\n    namespace: prod\nstringData:\n    password: hunter2 # trailing\n    token_unencrypted: visible\n    port: 5432\n    ratio: 0.25\n    enabled: true\n    list:\n        - a\n        # in list\n        - b: 1\n          c_secret: x\n",
+    },
+    Case {
+        format: "json",
+        file: "secret.json",
+        content: "{\"data\": {\"password\": \"hunter2\", \"n\": 12345678901234567890, \"f\": 1.5e-7, \"html\": \"<&>\"}, \"desc_unencrypted\": \"x\", \"list\": [1, true, null, \"s\"]}\n",
+    },
+    Case {
+        format: "binary",
+        file: "blob.bin",
+        content: "raw bytes\r\nline two\n\u{1}\u{2}",
+    },
+];
+
+/// (option name, extra encrypt flags for sops and for us). sops 3.11 accepts the
+/// comment regexes and --mac-only-encrypted only as global flags (before `encrypt`).
+const OPTIONS: &[(&str, &[&str], &[&str])] = &[
+    ("default", &[], &[]),
+    (
+        "encrypted_regex",
+        &["--encrypted-regex", "^(data|stringData|password)$"],
+        &[],
+    ),
+    (
+        "unencrypted_regex",
+        &["--unencrypted-regex", "^(metadata|kind)$"],
+        &[],
+    ),
+    ("encrypted_suffix", &["--encrypted-suffix", "_secret"], &[]),
+    (
+        "unencrypted_suffix",
+        &["--unencrypted-suffix", "_unencrypted"],
+        &[],
+    ),
+    ("mac_only_encrypted", &[], &["--mac-only-encrypted"]),
+    (
+        "encrypted_comment_regex",
+        &[],
+        &["--encrypted-comment-regex", "in list"],
+    ),
+    (
+        "unencrypted_comment_regex",
+        &[],
+        &["--unencrypted-comment-regex", "a comment"],
+    ),
+];
+
+fn sops_encrypt(
+    input: &Path,
+    recipients: &str,
+    sub_flags: &[&str],
+    global_flags: &[&str],
+) -> Vec<u8> {
+    let out = run(sops()
+        .args(global_flags)
+        .arg("encrypt")
+        .args(["--age", recipients])
+        .args(sub_flags)
+        .arg(input));
+    assert!(
+        out.status.success(),
+        "sops encrypt {:?} failed: {}",
+        input,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn decrypt_with(cmd: &mut Command, key: &Path, file: &Path) -> std::process::Output {
+    run(cmd.env("SOPS_AGE_KEY_FILE", key).arg("decrypt").arg(file))
+}
+
+#[test]
+fn interop_matrix_with_real_sops() {
+    let dir = tempdir();
+    let (key1, r1) = age_keypair(dir.path(), "k1");
+    let (_key2, r2) = age_keypair(dir.path(), "k2");
+    let (key3, r3) = age_keypair(dir.path(), "k3");
+    let recipients = [r1.as_str(), r2.as_str(), r3.as_str()].join(",");
+    let mut rows = Vec::new();
+    let mut failures = Vec::new();
+    let (mut cells, mut passed) = (0, 0);
+    for case in CASES {
+        let input = dir.path().join(case.file);
+        std::fs::write(&input, case.content).unwrap();
+        for (opt, sub, global) in OPTIONS {
+            let comment_opt = opt.contains("comment");
+            if comment_opt && case.format != "yaml" {
+                continue; // JSON and binary have no comments.
+            }
+            if case.format == "binary" && *opt != "default" && *opt != "mac_only_encrypted" {
+                continue; // The binary store ignores selection rules (spec §3.1).
+            }
+            // sops → us, three recipients, decrypted with the third key.
+            let enc = dir.path().join(format!("{opt}.sops.{}", case.file));
+            std::fs::write(&enc, sops_encrypt(&input, &recipients, sub, global)).unwrap();
+            let want = decrypt_with(&mut sops(), &key3, &enc);
+            assert!(
+                want.status.success(),
+                "sops cannot decrypt its own {opt} {}",
+                case.file
+            );
+            let got = decrypt_with(&mut sopsync(), &key3, &enc);
+            cells += 1;
+            let ok1 = got.status.success() && got.stdout == want.stdout;
+            if ok1 {
+                passed += 1;
+            } else {
+                failures.push(format!(
+                    "sops→us {} {opt}: exit {:?} stderr {}",
+                    case.format,
+                    got.status.code(),
+                    String::from_utf8_lossy(&got.stderr)
+                ));
+            }
+            // us → sops.
+            let ours = dir.path().join(format!("{opt}.ours.{}", case.file));
+            let mut flags: Vec<&str> = sub.to_vec();
+            flags.extend_from_slice(global);
+            let out = run(sopsync()
+                .arg("encrypt")
+                .args(["--age", &recipients])
+                .args(&flags)
+                .arg(&input));
+            cells += 1;
+            let ok2 = if out.status.success() {
+                std::fs::write(&ours, &out.stdout).unwrap();
+                let theirs = decrypt_with(&mut sops(), &key1, &ours);
+                theirs.status.success() && theirs.stdout == want.stdout && theirs.stderr.is_empty()
+            } else {
+                false
+            };
+            if ok2 {
+                passed += 1;
+            } else {
+                failures.push(format!(
+                    "us→sops {} {opt}: {}",
+                    case.format,
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            rows.push(format!(
+                "| {:<7} | {:<26} | {:<7} | {:<7} |",
+                case.format,
+                opt,
+                if ok1 { "ok" } else { "FAIL" },
+                if ok2 { "ok" } else { "FAIL" }
+            ));
+        }
+    }
+    println!(
+        "| format  | option                     | sops→us | us→sops |\n|---|---|---|---|\n{}",
+        rows.join("\n")
+    );
+    println!("interop cells: {passed} passed of {cells}");
+    assert!(
+        failures.is_empty(),
+        "{} of {cells} interop cells failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn key_groups_two_of_three_interoperate_both_ways() {
+    let dir = tempdir();
+    let keys: Vec<_> = (1..=3)
+        .map(|i| age_keypair(dir.path(), &format!("g{i}")))
+        .collect();
+    let config = dir.path().join(".sops.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "creation_rules:\n    - shamir_threshold: 2\n      key_groups:\n        - age: [{}]\n        - age: [{}]\n        - age: [{}]\n",
+            keys[0].1, keys[1].1, keys[2].1
+        ),
+    )
+    .unwrap();
+    let input = dir.path().join("s.yaml");
+    std::fs::write(&input, "password: hunter2\nother: 1\n").unwrap();
+    // Ours, read by sops with keys 1+3 and 2+3, refused with one key.
+    let out = run(sopsync()
+        .current_dir(dir.path())
+        .args(["encrypt", "s.yaml"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours = dir.path().join("ours.yaml");
+    std::fs::write(&ours, &out.stdout).unwrap();
+    let keyfile = |a: usize, b: Option<usize>| {
+        let p = dir.path().join(format!("combo{a}{b:?}.txt"));
+        let mut text = std::fs::read_to_string(&keys[a].0).unwrap();
+        if let Some(b) = b {
+            text.push_str(&std::fs::read_to_string(&keys[b].0).unwrap());
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    for (a, b) in [(0, 2), (1, 2)] {
+        let o = decrypt_with(&mut sops(), &keyfile(a, Some(b)), &ours);
+        assert!(
+            o.status.success(),
+            "sops with keys {a}+{b}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout),
+            "password: hunter2\nother: 1\n"
+        );
+    }
+    let o = decrypt_with(&mut sops(), &keyfile(2, None), &ours);
+    assert_eq!(
+        o.status.code(),
+        Some(128),
+        "sops must refuse one key of a 2-of-3 file"
+    );
+    // sops-made, read by us with keys 1+3; refused with one key (exit 128 like sops).
+    let out = run(sops().current_dir(dir.path()).args(["encrypt", "s.yaml"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs = dir.path().join("theirs.yaml");
+    std::fs::write(&theirs, &out.stdout).unwrap();
+    let o = decrypt_with(&mut sopsync(), &keyfile(0, Some(2)), &theirs);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "password: hunter2\nother: 1\n"
+    );
+    let o = decrypt_with(&mut sopsync(), &keyfile(1, None), &theirs);
+    assert_eq!(o.status.code(), Some(128));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("hunter2"));
+}
+
+#[test]
+fn rotate_and_updatekeys_results_are_read_by_sops() {
+    let dir = tempdir();
+    let (k1, r1) = age_keypair(dir.path(), "r1");
+    let (k2, r2) = age_keypair(dir.path(), "r2");
+    let input = dir.path().join("s.yaml");
+    std::fs::write(&input, "a: secret-one\nb: [1, 2]\n").unwrap();
+    let enc = dir.path().join("enc.yaml");
+    std::fs::write(&enc, sops_encrypt(&input, &r1, &[], &[])).unwrap();
+    // rotate: add r2, rewrite in place; sops decrypts with the new key.
+    let o = run(sopsync()
+        .env("SOPS_AGE_KEY_FILE", &k1)
+        .args(["rotate", "-i", "--add-age", &r2])
+        .arg(&enc));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d = decrypt_with(&mut sops(), &k2, &enc);
+    assert!(d.status.success(), "{}", String::from_utf8_lossy(&d.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&d.stdout),
+        "a: secret-one\nb:\n    - 1\n    - 2\n"
+    );
+    // updatekeys: .sops.yaml says only r2; mac and lastmodified stay byte-identical.
+    std::fs::write(
+        dir.path().join(".sops.yaml"),
+        format!("creation_rules:\n    - age: {r2}\n"),
+    )
+    .unwrap();
+    let before = std::fs::read_to_string(&enc).unwrap();
+    let o = run(sopsync()
+        .current_dir(dir.path())
+        .env("SOPS_AGE_KEY_FILE", &k1)
+        .args(["updatekeys", "-y", "enc.yaml"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let after = std::fs::read_to_string(&enc).unwrap();
+    let line = |t: &str, k: &str| {
+        t.lines()
+            .find(|l| l.trim_start().starts_with(k))
+            .map(str::to_string)
+    };
+    assert_eq!(line(&before, "mac:"), line(&after, "mac:"));
+    assert_eq!(
+        line(&before, "lastmodified:"),
+        line(&after, "lastmodified:")
+    );
+    assert!(!after.contains(&r1), "r1 must be gone after updatekeys");
+    assert!(decrypt_with(&mut sops(), &k2, &enc).status.success());
+    assert_eq!(
+        decrypt_with(&mut sops(), &k1, &enc).status.code(),
+        Some(128)
+    );
+}
