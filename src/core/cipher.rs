@@ -389,6 +389,18 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_envelope_text_never_panics(
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            prefix in proptest::prelude::any::<bool>(),
+        ) {
+            let mut text = if prefix { b"ENC[AES256_GCM,data:".to_vec() } else { Vec::new() };
+            text.extend_from_slice(&tail);
+            let _ = open(&key(), &text, b"a:");
+        }
+    }
+
     #[test]
     fn canonical_bytes_follow_the_spec_table() {
         let c = |v: Value| String::from_utf8(canonical(&v).unwrap().bytes.to_vec()).unwrap();

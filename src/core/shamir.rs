@@ -204,6 +204,28 @@ mod tests {
         assert_eq!(&combine(&[&a, &b]).unwrap()[..], &secret);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_threshold_subset_recovers_and_fewer_do_not(
+            secret in proptest::collection::vec(proptest::prelude::any::<u8>(), 32),
+            parts in 2usize..8,
+            t_seed in 0usize..100,
+            seed in 1u64..u64::MAX,
+            rotate in 0usize..8,
+        ) {
+            let threshold = 2 + t_seed % (parts - 1);
+            let shares = split(&secret, parts, threshold, &mut TestRng(seed)).unwrap();
+            let mut order: Vec<usize> = (0..parts).collect();
+            order.rotate_left(rotate % parts);
+            let pick = |n: usize| -> Vec<&[u8]> { order[..n].iter().map(|&i| &shares[i][..]).collect() };
+            proptest::prop_assert_eq!(&combine(&pick(threshold)).unwrap()[..], &secret[..]);
+            proptest::prop_assert_eq!(&combine(&pick(parts)).unwrap()[..], &secret[..]);
+            if threshold > 2 {
+                proptest::prop_assert_ne!(&combine(&pick(threshold - 1)).unwrap()[..], &secret[..]);
+            }
+        }
+    }
+
     #[test]
     fn limits_are_enforced() {
         let mut rng = TestRng(1);
