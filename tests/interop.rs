@@ -28,6 +28,11 @@ const CASES: &[Case] = &[
         content: "{\"data\": {\"password\": \"hunter2\", \"n\": 12345678901234567890, \"f\": 1.5e-7, \"html\": \"<&>\"}, \"desc_unencrypted\": \"x\", \"list\": [1, true, null, \"s\"]}\n",
     },
     Case {
+        format: "dotenv",
+        file: "app.env",
+        content: "# database\nDB_PASSWORD=hunter2\nQUOTED=\"q v\"\nexport EXPORTED=x\nEMPTY=\nEQ=a=b=c\nMULTI=line1\\nline2\nTOKEN_unencrypted=visible\nCR=value\r\n",
+    },
+    Case {
         format: "binary",
         file: "blob.bin",
         content: "raw bytes\r\nline two\n\u{1}\u{2}",
@@ -58,7 +63,7 @@ const OPTIONS: &[(&str, &[&str], &[&str])] = &[
     (
         "encrypted_comment_regex",
         &[],
-        &["--encrypted-comment-regex", "in list"],
+        &["--encrypted-comment-regex", "in list|database"],
     ),
     (
         "unencrypted_comment_regex",
@@ -107,7 +112,7 @@ fn interop_matrix_with_real_sops() {
         std::fs::write(&input, case.content).unwrap();
         for (opt, sub, global) in OPTIONS {
             let comment_opt = opt.contains("comment");
-            if comment_opt && case.format != "yaml" {
+            if comment_opt && !matches!(case.format, "yaml" | "dotenv") {
                 continue; // JSON and binary have no comments.
             }
             if case.format == "binary" && *opt != "default" && *opt != "mac_only_encrypted" {

@@ -168,6 +168,8 @@ pub trait Codec: Send + Sync + fmt::Debug {
 }
 
 pub mod binary;
+pub mod dotenv;
+pub mod flatten;
 pub mod json;
 pub mod yaml;
 
@@ -177,7 +179,8 @@ pub fn codec(format: Format, opts: &FormatOptions) -> Box<dyn Codec> {
         Format::Yaml => Box::new(yaml::YamlCodec::new(opts)),
         Format::Json => Box::new(json::JsonCodec::new(opts)),
         Format::Binary => Box::new(binary::BinaryCodec::new(opts)),
-        Format::Dotenv | Format::Ini => Box::new(Unsupported(format)),
+        Format::Dotenv => Box::new(dotenv::DotenvCodec::new(opts)),
+        Format::Ini => Box::new(Unsupported(format)),
     }
 }
 
