@@ -3,6 +3,7 @@
 //! Architecture map (see ARCHITECTURE.md):
 //! - [`core`]: pure format and crypto (no I/O): tree, codecs, cipher, MAC, keys.
 //! - [`keysource`]: the only reader of the SOPS_AGE_* environment and key files.
+//! - [`repo`]: Git fetch, safe tree walking, rendering SOPS files into Secrets.
 //! - [`cli`]: the command-line shell over the core.
 //! - [`error`]: the binary's errors, exit codes and hints.
 #![forbid(unsafe_code)]
@@ -11,3 +12,4 @@ pub mod cli;
 pub mod core;
 pub mod error;
 pub mod keysource;
+pub mod repo;

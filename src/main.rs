@@ -3,6 +3,10 @@
 use clap::Parser;
 
 fn main() {
+    // Invoked by git as GIT_ASKPASS for an HTTP fetch: answer from the environment.
+    if let Some(code) = sopsync::repo::git::askpass_main() {
+        std::process::exit(code);
+    }
     let cli = sopsync::cli::Cli::parse();
     if let Err(err) = sopsync::cli::run(cli) {
         // Errors carry the file and key path, never a value (STYLE 8).

@@ -4,5 +4,6 @@ mod support;
 
 mod interop;
 mod layering;
+mod render;
 mod vectors;
 mod yaml_codec;

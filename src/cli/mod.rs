@@ -5,6 +5,7 @@ mod decrypt;
 mod encrypt;
 mod filestatus;
 mod keygen;
+mod render;
 mod rotate;
 
 use crate::core::creation_rules::SopsConfig;
@@ -41,6 +42,8 @@ enum Command {
     Rotate(rotate::RotateArgs),
     /// Re-wrap the data key for the recipients of the matching .sops.yaml rule (sops updatekeys).
     Updatekeys(rotate::UpdateKeysArgs),
+    /// Render a repository of SOPS files (path or Git URL) into Kubernetes Secrets.
+    Render(render::Args),
 }
 
 /// Runs the parsed command line.
@@ -53,6 +56,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Filestatus(a) => filestatus::run(a),
         Command::Rotate(a) => rotate::run_rotate(&ctx, a),
         Command::Updatekeys(a) => rotate::run_updatekeys(&ctx, a),
+        Command::Render(a) => render::run(a),
     }
 }
 

@@ -1,0 +1,6 @@
+//! Repositories of SOPS files: fetching (git), walking (limits, secure joins) and
+//! rendering them into Kubernetes Secrets.
+
+pub mod git;
+pub mod render;
+pub mod walk;
