@@ -2,6 +2,7 @@
 
 mod support;
 
+mod git;
 mod interop;
 mod layering;
 mod render;

@@ -220,8 +220,32 @@ impl Runner<'_> {
         if status.success() {
             Ok(out)
         } else {
-            let tail: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-            let tail = tail[tail.len().saturating_sub(3)..].join(" / ");
+            // The cause (e.g. ssh's "Host key verification failed.") often comes
+            // before git's generic last lines: keep lines that name one, then the tail.
+            let lines: Vec<&str> = err
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("@@@"))
+                .collect();
+            let mut picked: Vec<&str> = lines
+                .iter()
+                .copied()
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    l.contains("host key")
+                        || l.contains("permission denied")
+                        || l.contains("authentication")
+                        || l.contains("could not resolve")
+                        || l.contains("connection refused")
+                })
+                .take(3)
+                .collect();
+            for l in &lines[lines.len().saturating_sub(3)..] {
+                if !picked.contains(l) {
+                    picked.push(l);
+                }
+            }
+            let tail = picked.join(" / ");
             Err(GitError::Failed {
                 action,
                 url: redact_url(self.url),

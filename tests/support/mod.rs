@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod git_server;
+
 /// Path of an external tool, or a panic that says how to install it.
 pub fn tool(name: &str) -> PathBuf {
     let candidates = std::env::var_os("PATH")

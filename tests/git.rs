@@ -1,0 +1,264 @@
+//! `sopsync render` from real Git servers on loopback (issue 3): git daemon,
+//! http-backend with basic auth, sshd. Fetch, update after a new commit, refs,
+//! wrong credentials, server down (cached checkout kept).
+
+use crate::support::git_server::{self, git, make_repo};
+use crate::support::{project_root, run, sopsync, tempdir};
+use std::path::Path;
+use std::process::Output;
+
+fn render(cache: &Path, url: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = sopsync();
+    cmd.env(
+        "SOPS_AGE_KEY_FILE",
+        project_root().join("keys-example/age.key"),
+    )
+    .args(["render", url, "--git-timeout", "30", "--cache-dir"])
+    .arg(cache)
+    .args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd)
+}
+
+fn names(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("  name: "))
+        .map(String::from)
+        .collect()
+}
+
+fn revision(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("sopsync.io/revision: "))
+        .expect("revision annotation")
+        .to_string()
+}
+
+#[test]
+fn git_daemon_fetch_then_update_after_a_new_commit_then_server_down_keeps_the_cache() {
+    let dir = tempdir();
+    let serve = dir.path().join("serve");
+    std::fs::create_dir_all(&serve).unwrap();
+    let (work, _bare) = make_repo(&serve, "ops", &project_root().join("examples/gitops"));
+    let mut daemon = git_server::git_daemon(&serve);
+    let url = format!("git://127.0.0.1:{}/ops.git", daemon.port);
+    let cache = dir.path().join("cache");
+
+    let first = render(&cache, &url, &[], &[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(names(&first).len(), 5);
+    assert_eq!(revision(&first), git(&work, &["rev-parse", "HEAD"]));
+    assert!(String::from_utf8_lossy(&first.stdout).contains(&format!("sopsync.io/source: {url}")));
+
+    // A new commit removes one Secret; the next render fetches it incrementally.
+    git(&work, &["rm", "-q", "apps/web/secret.yaml"]);
+    git(&work, &["commit", "-q", "-m", "drop web-credentials"]);
+    git(&work, &["push", "-q", "origin", "HEAD:main"]);
+    let second = render(&cache, &url, &[], &[]);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(names(&second).len(), 4);
+    assert!(!names(&second).contains(&"web-credentials".to_string()));
+    let head = git(&work, &["rev-parse", "HEAD"]);
+    assert_eq!(revision(&second), head);
+
+    // An older revision by tag and by commit id.
+    git(&work, &["tag", "v1", "HEAD~1"]);
+    git(&work, &["push", "-q", "origin", "v1"]);
+    let tagged = render(&cache, &url, &["--ref", "v1"], &[]);
+    assert!(
+        tagged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tagged.stderr)
+    );
+    assert_eq!(names(&tagged).len(), 5);
+    let by_id = render(&cache, &url, &["--ref", &head], &[]);
+    assert!(
+        by_id.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_id.stderr)
+    );
+    assert_eq!(revision(&by_id), head);
+
+    // Server down: a clear error, and the cached checkout is still there.
+    daemon.stop();
+    let down = render(&cache, &url, &[], &[]);
+    assert_eq!(down.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&down.stderr);
+    assert!(
+        stderr.contains(&format!("git fetch of {url} failed")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("the last good checkout (if any) is kept in"),
+        "{stderr}"
+    );
+    let kept = sopsync::repo::git::cache_dir(&cache, &url);
+    assert!(
+        kept.join("apps/payments/sopsync.yaml").is_file(),
+        "the cached checkout must be kept"
+    );
+    assert!(down.stdout.is_empty());
+}
+
+#[test]
+fn http_backend_with_basic_auth_accepts_the_right_password_only() {
+    let dir = tempdir();
+    let serve = dir.path().join("serve");
+    std::fs::create_dir_all(&serve).unwrap();
+    make_repo(&serve, "ops", &project_root().join("examples/gitops"));
+    let server = git_server::git_http(&serve, "deploy", "s3cr3t-token");
+    let url = format!("http://127.0.0.1:{}/ops.git", server.port);
+    let cache = dir.path().join("cache");
+    let ok = render(
+        &cache,
+        &url,
+        &[],
+        &[
+            ("SOPSYNC_GIT_USERNAME", "deploy"),
+            ("SOPSYNC_GIT_PASSWORD", "s3cr3t-token"),
+        ],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(names(&ok).len(), 5);
+    // The token may also come from a file.
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cr3t-token\n").unwrap();
+    let from_file = render(
+        &dir.path().join("cache2"),
+        &url,
+        &[],
+        &[
+            ("SOPSYNC_GIT_USERNAME", "deploy"),
+            ("SOPSYNC_GIT_PASSWORD_FILE", token_file.to_str().unwrap()),
+        ],
+    );
+    assert!(
+        from_file.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_file.stderr)
+    );
+
+    let bad = render(
+        &dir.path().join("cache3"),
+        &url,
+        &[],
+        &[
+            ("SOPSYNC_GIT_USERNAME", "deploy"),
+            ("SOPSYNC_GIT_PASSWORD", "wrong-token"),
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains(&format!("git fetch of {url} failed")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Authentication failed"), "{stderr}");
+    assert!(
+        !stderr.contains("wrong-token") && !stderr.contains("s3cr3t"),
+        "credentials must not be printed: {stderr}"
+    );
+    let none = render(&dir.path().join("cache4"), &url, &[], &[]);
+    assert_eq!(
+        none.status.code(),
+        Some(1),
+        "no credentials: git must not prompt, and must fail"
+    );
+}
+
+#[test]
+fn ssh_with_a_key_and_known_hosts_fetches_and_a_wrong_host_key_is_refused() {
+    let dir = tempdir();
+    let serve = dir.path().join("serve");
+    std::fs::create_dir_all(&serve).unwrap();
+    let (_work, bare) = make_repo(&serve, "ops", &project_root().join("examples/gitops"));
+    let ssh_dir = dir.path().join("ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let sshd = git_server::sshd(&ssh_dir);
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        sshd.user,
+        sshd.server.port,
+        bare.display()
+    );
+    let key = sshd.user_key.to_str().unwrap().to_string();
+    let kh = sshd.known_hosts.to_str().unwrap().to_string();
+    let ok = render(
+        &dir.path().join("cache"),
+        &url,
+        &[],
+        &[
+            ("SOPSYNC_GIT_SSH_KEY", &key),
+            ("SOPSYNC_GIT_KNOWN_HOSTS", &kh),
+        ],
+    );
+    assert!(
+        ok.status.success(),
+        "{}\nsshd log:\n{}",
+        String::from_utf8_lossy(&ok.stderr),
+        std::fs::read_to_string(ssh_dir.join("sshd.log")).unwrap_or_default()
+    );
+    assert_eq!(names(&ok).len(), 5);
+
+    // A known_hosts entry with another key: host key verification fails, clearly.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    crate::support::run_ok(
+        std::process::Command::new(crate::support::tool("ssh-keygen"))
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(other.join("k")),
+    );
+    let other_pub = std::fs::read_to_string(other.join("k.pub")).unwrap();
+    let mut parts = other_pub.split_whitespace();
+    let wrong_kh = dir.path().join("wrong_known_hosts");
+    std::fs::write(
+        &wrong_kh,
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            sshd.server.port,
+            parts.next().unwrap(),
+            parts.next().unwrap()
+        ),
+    )
+    .unwrap();
+    let bad = render(
+        &dir.path().join("cache2"),
+        &url,
+        &[],
+        &[
+            ("SOPSYNC_GIT_SSH_KEY", &key),
+            ("SOPSYNC_GIT_KNOWN_HOSTS", wrong_kh.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("git fetch of") && stderr.to_lowercase().contains("host key"),
+        "{stderr}"
+    );
+    // A key without known_hosts is refused before connecting.
+    let no_kh = render(
+        &dir.path().join("cache3"),
+        &url,
+        &[],
+        &[("SOPSYNC_GIT_SSH_KEY", &key)],
+    );
+    assert_eq!(no_kh.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&no_kh.stderr).contains("an SSH key needs a known_hosts file"));
+}
