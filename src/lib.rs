@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod core;
+pub mod ephemeral;
 pub mod error;
 pub mod keysource;
 pub mod repo;

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod cli;
 mod git;
 mod interop;
 mod layering;

@@ -2,6 +2,7 @@
 //! this file holds what they share (reading input, `.sops.yaml`, atomic writes).
 
 mod decrypt;
+mod edit;
 mod encrypt;
 mod filestatus;
 mod keygen;
@@ -44,6 +45,14 @@ enum Command {
     Updatekeys(rotate::UpdateKeysArgs),
     /// Render a repository of SOPS files (path or Git URL) into Kubernetes Secrets.
     Render(render::Args),
+    /// Edit the decrypted file in $SOPS_EDITOR/$EDITOR and re-encrypt it (sops edit).
+    Edit(edit::EditArgs),
+    /// Set one value, given as JSON (sops set).
+    Set(edit::SetArgs),
+    /// Remove one key or list element (sops unset).
+    Unset(edit::UnsetArgs),
+    /// Run a command with the file's top-level keys as environment variables (sops exec-env).
+    ExecEnv(edit::ExecEnvArgs),
 }
 
 /// Runs the parsed command line.
@@ -57,6 +66,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rotate(a) => rotate::run_rotate(&ctx, a),
         Command::Updatekeys(a) => rotate::run_updatekeys(&ctx, a),
         Command::Render(a) => render::run(a),
+        Command::Edit(a) => edit::run_edit(&ctx, a),
+        Command::Set(a) => edit::run_set(&ctx, a),
+        Command::Unset(a) => edit::run_unset(&ctx, a),
+        Command::ExecEnv(a) => edit::run_exec_env(&ctx, a),
     }
 }
 
