@@ -156,6 +156,22 @@ fn sops_made_shamir_two_of_three_decrypts_with_any_two_groups() {
             "{pair:?}"
         );
     }
+    // The same in the YAML shape (`hc_vault: []`) and the flattened dotenv shape
+    // (threshold as a string, spec §6.4); both also emit back byte for byte.
+    for name in ["shamir.enc.yaml", "shamir.enc.env"] {
+        let file = open(name).unwrap();
+        assert_eq!(file.metadata.shamir_threshold, Some(2), "{name}");
+        assert_eq!(file.metadata.key_groups.len(), 3, "{name}");
+        let key = core::unwrap_data_key(&file.metadata, &identities(&["age1", "age3"])).unwrap();
+        core::decrypt(&file, &key, &DecryptOptions::default()).expect(name);
+        assert_eq!(
+            String::from_utf8_lossy(
+                &core::emit_encrypted(&file, &FormatOptions::default()).unwrap()
+            ),
+            String::from_utf8_lossy(&read(name)),
+            "{name}"
+        );
+    }
 }
 
 /// What each defect must fail with.
@@ -524,10 +540,11 @@ fn sops_decrypt_as(bytes: &[u8], format: Format, keys: &[&str]) -> (i32, Vec<u8>
     (out.status.code().unwrap_or(-1), out.stdout)
 }
 
-// dotenv and INI join this list when their codecs land (the fixtures are ready).
-const STORES: [(&str, &str, Format); 3] = [
+// INI joins this list when its codec lands (the fixture is ready).
+const STORES: [(&str, &str, Format); 4] = [
     ("basic.enc.json", "plain.json", Format::Json),
     ("basic.enc.yaml", "plain.yaml", Format::Yaml),
+    ("basic.enc.env", "plain.env", Format::Dotenv),
     ("basic.enc.bin", "plain.bin", Format::Binary),
 ];
 
@@ -627,6 +644,7 @@ fn sops_made_files_emit_back_byte_identical() {
         ("mixed_keys.enc.json", Format::Json),
         ("basic.enc.yaml", Format::Yaml),
         ("marker.enc.yaml", Format::Yaml),
+        ("basic.enc.env", Format::Dotenv),
         ("basic.enc.bin", Format::Binary),
     ] {
         let codec = store_codec(format);
