@@ -44,7 +44,14 @@ impl IvStash {
         self.map.is_empty()
     }
 
-    fn insert(&mut self, aad: &str, plain: &Canonical, iv: &[u8]) {
+    /// Remembers `iv` for `plain`, but only when `decrypted` (the bytes that were
+    /// actually encrypted under this IV) equals the canonical bytes we would encrypt:
+    /// a hand-made `1.50` re-encrypts as `1.5`, and reusing its IV for different
+    /// plaintext under the same key would break GCM.
+    fn insert(&mut self, aad: &str, plain: &Canonical, decrypted: &[u8], iv: &[u8]) {
+        if plain.bytes.as_slice() != decrypted {
+            return;
+        }
         // Only 32-byte IVs can be reused by our 32-byte-IV encryption.
         if let Ok(iv) = <[u8; IV_LEN]>::try_from(iv) {
             self.map.insert(
@@ -316,11 +323,16 @@ impl Decryptor<'_> {
                     Plain::Comment(t) => t,
                     Plain::Value(v) => Text::new(canonical(&v)?.bytes.to_vec()),
                 };
-                Some((text, opened.iv))
+                Some((text, opened))
             });
         match decrypted {
-            Some((text, iv)) => {
-                self.stash.insert(&aad, &canonical_comment(&text), &iv);
+            Some((text, opened)) => {
+                self.stash.insert(
+                    &aad,
+                    &canonical_comment(&text),
+                    &opened.plaintext,
+                    &opened.iv,
+                );
                 Some(text)
             }
             None => {
@@ -358,7 +370,7 @@ impl Decryptor<'_> {
                         Plain::Comment(c) => Some(canonical_comment(c)),
                     };
                     if let Some(c) = canon {
-                        self.stash.insert(&aad, &c, &opened.iv);
+                        self.stash.insert(&aad, &c, &opened.plaintext, &opened.iv);
                     }
                     plain
                 }
@@ -473,6 +485,8 @@ fn kind_name(v: &Value) -> &'static str {
 mod tests {
     use super::*;
     use crate::core::metadata::SelectionRule;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
     use rand_core::{CryptoRng, RngCore};
 
     struct CountingRng(u8);
@@ -599,6 +613,36 @@ mod tests {
         assert!(
             matches!(&list.items[2], SeqEntry::Value(Value::Str(t)) if t.as_str().unwrap().starts_with("ENC["))
         );
+    }
+
+    #[test]
+    fn non_canonical_plaintext_never_lends_its_iv() {
+        // A hand-made `type:float` value `1.50` re-encrypts as `1.5`; reusing its IV
+        // for different bytes under the same key would be GCM nonce reuse.
+        let key = DataKey::from_bytes([4; 32]);
+        let rule = Rule::compile(&SelectionRule::default()).unwrap();
+        let hand_made = Canonical {
+            tag: TypeTag::Float,
+            bytes: zeroize::Zeroizing::new(b"1.50".to_vec()),
+        };
+        let env = cipher::seal(&key, &[8; IV_LEN], b"f:", &hand_made);
+        let mut m = Mapping::new();
+        m.push("f", Value::str(&env));
+        let mut docs = vec![m];
+        let walk = decrypt_documents(&mut docs, &key, &rule, false).unwrap();
+        assert_eq!(docs[0].get("f"), Some(&Value::Float(1.5)));
+        assert!(walk.stash.is_empty());
+        encrypt_documents(
+            &mut docs,
+            &key,
+            &rule,
+            false,
+            Some(&walk.stash),
+            &mut CountingRng(0),
+        )
+        .unwrap();
+        let again = docs[0].get("f").unwrap().as_str().unwrap();
+        assert!(!again.contains(&STANDARD.encode([8u8; IV_LEN])));
     }
 
     #[test]
