@@ -33,6 +33,11 @@ const CASES: &[Case] = &[
         content: "# database\nDB_PASSWORD=hunter2\nQUOTED=\"q v\"\nexport EXPORTED=x\nEMPTY=\nEQ=a=b=c\nMULTI=line1\\nline2\nTOKEN_unencrypted=visible\nCR=value\r\n",
     },
     Case {
+        format: "ini",
+        file: "app.ini",
+        content: "top = 1\n; default comment\nother=two\n\n# section comment\n[database]\n; about user\nuser = admin\npassword = \"s3cr3t ; x\"\nport=5432 ; inline\nspaced = '  padded  '\nhash = a#b\ntoken_unencrypted = visible\nlong_key_name = v\n\n[empty]\n\n[second]\nk = v\n",
+    },
+    Case {
         format: "binary",
         file: "blob.bin",
         content: "raw bytes\r\nline two\n\u{1}\u{2}",
@@ -63,7 +68,7 @@ const OPTIONS: &[(&str, &[&str], &[&str])] = &[
     (
         "encrypted_comment_regex",
         &[],
-        &["--encrypted-comment-regex", "in list|database"],
+        &["--encrypted-comment-regex", "in list|database|about user"],
     ),
     (
         "unencrypted_comment_regex",
@@ -112,7 +117,7 @@ fn interop_matrix_with_real_sops() {
         std::fs::write(&input, case.content).unwrap();
         for (opt, sub, global) in OPTIONS {
             let comment_opt = opt.contains("comment");
-            if comment_opt && !matches!(case.format, "yaml" | "dotenv") {
+            if comment_opt && !matches!(case.format, "yaml" | "dotenv" | "ini") {
                 continue; // JSON and binary have no comments.
             }
             if case.format == "binary" && *opt != "default" && *opt != "mac_only_encrypted" {
@@ -313,4 +318,34 @@ fn rotate_and_updatekeys_results_are_read_by_sops() {
         decrypt_with(&mut sops(), &k1, &enc).status.code(),
         Some(128)
     );
+}
+
+#[test]
+fn output_type_conversions_match_sops() {
+    let dir = tempdir();
+    let (key, r) = age_keypair(dir.path(), "conv");
+    let input = dir.path().join("flat.yaml");
+    std::fs::write(&input, "# c\nname: web\nport: 5432\nratio: 1.5e-7\nbig: 1e21\nenabled: true\nnothing: null\nwhen: 2001-12-14t21:59:43.10-05:00\nhtml: <&>\n").unwrap();
+    let enc = dir.path().join("flat.enc.yaml");
+    std::fs::write(&enc, sops_encrypt(&input, &r, &[], &[])).unwrap();
+    for out_type in ["json", "dotenv", "yaml"] {
+        let want = run(sops()
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .args(["decrypt", "--output-type", out_type])
+            .arg(&enc));
+        let got = run(sopsync()
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .args(["decrypt", "--output-type", out_type])
+            .arg(&enc));
+        assert!(
+            want.status.success() && got.status.success(),
+            "{out_type}: {}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&got.stdout),
+            String::from_utf8_lossy(&want.stdout),
+            "--output-type {out_type}"
+        );
+    }
 }

@@ -170,6 +170,7 @@ pub trait Codec: Send + Sync + fmt::Debug {
 pub mod binary;
 pub mod dotenv;
 pub mod flatten;
+pub mod ini;
 pub mod json;
 pub mod yaml;
 
@@ -180,42 +181,6 @@ pub fn codec(format: Format, opts: &FormatOptions) -> Box<dyn Codec> {
         Format::Json => Box::new(json::JsonCodec::new(opts)),
         Format::Binary => Box::new(binary::BinaryCodec::new(opts)),
         Format::Dotenv => Box::new(dotenv::DotenvCodec::new(opts)),
-        Format::Ini => Box::new(Unsupported(format)),
-    }
-}
-
-/// A format whose codec has not landed yet: every call is a clear error rather than a
-/// silent misreading.
-#[derive(Debug)]
-struct Unsupported(Format);
-
-impl Unsupported {
-    fn err(&self) -> FormatError {
-        FormatError::Parse {
-            format: self.0.name(),
-            line: None,
-            reason: format!(
-                "the {} format is not supported by this build of sopsync yet",
-                self.0.name()
-            ),
-        }
-    }
-}
-
-impl Codec for Unsupported {
-    fn parse_plain(&self, _: &[u8]) -> Result<Vec<Mapping>, FormatError> {
-        Err(self.err())
-    }
-    fn parse_encrypted(&self, _: &[u8]) -> Result<(Vec<Mapping>, Option<Mapping>), FormatError> {
-        Err(self.err())
-    }
-    fn emit_plain(&self, _: &[Mapping]) -> Result<Vec<u8>, FormatError> {
-        Err(self.err())
-    }
-    fn emit_encrypted(&self, _: &[Mapping], _: &Mapping) -> Result<Vec<u8>, FormatError> {
-        Err(self.err())
-    }
-    fn emit_value(&self, _: &Value) -> Result<Vec<u8>, FormatError> {
-        Err(self.err())
+        Format::Ini => Box::new(ini::IniCodec::new(opts)),
     }
 }
