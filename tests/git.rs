@@ -73,7 +73,14 @@ fn git_daemon_fetch_then_update_after_a_new_commit_then_server_down_keeps_the_ca
     let head = git(&work, &["rev-parse", "HEAD"]);
     assert_eq!(revision(&second), head);
 
-    // An older revision by tag and by commit id.
+    // A branch by name, then an older revision by tag and by commit id.
+    let branch = render(&cache, &url, &["--ref", "main"], &[]);
+    assert!(
+        branch.status.success(),
+        "{}",
+        String::from_utf8_lossy(&branch.stderr)
+    );
+    assert_eq!(names(&branch).len(), 4);
     git(&work, &["tag", "v1", "HEAD~1"]);
     git(&work, &["push", "-q", "origin", "v1"]);
     let tagged = render(&cache, &url, &["--ref", "v1"], &[]);
@@ -261,4 +268,52 @@ fn ssh_with_a_key_and_known_hosts_fetches_and_a_wrong_host_key_is_refused() {
     );
     assert_eq!(no_kh.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&no_kh.stderr).contains("an SSH key needs a known_hosts file"));
+}
+
+#[test]
+fn file_urls_render_and_a_silent_server_times_out() {
+    let dir = tempdir();
+    let serve = dir.path().join("serve");
+    std::fs::create_dir_all(&serve).unwrap();
+    let (_work, bare) = make_repo(&serve, "ops", &project_root().join("examples/gitops"));
+    let url = format!("file://{}", bare.display());
+    let ok = render(
+        &dir.path().join("cache"),
+        &url,
+        &["--path", "apps/web"],
+        &[],
+    );
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(names(&ok), vec!["web-credentials", "web-db", "web-tls"]);
+
+    // A server that accepts connections and never answers: the fetch times out.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        if let Ok((s, _)) = listener.accept() {
+            held.push(s);
+            std::thread::sleep(std::time::Duration::from_secs(4));
+        }
+    });
+    let silent = format!("git://127.0.0.1:{port}/ops.git");
+    let mut cmd = sopsync();
+    cmd.env(
+        "SOPS_AGE_KEY_FILE",
+        project_root().join("keys-example/age.key"),
+    )
+    .args(["render", &silent, "--git-timeout", "2", "--cache-dir"])
+    .arg(dir.path().join("cache2"));
+    let out = run(&mut cmd);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("git fetch of {silent} timed out after 2s")),
+        "{stderr}"
+    );
+    holder.join().unwrap();
 }

@@ -270,3 +270,31 @@ fn a_yaml_bomb_is_refused_with_the_file_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn size_and_file_count_limits_name_what_exceeded_them() {
+    let dir = tempdir();
+    let repo = dir.path().join("repo");
+    copy_dir(&project_root().join("examples/gitops"), &repo);
+    std::fs::write(repo.join("apps/big.bin"), vec![b'x'; 5000]).unwrap();
+    let out = render(dir.path(), &["repo", "--max-file-bytes", "4096"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("apps/big.bin: file is 5000 bytes, over the 4096-byte limit"),
+        "{stderr}"
+    );
+    assert_eq!(
+        rendered_data(&out.stdout).len(),
+        5,
+        "the other files still render"
+    );
+    let out = render(dir.path(), &["repo", "--max-files", "3"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("repo: more than 3 files; narrow it with --path"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}

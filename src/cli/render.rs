@@ -41,6 +41,12 @@ pub struct Args {
     /// Timeout for each git operation, in seconds.
     #[arg(long, default_value_t = 120)]
     git_timeout: u64,
+    /// Largest file read, in bytes (default 8 MiB).
+    #[arg(long, default_value_t = WalkLimits::default().max_file_bytes)]
+    max_file_bytes: u64,
+    /// Most files visited (default 20,000).
+    #[arg(long, default_value_t = WalkLimits::default().max_files)]
+    max_files: usize,
 }
 
 fn is_url(s: &str) -> bool {
@@ -114,7 +120,10 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
             "local".to_string(),
         )
     };
-    let limits = WalkLimits::default();
+    let limits = WalkLimits {
+        max_file_bytes: a.max_file_bytes,
+        max_files: a.max_files,
+    };
     let root = match &a.path {
         Some(sub) => walk::secure_join(&root, sub).map_err(|e| other(e.to_string(), 1, None))?,
         None => root,
