@@ -647,6 +647,63 @@ fn files_we_encrypt_have_the_same_layout_as_sops_files() {
 }
 
 #[test]
+fn comment_regex_probes_select_the_same_values_as_sops_both_ways() {
+    // tests/data/comment_probes: sops encrypted each probe with encrypted_ and
+    // unencrypted_comment_regex X. Which values are ENC[...] shows where each comment
+    // sits and how far it reaches (spec §3.2, §3.4).
+    let codec = store_codec(Format::Yaml);
+    let mut checked = 0;
+    for n in 1..=6 {
+        for (kind, rule) in [
+            (
+                "encrypted",
+                SelectionRule::EncryptedCommentRegex("X".into()),
+            ),
+            (
+                "unencrypted",
+                SelectionRule::UnencryptedCommentRegex("X".into()),
+            ),
+        ] {
+            let enc = format!("comment_probes/p{n}.{kind}.enc.yaml");
+            // sops' file decrypts here (MAC verified) to what sops prints.
+            let file = open(&enc).unwrap();
+            assert_eq!(file.metadata.rule, Some(rule.clone()), "{enc}");
+            let key = core::unwrap_data_key(&file.metadata, &identities(&["age1"])).unwrap();
+            let plain = core::decrypt(&file, &key, &DecryptOptions::default()).expect(&enc);
+            let (code, theirs) = sops_decrypt_as(&read(&enc), Format::Yaml, &["age1"]);
+            assert_eq!(code, 0, "{enc}");
+            assert_eq!(
+                String::from_utf8_lossy(&codec.emit_plain(&plain.documents).unwrap()),
+                String::from_utf8_lossy(&theirs),
+                "{enc}"
+            );
+            // Our encryption selects the same values and sops reads it.
+            let mut rng = rand_core::OsRng;
+            let ours = core::encrypt(
+                codec
+                    .parse_plain(&read(&format!("comment_probes/p{n}.yaml")))
+                    .unwrap(),
+                Format::Yaml,
+                &EncryptConfig {
+                    key_groups: vec![vec![recipient("age1")]],
+                    shamir_threshold: None,
+                    rule,
+                    mac_only_encrypted: false,
+                },
+                &mut env(&mut rng),
+            )
+            .unwrap();
+            let bytes = core::emit_encrypted(&ours, &FormatOptions::default()).unwrap();
+            assert_eq!(layout(&bytes), layout(&read(&enc)), "{enc}");
+            let (code, out) = sops_decrypt_as(&bytes, Format::Yaml, &["age1"]);
+            assert_eq!((code, out), (0, theirs), "{enc}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 12);
+}
+
+#[test]
 fn sops_made_files_emit_back_byte_identical() {
     // INI's [sops] section order is random in sops (spec §6.3), so INI is left out.
     for (enc, format) in [
