@@ -278,7 +278,7 @@ where
 }
 
 /// Encrypts canonical bytes with a 32-byte IV and `aad` into an envelope (spec §2.3).
-/// The caller never passes empty bytes (§1.4; see [`seal_leaf`]).
+/// Callers never pass empty bytes: empty strings stay unencrypted (§1.4).
 pub fn seal(key: &DataKey, iv: &[u8; IV_LEN], aad: &[u8], plain: &Canonical) -> String {
     let cipher = AesGcm::<Aes256, U32>::new(GenericArray::from_slice(key.expose_secret()));
     let mut buf = Zeroizing::new(plain.bytes.to_vec());
