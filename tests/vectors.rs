@@ -649,19 +649,20 @@ fn files_we_encrypt_have_the_same_layout_as_sops_files() {
 #[test]
 fn comment_regex_probes_select_the_same_values_as_sops_both_ways() {
     // tests/data/comment_probes: sops encrypted each probe with encrypted_ and
-    // unencrypted_comment_regex X. Which values are ENC[...] shows where each comment
-    // sits and how far it reaches (spec §3.2, §3.4).
+    // unencrypted_comment_regex `@X` (`@` is never in base64, so no ciphertext can match
+    // it; sops aborts when one does, spec §3.2). Which values are ENC[...] shows where
+    // each comment sits and how far it reaches (spec §3.2, §3.4).
     let codec = store_codec(Format::Yaml);
     let mut checked = 0;
     for n in 1..=6 {
         for (kind, rule) in [
             (
                 "encrypted",
-                SelectionRule::EncryptedCommentRegex("X".into()),
+                SelectionRule::EncryptedCommentRegex("@X".into()),
             ),
             (
                 "unencrypted",
-                SelectionRule::UnencryptedCommentRegex("X".into()),
+                SelectionRule::UnencryptedCommentRegex("@X".into()),
             ),
         ] {
             let enc = format!("comment_probes/p{n}.{kind}.enc.yaml");
