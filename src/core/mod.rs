@@ -608,11 +608,33 @@ mod tests {
         let err = encrypt(
             vec![m],
             Format::Yaml,
-            &config(vec![vec![r]], None),
+            &config(vec![vec![r.clone()]], None),
             &mut env,
         )
         .unwrap_err();
         assert_eq!(err.exit_code(), 203);
+        // dotenv: any `sops_` key (spec §6.3); a nested `sops` key elsewhere is fine.
+        let mut d = doc();
+        d.push("sops_version", Value::str("x"));
+        let err = encrypt(
+            vec![d],
+            Format::Dotenv,
+            &config(vec![vec![r.clone()]], None),
+            &mut env,
+        )
+        .unwrap_err();
+        assert!(matches!(&err, CoreError::AlreadyEncrypted { key } if key == "sops_version"));
+        let mut inner = Mapping::new();
+        inner.push("sops", Value::str("fine"));
+        let mut nested = doc();
+        nested.push("outer", Value::Map(inner));
+        assert!(encrypt(
+            vec![nested],
+            Format::Yaml,
+            &config(vec![vec![r]], None),
+            &mut env
+        )
+        .is_ok());
     }
 
     #[test]
