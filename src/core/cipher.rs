@@ -18,7 +18,6 @@ use aes_gcm::aes::Aes256;
 use aes_gcm::AesGcm;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use std::sync::OnceLock;
 use zeroize::Zeroizing;
 
 /// The IV length sops writes (spec §2.1).
@@ -183,35 +182,53 @@ struct Parts {
     type_tag: Vec<u8>,
 }
 
-fn envelope_regex() -> &'static regex::bytes::Regex {
-    static RE: OnceLock<regex::bytes::Regex> = OnceLock::new();
-    // §2.3: anchored at the start only, greedy groups, `.` not matching newline (Go RE2
-    // semantics; `(?-u)` lets `.` match any byte, as Go matches invalid UTF-8 as U+FFFD).
-    RE.get_or_init(|| {
-        regex::bytes::Regex::new(r"(?-u)^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
-            .expect("static regex")
-    })
+/// Positions of `needle` in `hay`, last first.
+fn rpositions<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    (0..hay.len().saturating_sub(needle.len() - 1))
+        .rev()
+        .filter(move |&i| hay[i..].starts_with(needle))
+}
+
+/// The four groups of `^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]` (§2.3),
+/// matched by hand with the regex's exact semantics: anchored at the start only, `.`
+/// stops at a newline, and greedy groups (each group takes the longest extent that
+/// still lets the rest match, the first group having priority). A backtracking
+/// regex spent a third of the time of decrypting a large file here.
+fn envelope_fields(text: &[u8]) -> Option<[&[u8]; 4]> {
+    let line = text.split(|b| *b == b'\n').next().unwrap_or(text);
+    let s = line.strip_prefix(b"ENC[AES256_GCM,data:".as_slice())?;
+    for i in rpositions(s, b",iv:").filter(|&i| i >= 1) {
+        let r = &s[i + 4..];
+        for j in rpositions(r, b",tag:").filter(|&j| j >= 1) {
+            let r2 = &r[j + 5..];
+            for k in rpositions(r2, b",type:").filter(|&k| k >= 1) {
+                let r3 = &r2[k + 6..];
+                if let Some(m) = rpositions(r3, b"]").find(|&m| m >= 1) {
+                    return Some([&s[..i], &r[..j], &r2[..k], &r3[..m]]);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// True when the text looks like an envelope (used to tell comments apart).
 pub fn is_envelope(text: &[u8]) -> bool {
-    envelope_regex().is_match(text)
+    envelope_fields(text).is_some()
 }
 
 fn split_envelope(text: &[u8]) -> Result<Parts, ValueFailure> {
-    let caps = envelope_regex()
-        .captures(text)
-        .ok_or(ValueFailure::NotAnEnvelope)?;
-    let b64 = |i: usize, field: &'static str| {
+    let [data, iv, tag, type_tag] = envelope_fields(text).ok_or(ValueFailure::NotAnEnvelope)?;
+    let b64 = |bytes: &[u8], field: &'static str| {
         STANDARD
-            .decode(&caps[i])
+            .decode(bytes)
             .map_err(|_| ValueFailure::BadBase64 { field })
     };
     Ok(Parts {
-        data: b64(1, "data")?,
-        iv: b64(2, "iv")?,
-        tag: b64(3, "tag")?,
-        type_tag: caps[4].to_vec(),
+        data: b64(data, "data")?,
+        iv: b64(iv, "iv")?,
+        tag: b64(tag, "tag")?,
+        type_tag: type_tag.to_vec(),
     })
 }
 
@@ -297,6 +314,32 @@ pub fn seal(key: &DataKey, iv: &[u8; IV_LEN], aad: &[u8], plain: &Canonical) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hand_matcher_agrees_with_the_sops_regex() {
+        let re = regex::bytes::Regex::new(
+            r"(?-u)^ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]",
+        )
+        .unwrap();
+        let cases: [&[u8]; 9] = [
+            b"ENC[AES256_GCM,data:AA==,iv:BB==,tag:CC==,type:str]",
+            b"ENC[AES256_GCM,data:AA==,iv:BB==,tag:CC==,type:str]trailing]junk",
+            b"ENC[AES256_GCM,data:a,iv:b,iv:c,tag:d,tag:e,type:f,type:g]",
+            b"ENC[AES256_GCM,data:,iv:b,tag:c,type:d]",
+            b"ENC[AES256_GCM,data:a,iv:b,tag:c,type:]",
+            b"ENC[AES256_GCM,data:a,iv:b,tag:c,type:d]\nmore]",
+            b"ENC[AES256_GCM,data:a\n,iv:b,tag:c,type:d]",
+            b"xENC[AES256_GCM,data:a,iv:b,tag:c,type:d]",
+            b"ENC[AES256_GCM,data:a,iv:,tag:c,type:d],iv:x,tag:y,type:z]",
+        ];
+        for c in cases {
+            let want = re
+                .captures(c)
+                .map(|m| [m[1].to_vec(), m[2].to_vec(), m[3].to_vec(), m[4].to_vec()]);
+            let got = envelope_fields(c).map(|f| f.map(<[u8]>::to_vec));
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(c));
+        }
+    }
 
     fn key() -> DataKey {
         let mut k = [0u8; 32];
