@@ -697,21 +697,31 @@ fn convert(node: Node) -> Result<Value, FormatError> {
 
 fn convert_map(m: MapNode) -> Result<Mapping, FormatError> {
     let mut out = Mapping::new();
-    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    out.entries.reserve(m.items.len());
+    let mut lines = Vec::with_capacity(m.items.len());
     for item in m.items {
         match item {
             MItem::Comment(c) => out.entries.push(MapEntry::Comment(Text::from(c))),
             MItem::Pair { key, value, line } => {
                 let k = convert_key(&key)?;
-                if !seen.insert(k.clone()) {
-                    return Err(perr(line, format!("duplicate key `{k}`")));
-                }
+                lines.push(line);
                 out.entries.push(MapEntry::Pair {
                     key: k,
                     value: convert(value)?,
                 });
             }
         }
+    }
+    // Duplicate keys are an error (§1.6). Checked on borrowed keys after sorting:
+    // hashing a clone of every key cost a tenth of decrypting a 10,000-key file.
+    let mut keys: Vec<(&str, usize)> = out
+        .pairs()
+        .map(|(k, _)| k)
+        .zip(lines.iter().copied())
+        .collect();
+    keys.sort_unstable();
+    if let Some(w) = keys.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(perr(w[1].1, format!("duplicate key `{}`", w[1].0)));
     }
     Ok(out)
 }
