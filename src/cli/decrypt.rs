@@ -1,7 +1,7 @@
 //! `sopsync decrypt`: sops-compatible decryption, MAC always verified unless
 //! `--ignore-mac`.
 
-use super::{core_err, format_for, read_input, write_output, Context};
+use super::{core_err, format_for, parse_tree_path, read_input, write_output, Context, Step};
 use crate::core::formats::{codec, Format, FormatOptions};
 use crate::core::tree::Mapping;
 use crate::core::tree::{SeqEntry, Value};
@@ -35,37 +35,6 @@ pub struct Args {
     /// Name used for format detection.
     #[arg(long)]
     filename_override: Option<PathBuf>,
-}
-
-/// One step of an `--extract` path.
-#[derive(Debug, PartialEq)]
-enum Step {
-    Key(String),
-    Index(usize),
-}
-
-/// Parses `["a"][0]` (spec §7.6).
-fn parse_extract(path: &str) -> Result<Vec<Step>, CliError> {
-    let bad = || CliError::Extract {
-        message: format!("invalid --extract path `{path}`: expected a form like '[\"key\"][0]'"),
-        code: 91,
-    };
-    let mut steps = Vec::new();
-    let mut rest = path.trim();
-    while !rest.is_empty() {
-        rest = rest.strip_prefix('[').ok_or_else(bad)?;
-        if let Some(r) = rest.strip_prefix('"').or_else(|| rest.strip_prefix('\'')) {
-            let quote = rest.as_bytes()[0] as char;
-            let end = r.find(quote).ok_or_else(bad)?;
-            steps.push(Step::Key(r[..end].to_string()));
-            rest = r[end + 1..].strip_prefix(']').ok_or_else(bad)?;
-        } else {
-            let end = rest.find(']').ok_or_else(bad)?;
-            steps.push(Step::Index(rest[..end].trim().parse().map_err(|_| bad())?));
-            rest = &rest[end + 1..];
-        }
-    }
-    Ok(steps)
 }
 
 fn extract<'a>(docs: &'a [Mapping], steps: &[Step], path: &str) -> Result<&'a Value, CliError> {
@@ -135,7 +104,11 @@ pub(super) fn run(ctx: &Context, a: Args) -> Result<(), CliError> {
         .flatten()
         .map(|l| l.config.stores)
         .unwrap_or_default();
-    let steps = a.extract.as_deref().map(parse_extract).transpose()?;
+    let steps = a
+        .extract
+        .as_deref()
+        .map(|p| parse_tree_path(p, "--extract path"))
+        .transpose()?;
     let docs = decrypt_file(&a.file, in_format, &opts, a.ignore_mac)?;
     let out_codec = codec(out_format, &opts);
     let emit_err = |e: crate::core::formats::FormatError| core_err(&a.file)(e.into());
@@ -165,9 +138,13 @@ mod tests {
     #[test]
     fn extract_paths_parse_like_sops() {
         assert_eq!(
-            parse_extract(r#"["a"][0]["b"]"#).unwrap(),
+            parse_tree_path(r#"["a"][0]["b"]"#, "path").unwrap(),
             vec![Step::Key("a".into()), Step::Index(0), Step::Key("b".into())]
         );
-        assert_eq!(parse_extract(r#"["a""#).unwrap_err().exit_code(), 91);
+        assert_eq!(
+            parse_tree_path(r#"["a""#, "path").unwrap_err().exit_code(),
+            91
+        );
+        assert_eq!(parse_tree_path("[0]", "path").unwrap_err().exit_code(), 91);
     }
 }

@@ -2,7 +2,7 @@
 //! plaintext, and re-encrypt with the same data key, reusing the IVs of unchanged
 //! values so diffs stay small (spec §2.4, §9.3).
 
-use super::{core_err, format_for, read_input, write_output, Context};
+use super::{core_err, format_for, parse_tree_path, read_input, write_output, Context, Step};
 use crate::core::formats::{codec, json::JsonCodec, Codec, Format, FormatOptions};
 use crate::core::tree::{Mapping, SeqEntry, Value};
 use crate::core::{self as core_ops, CryptoEnv, DecryptOptions, EncryptedFile};
@@ -70,15 +70,22 @@ pub struct ExecEnvArgs {
     input_type: Option<String>,
 }
 
-struct Opened {
-    format: Format,
-    opts: FormatOptions,
-    file: EncryptedFile,
-    key: crate::core::secret::DataKey,
-    plain: core_ops::Decrypted,
+/// An encrypted file opened for change: parsed, data key unwrapped, decrypted with
+/// the MAC verified, IVs remembered.
+pub(super) struct Opened {
+    pub(super) format: Format,
+    pub(super) opts: FormatOptions,
+    pub(super) file: EncryptedFile,
+    pub(super) key: crate::core::secret::DataKey,
+    pub(super) plain: core_ops::Decrypted,
 }
 
-fn open(ctx: &Context, path: &Path, input_type: Option<&str>) -> Result<Opened, CliError> {
+/// Opens `path` with the environment's keys (shared by edit, set, unset, exec-env, rotate).
+pub(super) fn open(
+    ctx: &Context,
+    path: &Path,
+    input_type: Option<&str>,
+) -> Result<Opened, CliError> {
     let format = format_for(input_type, path);
     let opts = ctx
         .load_config()
@@ -205,38 +212,6 @@ pub(super) fn run_edit(ctx: &Context, a: EditArgs) -> Result<(), CliError> {
         hint: Some("run sopsync edit again".into()),
     })?;
     save(&o, docs, &a.file, true)
-}
-
-/// One step of a path like `["a"][0]`.
-enum Step {
-    Key(String),
-    Index(usize),
-}
-
-fn parse_path(path: &str) -> Result<Vec<Step>, CliError> {
-    let bad = || CliError::Extract {
-        message: format!("invalid path `{path}`: expected a form like '[\"key\"][0]'"),
-        code: 91,
-    };
-    let mut steps = Vec::new();
-    let mut rest = path.trim();
-    while !rest.is_empty() {
-        rest = rest.strip_prefix('[').ok_or_else(bad)?;
-        if let Some(quote) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') {
-            let r = &rest[1..];
-            let end = r.find(quote).ok_or_else(bad)?;
-            steps.push(Step::Key(r[..end].to_string()));
-            rest = r[end + 1..].strip_prefix(']').ok_or_else(bad)?;
-        } else {
-            let end = rest.find(']').ok_or_else(bad)?;
-            steps.push(Step::Index(rest[..end].trim().parse().map_err(|_| bad())?));
-            rest = &rest[end + 1..];
-        }
-    }
-    if steps.is_empty() || !matches!(steps[0], Step::Key(_)) {
-        return Err(bad());
-    }
-    Ok(steps)
 }
 
 fn seq_value_mut(items: &mut [SeqEntry], i: usize) -> Option<&mut Value> {
@@ -381,7 +356,7 @@ pub(super) fn run_set(ctx: &Context, a: SetArgs) -> Result<(), CliError> {
             hint: None,
         })?;
     let value = parsed[0].remove("v").unwrap_or(Value::Null);
-    let steps = parse_path(&a.path)?;
+    let steps = parse_tree_path(&a.path, "path")?;
     let mut o = open(ctx, &a.file, a.input_type.as_deref())?;
     let mut docs = std::mem::take(&mut o.plain.documents);
     let doc = docs
@@ -395,7 +370,7 @@ pub(super) fn run_set(ctx: &Context, a: SetArgs) -> Result<(), CliError> {
 }
 
 pub(super) fn run_unset(ctx: &Context, a: UnsetArgs) -> Result<(), CliError> {
-    let steps = parse_path(&a.path)?;
+    let steps = parse_tree_path(&a.path, "path")?;
     let mut o = open(ctx, &a.file, a.input_type.as_deref())?;
     let mut docs = std::mem::take(&mut o.plain.documents);
     let removed = docs.first_mut().is_some_and(|d| unset_at(d, &steps));

@@ -207,6 +207,41 @@ pub(crate) fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
     }
 }
 
+/// One step of a tree path like `["a"][0]` (`--extract`, `set`, `unset`).
+#[derive(Debug, PartialEq)]
+pub(crate) enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// Parses a sops tree path `["key"][0]...` (spec §7.6); the first step must be a
+/// key. `what` names the argument in the error (sops exit 91).
+pub(crate) fn parse_tree_path(path: &str, what: &str) -> Result<Vec<Step>, CliError> {
+    let bad = || CliError::Extract {
+        message: format!("invalid {what} `{path}`: expected a form like '[\"key\"][0]'"),
+        code: 91,
+    };
+    let mut steps = Vec::new();
+    let mut rest = path.trim();
+    while !rest.is_empty() {
+        rest = rest.strip_prefix('[').ok_or_else(bad)?;
+        if let Some(quote) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') {
+            let r = &rest[1..];
+            let end = r.find(quote).ok_or_else(bad)?;
+            steps.push(Step::Key(r[..end].to_string()));
+            rest = r[end + 1..].strip_prefix(']').ok_or_else(bad)?;
+        } else {
+            let end = rest.find(']').ok_or_else(bad)?;
+            steps.push(Step::Index(rest[..end].trim().parse().map_err(|_| bad())?));
+            rest = &rest[end + 1..];
+        }
+    }
+    if !matches!(steps.first(), Some(Step::Key(_))) {
+        return Err(bad());
+    }
+    Ok(steps)
+}
+
 /// "Now" in UTC, for `lastmodified`.
 pub(crate) fn now_utc() -> Timestamp {
     let secs = std::time::SystemTime::now()

@@ -4,7 +4,7 @@
 use super::{core_err, format_for, read_input, rule_path, write_output, Context};
 use crate::core::formats::codec;
 use crate::core::keys::{AgeRecipient, Recipient};
-use crate::core::{self as core_ops, CryptoEnv, DecryptOptions};
+use crate::core::{self as core_ops, CryptoEnv};
 use crate::error::CliError;
 use std::path::PathBuf;
 
@@ -51,21 +51,14 @@ fn split(list: &Option<String>) -> Vec<String> {
 }
 
 pub(super) fn run_rotate(ctx: &Context, a: RotateArgs) -> Result<(), CliError> {
-    let format = format_for(a.input_type.as_deref(), &a.file);
-    let opts = ctx
-        .load_config()
-        .ok()
-        .flatten()
-        .map(|l| l.config.stores)
-        .unwrap_or_default();
+    let super::edit::Opened {
+        format,
+        opts,
+        file,
+        plain,
+        ..
+    } = super::edit::open(ctx, &a.file, a.input_type.as_deref())?;
     let c = codec(format, &opts);
-    let input = read_input(&a.file)?;
-    let file =
-        core_ops::parse_encrypted_with(c.as_ref(), format, &input).map_err(core_err(&a.file))?;
-    let ids = crate::keysource::age_identities();
-    let key = core_ops::unwrap_data_key(&file.metadata, &ids).map_err(core_err(&a.file))?;
-    let plain =
-        core_ops::decrypt(&file, &key, &DecryptOptions::default()).map_err(core_err(&a.file))?;
     let mut groups = core_ops::recipients_of(&file.metadata).map_err(core_err(&a.file))?;
     let remove = split(&a.rm_age);
     for g in groups.iter_mut() {
