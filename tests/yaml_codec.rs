@@ -1,23 +1,33 @@
-//! The YAML codec against the real sops 3.11: for every input of `tests/data/yaml/`,
+//! The YAML codec against the real sops 3.11. For every input of `tests/data/yaml/` and the
+//! 22 comment-placement probes of `tests/data/yaml/probes/` (spec §3.4, §12 item 2):
 //! (1) our parse+emit equals what `sops decrypt` prints for sops' own encryption,
 //! (2) our parse_encrypted+emit_encrypted reproduces sops' encrypted file byte for byte,
-//! (3) our full decrypt of sops' file equals `sops decrypt`, and
-//! (4) sops decrypts our encryption to the same bytes.
+//! and our full decryption of sops' file equals `sops decrypt`;
+//! (3) probes only: sops encrypts the probe with `--encrypted-comment-regex @X`; which values
+//! it encrypted shows where each comment sits in the tree. Our encryption of our parse with the
+//! same rule encrypts exactly the same values (same layout), and (2) holds for that file too.
+//! Then the error cases (exact `FormatError` variants) and the YAML-bomb limits.
 
-use crate::support::{age_keypair, run, run_ok, sops, tempdir};
-use sopsync::core::formats::{codec, Format, FormatOptions};
+use crate::support::{age_keypair, run_ok, sops, tempdir};
+use sopsync::core::formats::{codec, Codec, Format, FormatError, FormatOptions};
 use sopsync::core::keys::age::AgeIdentities;
-use std::path::Path;
+use sopsync::core::keys::{AgeRecipient, Recipient};
+use sopsync::core::metadata::SelectionRule;
+use sopsync::core::{CryptoEnv, EncryptConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-fn corpus() -> Vec<std::path::PathBuf> {
-    let dir = crate::support::project_root().join("tests/data/yaml");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("tests/data/yaml")
+/// The comment marker of the probes: `@` is not a base64 character, so no ciphertext can
+/// match it (spec §3.2).
+const MARKER: &str = "@X";
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 6, "the YAML corpus is missing files");
     files
 }
 
@@ -30,79 +40,360 @@ fn identities(key: &Path) -> AgeIdentities {
     ids
 }
 
-#[test]
-fn yaml_codec_matches_real_sops_byte_for_byte() {
-    let dir = tempdir();
-    let (key, recipient) = age_keypair(dir.path(), "k");
+/// Masks what differs between two encryptions of the same tree: ciphertexts (keeping the
+/// type), the age armor, the MAC and the timestamp. What stays is which values are
+/// encrypted, the layout, and the metadata keys.
+fn layout(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = regex::Regex::new(r"ENC\[AES256_GCM,data:[^,]*,iv:[^,]*,tag:[^,]*,type:([a-z]+)\]")
+        .unwrap()
+        .replace_all(&text, "ENC[$1]");
+    let text = regex::Regex::new(
+        r"(?s)-----BEGIN AGE ENCRYPTED FILE-----.*?-----END AGE ENCRYPTED FILE-----",
+    )
+    .unwrap()
+    .replace_all(&text, "ARMOR");
+    regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+        .unwrap()
+        .replace_all(&text, "TIME")
+        .into_owned()
+}
+
+fn show(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+/// The outcome of one corpus file: which checks passed, and what diverged.
+#[derive(Default)]
+struct Outcome {
+    plain_ok: bool,
+    encrypted_ok: bool,
+    comments_ok: Option<bool>,
+    failures: Vec<String>,
+}
+
+struct Setup {
+    key: PathBuf,
+    recipient: String,
+    ids: AgeIdentities,
+    dir: PathBuf,
+    /// A `.sops.yaml` whose one creation rule sets `encrypted_comment_regex: '@X'`.
+    comment_config: PathBuf,
+}
+
+fn check_file(setup: &Setup, input_path: &Path, probe: bool) -> Outcome {
     let opts = FormatOptions::default();
     let yaml = codec(Format::Yaml, &opts);
-    let ids = identities(&key);
-    let mut failures = Vec::new();
-    let files = corpus();
-    for input_path in &files {
-        let name = input_path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .to_string();
-        let input = std::fs::read(input_path).unwrap();
-        let enc_path = dir.path().join(&name);
-        let enc = run_ok(
-            sops()
-                .args(["encrypt", "--age", &recipient])
-                .arg(input_path),
-        );
-        std::fs::write(&enc_path, &enc).unwrap();
-        let expected = run_ok(
-            sops()
-                .env("SOPS_AGE_KEY_FILE", &key)
-                .args(["decrypt"])
-                .arg(&enc_path),
-        );
-        // (1) plaintext round trip.
-        let ours = yaml.parse_plain(&input).and_then(|d| yaml.emit_plain(&d));
-        match ours {
-            Ok(out) if out == expected => {}
-            Ok(out) => failures.push(format!(
-                "{name}: parse+emit differs from sops decrypt\n--- sops\n{}\n--- ours\n{}",
-                String::from_utf8_lossy(&expected),
-                String::from_utf8_lossy(&out)
-            )),
-            Err(e) => failures.push(format!("{name}: parse failed: {e}")),
+    let mut out = Outcome::default();
+    let name = input_path
+        .strip_prefix(crate::support::project_root())
+        .unwrap_or(input_path)
+        .display()
+        .to_string();
+    let stem = name.replace('/', "_");
+    let input = std::fs::read(input_path).unwrap();
+    let enc = run_ok(
+        sops()
+            .args(["encrypt", "--age", &setup.recipient])
+            .arg(input_path),
+    );
+    let enc_path = setup.dir.join(format!("{stem}.enc.yaml"));
+    std::fs::write(&enc_path, &enc).unwrap();
+    let expected = run_ok(
+        sops()
+            .env("SOPS_AGE_KEY_FILE", &setup.key)
+            .args(["decrypt"])
+            .arg(&enc_path),
+    );
+    // (1) plaintext round trip.
+    match yaml.parse_plain(&input).and_then(|d| yaml.emit_plain(&d)) {
+        Ok(ours) if ours == expected => out.plain_ok = true,
+        Ok(ours) => out.failures.push(format!(
+            "{name}: (1) parse+emit differs from sops decrypt\n--- sops\n{}\n--- ours\n{}",
+            show(&expected),
+            show(&ours)
+        )),
+        Err(e) => out.failures.push(format!("{name}: (1) parse failed: {e}")),
+    }
+    // (2) encrypted layout round trip, and our decryption of sops' file.
+    let reemit = reemit(yaml.as_ref(), &enc);
+    let full = sopsync::core::parse_encrypted_with(yaml.as_ref(), Format::Yaml, &enc)
+        .and_then(|f| {
+            let k = sopsync::core::unwrap_data_key(&f.metadata, &setup.ids)?;
+            sopsync::core::decrypt(&f, &k, &Default::default())
+        })
+        .map_err(|e| e.to_string())
+        .and_then(|d| yaml.emit_plain(&d.documents).map_err(|e| e.to_string()));
+    match (reemit, full) {
+        (Ok(ours), Ok(plain)) if ours == enc && plain == expected => out.encrypted_ok = true,
+        (Ok(ours), _) if ours != enc => out.failures.push(format!(
+            "{name}: (2) encrypted re-emit differs\n--- sops\n{}\n--- ours\n{}",
+            show(&enc),
+            show(&ours)
+        )),
+        (Err(e), _) => out
+            .failures
+            .push(format!("{name}: (2) parse_encrypted failed: {e}")),
+        (_, Ok(_)) => out.failures.push(format!(
+            "{name}: (2) our decryption differs from sops decrypt"
+        )),
+        (_, Err(e)) => out
+            .failures
+            .push(format!("{name}: (2) our decryption failed: {e}")),
+    }
+    if probe {
+        out.comments_ok = Some(check_comment_placement(
+            setup,
+            yaml.as_ref(),
+            &name,
+            input_path,
+            &input,
+            &mut out.failures,
+        ));
+    }
+    out
+}
+
+fn reemit(yaml: &dyn Codec, enc: &[u8]) -> Result<Vec<u8>, String> {
+    let (docs, metadata) = yaml.parse_encrypted(enc).map_err(|e| e.to_string())?;
+    let metadata = metadata.ok_or("sops' file has no `sops` metadata")?;
+    yaml.emit_encrypted(&docs, &metadata)
+        .map_err(|e| e.to_string())
+}
+
+/// (3): sops and we encrypt the probe with `encrypted_comment_regex: @X`; the same values
+/// must come out encrypted (spec §3.2, §3.4), and our re-emit of sops' file is byte-identical.
+fn check_comment_placement(
+    setup: &Setup,
+    yaml: &dyn Codec,
+    name: &str,
+    input_path: &Path,
+    input: &[u8],
+    failures: &mut Vec<String>,
+) -> bool {
+    let theirs = run_ok(
+        sops()
+            // sops 3.11 refuses `encrypt --encrypted-comment-regex` and silently ignores the
+            // global `--encrypted-comment-regex`; a creation rule is what takes effect.
+            .arg("--config")
+            .arg(&setup.comment_config)
+            .arg("encrypt")
+            .arg(input_path),
+    );
+    let mut ok = true;
+    match reemit(yaml, &theirs) {
+        Ok(ours) if ours == theirs => {}
+        Ok(ours) => {
+            ok = false;
+            failures.push(format!(
+                "{name}: (3) re-emit of the comment-regex file differs\n--- sops\n{}\n--- ours\n{}",
+                show(&theirs),
+                show(&ours)
+            ));
         }
-        // (2) encrypted layout round trip.
-        match yaml
-            .parse_encrypted(&enc)
-            .and_then(|(d, m)| yaml.emit_encrypted(&d, &m.expect("metadata")))
-        {
-            Ok(out) if out == enc => {}
-            Ok(out) => failures.push(format!(
-                "{name}: encrypted re-emit differs\n--- sops\n{}\n--- ours\n{}",
-                String::from_utf8_lossy(&enc),
-                String::from_utf8_lossy(&out)
-            )),
-            Err(e) => failures.push(format!("{name}: parse_encrypted failed: {e}")),
-        }
-        // (3) full decryption of sops' file.
-        let full = sopsync::core::parse_encrypted_with(yaml.as_ref(), Format::Yaml, &enc)
-            .and_then(|f| {
-                let k = sopsync::core::unwrap_data_key(&f.metadata, &ids)?;
-                sopsync::core::decrypt(&f, &k, &Default::default())
-            })
-            .map_err(|e| e.to_string())
-            .and_then(|d| yaml.emit_plain(&d.documents).map_err(|e| e.to_string()));
-        match full {
-            Ok(out) if out == expected => {}
-            Ok(_) => failures.push(format!("{name}: our decryption differs from sops decrypt")),
-            Err(e) => failures.push(format!("{name}: our decryption failed: {e}")),
+        Err(e) => {
+            ok = false;
+            failures.push(format!("{name}: (3) parse_encrypted failed: {e}"));
         }
     }
+    let recipient = Recipient::Age(AgeRecipient::parse(&setup.recipient).unwrap());
+    let mut rng = rand_core::OsRng;
+    let mut env = CryptoEnv {
+        rng: &mut rng,
+        now: sopsync::core::tree::Timestamp::parse_rfc3339("2026-11-24T15:00:00Z").unwrap(),
+    };
+    let ours = yaml
+        .parse_plain(input)
+        .map_err(|e| e.to_string())
+        .and_then(|docs| {
+            sopsync::core::encrypt(
+                docs,
+                Format::Yaml,
+                &EncryptConfig {
+                    key_groups: vec![vec![recipient]],
+                    shamir_threshold: None,
+                    rule: SelectionRule::EncryptedCommentRegex(MARKER.into()),
+                    mac_only_encrypted: false,
+                },
+                &mut env,
+            )
+            .map_err(|e| e.to_string())
+        })
+        .and_then(|f| sopsync::core::emit_encrypted_with(yaml, &f).map_err(|e| e.to_string()));
+    match ours {
+        Ok(ours) if layout(&ours) == layout(&theirs) => {}
+        Ok(ours) => {
+            ok = false;
+            failures.push(format!(
+                "{name}: (3) comment-regex selection differs\n--- sops\n{}\n--- ours\n{}",
+                layout(&theirs),
+                layout(&ours)
+            ));
+        }
+        Err(e) => {
+            ok = false;
+            failures.push(format!("{name}: (3) our encryption failed: {e}"));
+        }
+    }
+    ok
+}
+
+#[test]
+fn yaml_codec_matches_real_sops_byte_for_byte_on_the_corpus_and_comment_probes() {
+    let tmp = tempdir();
+    let (key, recipient) = age_keypair(tmp.path(), "k");
+    let comment_config = tmp.path().join("comment-rule.sops.yaml");
+    std::fs::write(
+        &comment_config,
+        format!(
+            "creation_rules:\n  - age: '{recipient}'\n    encrypted_comment_regex: '{MARKER}'\n"
+        ),
+    )
+    .unwrap();
+    let setup = Setup {
+        comment_config,
+        ids: identities(&key),
+        key,
+        recipient,
+        dir: tmp.path().to_path_buf(),
+    };
+    let root = crate::support::project_root().join("tests/data/yaml");
+    let files = yaml_files(&root);
+    let probes = yaml_files(&root.join("probes"));
+    assert!(files.len() >= 14, "the YAML corpus is missing files");
+    assert_eq!(probes.len(), 22, "spec §12 item 2 has 22 comment probes");
+    let work: Vec<(PathBuf, bool)> = files
+        .iter()
+        .map(|p| (p.clone(), false))
+        .chain(probes.iter().map(|p| (p.clone(), true)))
+        .collect();
+    let next = Mutex::new(0usize);
+    let results = Mutex::new(Vec::new());
+    // sops is a separate process: a few threads keep the whole corpus quick.
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| loop {
+                let i = {
+                    let mut n = next.lock().unwrap();
+                    *n += 1;
+                    *n - 1
+                };
+                let Some((path, probe)) = work.get(i) else {
+                    break;
+                };
+                let outcome = check_file(&setup, path, *probe);
+                results.lock().unwrap().push(outcome);
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    let plain = results.iter().filter(|o| o.plain_ok).count();
+    let encrypted = results.iter().filter(|o| o.encrypted_ok).count();
+    let comments = results
+        .iter()
+        .filter(|o| o.comments_ok == Some(true))
+        .count();
+    println!(
+        "yaml corpus: {} files ({} + {} probes): (1) {plain} pass, (2) {encrypted} pass, (3) {comments} of {} probes pass",
+        work.len(),
+        files.len(),
+        probes.len(),
+        probes.len()
+    );
+    let failures: Vec<String> = results.into_iter().flat_map(|o| o.failures).collect();
     assert!(
         failures.is_empty(),
-        "{} of {} cases diverge from sops:\n{}",
+        "{} divergences from sops:\n{}",
         failures.len(),
-        files.len(),
         failures.join("\n\n")
     );
-    let _ = run;
+    assert_eq!(
+        (plain, encrypted, comments),
+        (work.len(), work.len(), probes.len())
+    );
+}
+
+fn parse(text: &str) -> Result<Vec<sopsync::core::tree::Mapping>, FormatError> {
+    codec(Format::Yaml, &FormatOptions::default()).parse_plain(text.as_bytes())
+}
+
+#[test]
+fn yaml_errors_are_the_exact_format_error_variants() {
+    // spec §1.6: uint64 values, non-string keys, duplicates, top-level sequences, no documents.
+    assert!(matches!(
+        parse("a: 18446744073709551615\n"),
+        Err(FormatError::Uint64Value { line: 1 })
+    ));
+    assert!(matches!(
+        parse("a: 1\nb: 9223372036854775808\n"),
+        Err(FormatError::Uint64Value { line: 2 })
+    ));
+    for key in ["123", "true", "null", "1.5", "2001-12-14"] {
+        let r = parse(&format!("ok: 1\n{key}: v\n"));
+        assert!(
+            matches!(r, Err(FormatError::NonStringKey { line: 2, .. })),
+            "{key}: {r:?}"
+        );
+    }
+    assert!(matches!(
+        parse("a: 1\na: 2\n"),
+        Err(FormatError::Parse { .. })
+    ));
+    assert!(matches!(
+        parse("- a\n- b\n"),
+        Err(FormatError::Parse { .. })
+    ));
+    assert!(matches!(
+        parse("a: [1, 2\n"),
+        Err(FormatError::Parse { .. })
+    ));
+    assert!(matches!(
+        parse("a: *nope\n"),
+        Err(FormatError::Parse { .. })
+    ));
+    assert!(matches!(parse(""), Err(FormatError::NoDocuments)));
+    assert!(matches!(
+        parse("# only a comment\n"),
+        Err(FormatError::NoDocuments)
+    ));
+    // An empty document is an empty mapping.
+    let docs = parse("---\n").unwrap();
+    assert_eq!(docs.len(), 1);
+    assert!(docs[0].entries.is_empty());
+    // Quoted keys that look like other types are fine.
+    assert!(parse("\"123\": v\n'true': w\n").is_ok());
+}
+
+#[test]
+fn yaml_bombs_and_deep_nesting_hit_a_named_limit() {
+    // Billion laughs: 10 levels of 10 aliases each = 10^10 nodes once expanded.
+    let mut bomb = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    match parse(&bomb) {
+        Err(FormatError::Limit { reason, .. }) => assert!(reason.contains("alias"), "{reason}"),
+        other => panic!("the bomb was not refused: {other:?}"),
+    }
+    // Deep nesting, flow and block.
+    let deep = format!("a: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
+    match parse(&deep) {
+        Err(FormatError::Limit { reason, .. }) => assert!(reason.contains("nesting"), "{reason}"),
+        other => panic!("deep flow nesting was not refused: {other:?}"),
+    }
+    let mut block = String::new();
+    for i in 0..300 {
+        block.push_str(&" ".repeat(i));
+        block.push_str("k:\n");
+    }
+    match parse(&block) {
+        Err(FormatError::Limit { reason, .. }) => assert!(reason.contains("nesting"), "{reason}"),
+        other => panic!("deep block nesting was not refused: {other:?}"),
+    }
+    // Below the limits, aliases expand by copy.
+    let docs = parse("a: &x {k: v}\nb: *x\n").unwrap();
+    assert_eq!(docs[0].get("a"), docs[0].get("b"));
 }

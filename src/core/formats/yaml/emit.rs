@@ -300,13 +300,14 @@ impl Emitter {
 
     /// Writes a string scalar; returns true when it already ended the line (literal).
     fn string(&mut self, s: &str, block_indent: usize) -> bool {
+        if s == "<<" {
+            // go-yaml resolves a plain `<<` as the merge tag, so it tags it (seen in sops 3.11).
+            self.out.push_str("!!merge <<");
+            return false;
+        }
         match choose_style(s, false) {
             Style::Plain => self.out.push_str(s),
-            Style::Single => {
-                self.out.push('\'');
-                self.out.push_str(&s.replace('\'', "''"));
-                self.out.push('\'');
-            }
+            Style::Single => self.single(s, block_indent),
             Style::Double => write_double(&mut self.out, s),
             Style::Literal => {
                 self.literal(s, block_indent);
@@ -314,6 +315,28 @@ impl Emitter {
             }
         }
         false
+    }
+
+    /// A single-quoted scalar. U+2028/U+2029 are line breaks to go-yaml: after them it
+    /// writes the scalar's indentation before the next character (spec §7.1 step 6). A
+    /// space never follows a break here (that forces double quotes).
+    fn single(&mut self, s: &str, indent: usize) {
+        self.out.push('\'');
+        let mut after_break = false;
+        for c in s.chars() {
+            if is_break(c) {
+                after_break = true;
+            } else if after_break {
+                self.pad(indent);
+                after_break = false;
+            }
+            if c == '\'' {
+                self.out.push_str("''");
+            } else {
+                self.out.push(c);
+            }
+        }
+        self.out.push('\'');
     }
 
     /// A literal block: header, then the text with each non-empty line indented.
@@ -388,11 +411,25 @@ impl Emitter {
                         }
                         self.pad(indent);
                         self.out.push(':');
+                        // A collection value starts on the `:` line, padded to the child
+                        // indent (`:   a: 1`, §7.1).
+                        let child = self.nested(indent);
+                        match value {
+                            Value::Map(m) if !m.entries.is_empty() => {
+                                self.pad(child - indent - 1);
+                                self.mapping(m, child, true);
+                            }
+                            Value::Seq(s) if !s.items.is_empty() => {
+                                self.pad(child - indent - 1);
+                                self.sequence(&s.items, child, true);
+                            }
+                            _ => self.value_after_key(value, indent),
+                        }
                     } else {
                         self.key(key);
                         self.out.push(':');
+                        self.value_after_key(value, indent);
                     }
-                    self.value_after_key(value, indent);
                 }
             }
         }
@@ -464,7 +501,8 @@ impl Emitter {
                             self.mapping(&rest, dash + 2, true);
                         }
                         Value::Seq(s) => self.sequence(&s.items, dash + 2, true),
-                        scalar => self.scalar(scalar, self.nested(dash + 2 - 2).max(dash + 2)),
+                        // A sequence item's scalar indent is the dash column + 2 (§7.1).
+                        scalar => self.scalar(scalar, dash + 2),
                     }
                 }
             }

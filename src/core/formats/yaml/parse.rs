@@ -415,7 +415,17 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
     let mut parser = Parser::new_from_str(src);
     let mut events: Vec<(Event, Span)> = Vec::new();
     while let Some(r) = parser.next_event() {
-        let (ev, span) = r.map_err(|e| perr(e.marker().line(), e.info().to_string()))?;
+        let (ev, span) = r.map_err(|e| match e.kind() {
+            // The parser's own nesting guard (flow and block) is our depth limit too.
+            granit_parser::ErrorKind::RecursionLimitExceeded => FormatError::Limit {
+                format: "yaml",
+                reason: format!(
+                    "nesting deeper than the parser allows at line {}",
+                    e.marker().line()
+                ),
+            },
+            _ => perr(e.marker().line(), e.info().to_string()),
+        })?;
         let end = matches!(ev, Event::StreamEnd);
         events.push((ev, span));
         if end {
