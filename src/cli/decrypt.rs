@@ -81,8 +81,15 @@ pub(crate) fn decrypt_file(
         .map_err(core_err(path))?;
     let ids = crate::keysource::age_identities();
     let key = core_ops::unwrap_data_key(&file.metadata, &ids).map_err(core_err(path))?;
-    let plain =
-        core_ops::decrypt(&file, &key, &DecryptOptions { ignore_mac }).map_err(core_err(path))?;
+    let plain = core_ops::decrypt(
+        &file,
+        &key,
+        &DecryptOptions {
+            ignore_mac,
+            skip_iv_stash: true,
+        },
+    )
+    .map_err(core_err(path))?;
     Ok(plain.documents)
 }
 

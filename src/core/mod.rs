@@ -50,6 +50,9 @@ pub struct EncryptedFile {
 pub struct DecryptOptions {
     /// Skip the MAC check (`--ignore-mac`).
     pub ignore_mac: bool,
+    /// Do not remember IVs: the caller only reads the plaintext and will not
+    /// re-encrypt it (`decrypt`, `render`), so [`Decrypted::iv_stash`] stays empty.
+    pub skip_iv_stash: bool,
 }
 
 /// The result of [`decrypt`].
@@ -213,7 +216,13 @@ pub fn decrypt(
     let md = &file.metadata;
     let rule = Rule::compile(&md.effective_rule())?;
     let mut documents = file.documents.clone();
-    let walk = walk::decrypt_documents(&mut documents, data_key, &rule, md.mac_only_encrypted)?;
+    let walk = walk::decrypt_documents_keeping(
+        &mut documents,
+        data_key,
+        &rule,
+        md.mac_only_encrypted,
+        !opts.skip_iv_stash,
+    )?;
     if !opts.ignore_mac {
         mac::verify(data_key, &md.mac, &md.last_modified, &walk.mac)?;
     }

@@ -282,10 +282,23 @@ pub fn decrypt_documents(
     rule: &Rule,
     mac_only_encrypted: bool,
 ) -> Result<DecryptWalk, CoreError> {
+    decrypt_documents_keeping(docs, key, rule, mac_only_encrypted, true)
+}
+
+/// [`decrypt_documents`], remembering IVs only when `keep_ivs` (a plain decryption
+/// that will not re-encrypt skips the per-value bookkeeping).
+pub fn decrypt_documents_keeping(
+    docs: &mut [Mapping],
+    key: &DataKey,
+    rule: &Rule,
+    mac_only_encrypted: bool,
+    keep_ivs: bool,
+) -> Result<DecryptWalk, CoreError> {
     let mut w = Decryptor {
         key,
         rule,
         mac_only_encrypted,
+        keep_ivs,
         stash: IvStash::default(),
         hasher: MacHasher::new(mac_only_encrypted),
         unreadable_comments: Vec::new(),
@@ -304,6 +317,7 @@ struct Decryptor<'a> {
     key: &'a DataKey,
     rule: &'a Rule,
     mac_only_encrypted: bool,
+    keep_ivs: bool,
     stash: IvStash,
     hasher: MacHasher,
     unreadable_comments: Vec<KeyPath>,
@@ -327,12 +341,14 @@ impl Decryptor<'_> {
             });
         match decrypted {
             Some((text, opened)) => {
-                self.stash.insert(
-                    &aad,
-                    &canonical_comment(&text),
-                    &opened.plaintext,
-                    &opened.iv,
-                );
+                if self.keep_ivs {
+                    self.stash.insert(
+                        &aad,
+                        &canonical_comment(&text),
+                        &opened.plaintext,
+                        &opened.iv,
+                    );
+                }
                 Some(text)
             }
             None => {
@@ -365,12 +381,14 @@ impl Decryptor<'_> {
                     let opened =
                         cipher::open(self.key, t.expose_secret(), aad.as_bytes()).map_err(fail)?;
                     let plain = cipher::parse_typed(opened.tag, &opened.plaintext).map_err(fail)?;
-                    let canon = match &plain {
-                        Plain::Value(pv) => canonical(pv),
-                        Plain::Comment(c) => Some(canonical_comment(c)),
-                    };
-                    if let Some(c) = canon {
-                        self.stash.insert(&aad, &c, &opened.plaintext, &opened.iv);
+                    if self.keep_ivs {
+                        let canon = match &plain {
+                            Plain::Value(pv) => canonical(pv),
+                            Plain::Comment(c) => Some(canonical_comment(c)),
+                        };
+                        if let Some(c) = canon {
+                            self.stash.insert(&aad, &c, &opened.plaintext, &opened.iv);
+                        }
                     }
                     plain
                 }

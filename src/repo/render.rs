@@ -114,7 +114,11 @@ fn decrypt_one(
     let c = codec(format, &FormatOptions::default());
     let file = core_ops::parse_encrypted_with(c.as_ref(), format, bytes).map_err(fail)?;
     let key = core_ops::unwrap_data_key(&file.metadata, keys).map_err(fail)?;
-    let plain = core_ops::decrypt(&file, &key, &DecryptOptions::default()).map_err(fail)?;
+    let opts = DecryptOptions {
+        skip_iv_stash: true,
+        ..DecryptOptions::default()
+    };
+    let plain = core_ops::decrypt(&file, &key, &opts).map_err(fail)?;
     Ok(Decrypted {
         format,
         docs: plain.documents,
