@@ -57,7 +57,6 @@ fn analyze(s: &str) -> Analysis {
             block_ok: false,
         };
     }
-    let chars: Vec<char> = s.chars().collect();
     let mut block_ind = s.starts_with("---") || s.starts_with("...");
     let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
         (false, false, false, false);
@@ -65,11 +64,15 @@ fn analyze(s: &str) -> Analysis {
         (false, false, false, false, false);
     let (mut prev_space, mut prev_break) = (false, false);
     let mut preceded_ws = true;
-    let n = chars.len();
-    for (i, &c) in chars.iter().enumerate() {
-        let next = chars.get(i + 1).copied();
+    // One pass over the characters with one character of lookahead (no allocation:
+    // this runs for every string of a file).
+    let mut it = s.chars().peekable();
+    let mut first = true;
+    while let Some(c) = it.next() {
+        let next = it.peek().copied();
+        let last = next.is_none();
         let followed_ws = is_blank_or_end(next);
-        if i == 0 {
+        if first {
             match c {
                 '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
                 | '%' | '@' | '`' => block_ind = true,
@@ -92,10 +95,10 @@ fn analyze(s: &str) -> Analysis {
             line_breaks = true;
         }
         if c == ' ' {
-            if i == 0 {
+            if first {
                 leading_space = true;
             }
-            if i + 1 == n {
+            if last {
                 trailing_space = true;
             }
             if prev_break {
@@ -104,10 +107,10 @@ fn analyze(s: &str) -> Analysis {
             prev_space = true;
             prev_break = false;
         } else if is_break(c) {
-            if i == 0 {
+            if first {
                 leading_break = true;
             }
-            if i + 1 == n {
+            if last {
                 trailing_break = true;
             }
             if prev_space {
@@ -120,6 +123,7 @@ fn analyze(s: &str) -> Analysis {
             prev_break = false;
         }
         preceded_ws = is_blank_or_end(Some(c));
+        first = false;
     }
     let mut a = Analysis {
         multiline: line_breaks,
@@ -391,8 +395,8 @@ impl Emitter {
 
     /// Writes a mapping's entries at column `indent`. With `first_inline` the first
     /// entry continues a line that already holds `- ` (no padding).
-    pub fn mapping(&mut self, m: &Mapping, indent: usize, mut first_inline: bool) {
-        for e in &m.entries {
+    pub fn mapping(&mut self, entries: &[MapEntry], indent: usize, mut first_inline: bool) {
+        for e in entries {
             match e {
                 MapEntry::Comment(c) => {
                     // Only reached when not first_inline (leading comments are hoisted).
@@ -417,7 +421,7 @@ impl Emitter {
                         match value {
                             Value::Map(m) if !m.entries.is_empty() => {
                                 self.pad(child - indent - 1);
-                                self.mapping(m, child, true);
+                                self.mapping(&m.entries, child, true);
                             }
                             Value::Seq(s) if !s.items.is_empty() => {
                                 self.pad(child - indent - 1);
@@ -442,7 +446,7 @@ impl Emitter {
             Value::Seq(s) if s.items.is_empty() => self.out.push_str(" []\n"),
             Value::Map(m) => {
                 self.out.push('\n');
-                self.mapping(m, child, false);
+                self.mapping(&m.entries, child, false);
             }
             Value::Seq(s) => {
                 self.out.push('\n');
@@ -495,10 +499,7 @@ impl Emitter {
                         }
                         Value::Seq(s) if s.items.is_empty() => self.out.push_str("[]\n"),
                         Value::Map(m) => {
-                            let rest = Mapping {
-                                entries: m.entries[skip..].to_vec(),
-                            };
-                            self.mapping(&rest, dash + 2, true);
+                            self.mapping(&m.entries[skip..], dash + 2, true);
                         }
                         Value::Seq(s) => self.sequence(&s.items, dash + 2, true),
                         // A sequence item's scalar indent is the dash column + 2 (§7.1).
@@ -514,7 +515,7 @@ impl Emitter {
         match v {
             Value::Map(m) if m.entries.is_empty() => self.out.push_str("{}\n"),
             Value::Seq(s) if s.items.is_empty() => self.out.push_str("[]\n"),
-            Value::Map(m) => self.mapping(m, 0, false),
+            Value::Map(m) => self.mapping(&m.entries, 0, false),
             Value::Seq(s) => self.sequence(&s.items, 0, false),
             scalar => self.scalar(scalar, self.w),
         }
@@ -525,7 +526,7 @@ impl Emitter {
         if m.entries.is_empty() {
             self.out.push_str("{}\n");
         } else {
-            self.mapping(m, 0, false);
+            self.mapping(&m.entries, 0, false);
         }
     }
 }
