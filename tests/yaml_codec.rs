@@ -81,19 +81,40 @@ struct Setup {
     comment_config: PathBuf,
 }
 
-fn check_file(setup: &Setup, input_path: &Path, probe: bool) -> Outcome {
-    let opts = FormatOptions::default();
+/// How one corpus file is checked.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// (1) and (2) with sops' default indent.
+    Default,
+    /// (1), (2) and (3).
+    Probe,
+    /// (1) and (2) with `stores.yaml.indent` set to this width in `.sops.yaml`.
+    Indent(usize),
+}
+
+fn check_file(setup: &Setup, input_path: &Path, mode: Mode) -> Outcome {
+    let mut opts = FormatOptions::default();
+    let mut config: Vec<std::ffi::OsString> = Vec::new();
+    if let Mode::Indent(w) = mode {
+        opts.yaml_indent = w;
+        let path = setup.dir.join(format!("indent{w}.sops.yaml"));
+        config = vec!["--config".into(), path.into()];
+    }
     let yaml = codec(Format::Yaml, &opts);
     let mut out = Outcome::default();
-    let name = input_path
+    let mut name = input_path
         .strip_prefix(crate::support::project_root())
         .unwrap_or(input_path)
         .display()
         .to_string();
-    let stem = name.replace('/', "_");
+    if let Mode::Indent(w) = mode {
+        name = format!("{name} (indent {w})");
+    }
+    let stem = name.replace(['/', ' ', '(', ')'], "_");
     let input = std::fs::read(input_path).unwrap();
     let enc = run_ok(
         sops()
+            .args(&config)
             .args(["encrypt", "--age", &setup.recipient])
             .arg(input_path),
     );
@@ -102,6 +123,7 @@ fn check_file(setup: &Setup, input_path: &Path, probe: bool) -> Outcome {
     let expected = run_ok(
         sops()
             .env("SOPS_AGE_KEY_FILE", &setup.key)
+            .args(&config)
             .args(["decrypt"])
             .arg(&enc_path),
     );
@@ -141,7 +163,7 @@ fn check_file(setup: &Setup, input_path: &Path, probe: bool) -> Outcome {
             .failures
             .push(format!("{name}: (2) our decryption failed: {e}")),
     }
-    if probe {
+    if mode == Mode::Probe {
         out.comments_ok = Some(check_comment_placement(
             setup,
             yaml.as_ref(),
@@ -250,6 +272,15 @@ fn yaml_codec_matches_real_sops_byte_for_byte_on_the_corpus_and_comment_probes()
         ),
     )
     .unwrap();
+    // sops 3.11 takes the YAML indent from `.sops.yaml` (`--indent` is refused by the
+    // subcommands, spec §7.1).
+    for w in [2, 3, 8] {
+        std::fs::write(
+            tmp.path().join(format!("indent{w}.sops.yaml")),
+            format!("stores:\n  yaml:\n    indent: {w}\n"),
+        )
+        .unwrap();
+    }
     let setup = Setup {
         comment_config,
         ids: identities(&key),
@@ -262,10 +293,25 @@ fn yaml_codec_matches_real_sops_byte_for_byte_on_the_corpus_and_comment_probes()
     let probes = yaml_files(&root.join("probes"));
     assert!(files.len() >= 14, "the YAML corpus is missing files");
     assert_eq!(probes.len(), 22, "spec §12 item 2 has 22 comment probes");
-    let work: Vec<(PathBuf, bool)> = files
+    let indented = [
+        "nested.yaml",
+        "compact.yaml",
+        "keys.yaml",
+        "blocks.yaml",
+        "torture.yaml",
+        "comments.yaml",
+        "k8s.yaml",
+    ];
+    let work: Vec<(PathBuf, Mode)> = files
         .iter()
-        .map(|p| (p.clone(), false))
-        .chain(probes.iter().map(|p| (p.clone(), true)))
+        .map(|p| (p.clone(), Mode::Default))
+        .chain(probes.iter().map(|p| (p.clone(), Mode::Probe)))
+        .chain([2, 3, 8].into_iter().flat_map(|w| {
+            let root = &root;
+            indented
+                .iter()
+                .map(move |f| (root.join(f), Mode::Indent(w)))
+        }))
         .collect();
     let next = Mutex::new(0usize);
     let results = Mutex::new(Vec::new());
@@ -278,10 +324,10 @@ fn yaml_codec_matches_real_sops_byte_for_byte_on_the_corpus_and_comment_probes()
                     *n += 1;
                     *n - 1
                 };
-                let Some((path, probe)) = work.get(i) else {
+                let Some((path, mode)) = work.get(i) else {
                     break;
                 };
-                let outcome = check_file(&setup, path, *probe);
+                let outcome = check_file(&setup, path, *mode);
                 results.lock().unwrap().push(outcome);
             });
         }
@@ -294,10 +340,11 @@ fn yaml_codec_matches_real_sops_byte_for_byte_on_the_corpus_and_comment_probes()
         .filter(|o| o.comments_ok == Some(true))
         .count();
     println!(
-        "yaml corpus: {} files ({} + {} probes): (1) {plain} pass, (2) {encrypted} pass, (3) {comments} of {} probes pass",
+        "yaml corpus: {} checks ({} files + {} probes + {} at indent 2/3/8): (1) {plain} pass, (2) {encrypted} pass, (3) {comments} of {} probes pass",
         work.len(),
         files.len(),
         probes.len(),
+        3 * indented.len(),
         probes.len()
     );
     let failures: Vec<String> = results.into_iter().flat_map(|o| o.failures).collect();
