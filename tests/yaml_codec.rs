@@ -444,3 +444,68 @@ fn yaml_bombs_and_deep_nesting_hit_a_named_limit() {
     let docs = parse("a: &x {k: v}\nb: *x\n").unwrap();
     assert_eq!(docs[0].get("a"), docs[0].get("b"));
 }
+
+#[test]
+fn yaml_extract_of_every_value_kind_matches_sops() {
+    // spec §7.6: a string is written raw by the caller; a mapping as a document; the rest
+    // through the codec's single-value emitter.
+    let tmp = tempdir();
+    let (key, recipient) = age_keypair(tmp.path(), "k");
+    let input = crate::support::project_root().join("tests/data/yaml/extract.yaml");
+    let enc = run_ok(sops().args(["encrypt", "--age", &recipient]).arg(&input));
+    let enc_path = tmp.path().join("extract.enc.yaml");
+    std::fs::write(&enc_path, &enc).unwrap();
+    let yaml = codec(Format::Yaml, &FormatOptions::default());
+    let docs = yaml.parse_plain(&std::fs::read(&input).unwrap()).unwrap();
+    let mut checked = 0;
+    for entry in &docs[0].entries {
+        let sopsync::core::tree::MapEntry::Pair { key: name, value } = entry else {
+            continue;
+        };
+        let theirs = run_ok(
+            sops()
+                .env("SOPS_AGE_KEY_FILE", &key)
+                .args(["decrypt", "--extract", &format!("[\"{name}\"]")])
+                .arg(&enc_path),
+        );
+        let ours = match value {
+            sopsync::core::tree::Value::Str(t) => t.expose_secret().to_vec(),
+            other => yaml.emit_value(other).unwrap(),
+        };
+        assert_eq!(show(&ours), show(&theirs), "--extract [\"{name}\"]");
+        checked += 1;
+    }
+    // Deeper paths: mappings inside a list whose first item is a comment.
+    let listmaps = docs[0].get("listmaps").unwrap();
+    let sopsync::core::tree::Value::Seq(items) = listmaps else {
+        panic!("listmaps is a list")
+    };
+    let values: Vec<_> = items
+        .items
+        .iter()
+        .filter_map(|e| match e {
+            sopsync::core::tree::SeqEntry::Value(v) => Some(v),
+            _ => None,
+        })
+        .collect();
+    // sops indexes a list's raw items, comments included (its [0] here is the comment,
+    // printed as `value: ' lead comment'`), so the maps are its [1] and [2].
+    for (path, value) in [
+        ("[\"listmaps\"][1]", values[0]),
+        ("[\"listmaps\"][2]", values[1]),
+    ] {
+        let theirs = run_ok(
+            sops()
+                .env("SOPS_AGE_KEY_FILE", &key)
+                .args(["decrypt", "--extract", path])
+                .arg(&enc_path),
+        );
+        assert_eq!(
+            show(&yaml.emit_value(value).unwrap()),
+            show(&theirs),
+            "{path}"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 19);
+}
