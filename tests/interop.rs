@@ -349,3 +349,60 @@ fn output_type_conversions_match_sops() {
         );
     }
 }
+
+#[test]
+fn global_indent_matches_sops_and_a_bad_decryption_order_exits_112() {
+    let dir = tempdir();
+    let (key, r) = age_keypair(dir.path(), "ind");
+    for (name, content) in [
+        ("n.yaml", "a:\n    b:\n        - 1\n        - c: d\n"),
+        ("n.json", "{\"a\": {\"b\": [1, {\"c\": \"d\"}]}}"),
+    ] {
+        let input = dir.path().join(name);
+        std::fs::write(&input, content).unwrap();
+        let enc = dir.path().join(format!("enc.{name}"));
+        std::fs::write(&enc, sops_encrypt(&input, &r, &[], &[])).unwrap();
+        for n in ["2", "0", "6"] {
+            // sops 3.11 honours the global --indent only in its legacy `-d` form (the
+            // `decrypt` subcommand ignores it); sopsync honours it for every command.
+            let want = run(sops()
+                .env("SOPS_AGE_KEY_FILE", &key)
+                .args(["--indent", n, "-d"])
+                .arg(&enc));
+            let got = run(sopsync()
+                .env("SOPS_AGE_KEY_FILE", &key)
+                .args(["--indent", n, "decrypt"])
+                .arg(&enc));
+            assert!(
+                want.status.success() && got.status.success(),
+                "{}",
+                String::from_utf8_lossy(&got.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&got.stdout),
+                String::from_utf8_lossy(&want.stdout),
+                "{name} --indent {n}"
+            );
+        }
+        let ordered = run(sopsync()
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .args(["--decryption-order", "pgp,age", "decrypt"])
+            .arg(&enc));
+        assert!(
+            ordered.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ordered.stderr)
+        );
+        let dup = run(sopsync()
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .args(["--decryption-order", "age,age", "decrypt"])
+            .arg(&enc));
+        assert_eq!(
+            dup.status.code(),
+            Some(112),
+            "{}",
+            String::from_utf8_lossy(&dup.stderr)
+        );
+        assert!(dup.stdout.is_empty());
+    }
+}

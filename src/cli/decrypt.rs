@@ -71,6 +71,7 @@ fn extract<'a>(docs: &'a [Mapping], steps: &[Step], path: &str) -> Result<&'a Va
 
 /// Reads, decrypts and verifies one file with the environment's keys.
 pub(crate) fn decrypt_file(
+    ctx: &Context,
     path: &Path,
     format: Format,
     opts: &FormatOptions,
@@ -80,7 +81,7 @@ pub(crate) fn decrypt_file(
     let file = core_ops::parse_encrypted_with(codec(format, opts).as_ref(), format, &input)
         .map_err(core_err(path))?;
     let ids = crate::keysource::age_identities();
-    let key = core_ops::unwrap_data_key(&file.metadata, &ids).map_err(core_err(path))?;
+    let key = ctx.unwrap_key(&file.metadata, &ids, path)?;
     let plain = core_ops::decrypt(
         &file,
         &key,
@@ -105,18 +106,13 @@ pub(super) fn run(ctx: &Context, a: Args) -> Result<(), CliError> {
         .unwrap_or_else(|| a.file.clone());
     let in_format = format_for(a.input_type.as_deref(), &name);
     let out_format = format_for(a.output_type.as_deref().or(a.input_type.as_deref()), &name);
-    let opts = ctx
-        .load_config()
-        .ok()
-        .flatten()
-        .map(|l| l.config.stores)
-        .unwrap_or_default();
+    let opts = ctx.format_options()?;
     let steps = a
         .extract
         .as_deref()
         .map(|p| parse_tree_path(p, "--extract path"))
         .transpose()?;
-    let docs = decrypt_file(&a.file, in_format, &opts, a.ignore_mac)?;
+    let docs = decrypt_file(ctx, &a.file, in_format, &opts, a.ignore_mac)?;
     let out_codec = codec(out_format, &opts);
     let emit_err = |e: crate::core::formats::FormatError| core_err(&a.file)(e.into());
     let bytes = match (&steps, a.extract.as_deref()) {

@@ -87,17 +87,12 @@ pub(super) fn open(
     input_type: Option<&str>,
 ) -> Result<Opened, CliError> {
     let format = format_for(input_type, path);
-    let opts = ctx
-        .load_config()
-        .ok()
-        .flatten()
-        .map(|l| l.config.stores)
-        .unwrap_or_default();
+    let opts = ctx.format_options()?;
     let input = read_input(path)?;
     let file = core_ops::parse_encrypted_with(codec(format, &opts).as_ref(), format, &input)
         .map_err(core_err(path))?;
     let ids = crate::keysource::age_identities();
-    let key = core_ops::unwrap_data_key(&file.metadata, &ids).map_err(core_err(path))?;
+    let key = ctx.unwrap_key(&file.metadata, &ids, path)?;
     let plain =
         core_ops::decrypt(&file, &key, &DecryptOptions::default()).map_err(core_err(path))?;
     Ok(Opened {

@@ -113,7 +113,7 @@ pub(super) fn run(ctx: &Context, a: Args) -> Result<(), CliError> {
     let out_format = format_for(a.output_type.as_deref().or(a.input_type.as_deref()), &name);
     let flag_rule = flag_rule(&a)?;
     let loaded = ctx.load_config()?;
-    let opts = loaded.as_ref().map(|l| l.config.stores).unwrap_or_default();
+    let opts = ctx.apply_indent(loaded.as_ref().map(|l| l.config.stores).unwrap_or_default())?;
     let rule_from_config = loaded
         .as_ref()
         .and_then(|l| l.config.rule_for(&rule_path(&name, &l.dir)).cloned());

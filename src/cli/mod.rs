@@ -25,6 +25,12 @@ pub struct Cli {
     /// Path to `.sops.yaml` (default: search from the current directory upwards).
     #[arg(long, global = true, env = "SOPS_CONFIG")]
     config: Option<PathBuf>,
+    /// Output indent for YAML and JSON (0: the default; sops' global --indent).
+    #[arg(long, global = true, allow_negative_numbers = true)]
+    indent: Option<i64>,
+    /// Key types to try first, comma-separated, e.g. `age,pgp`.
+    #[arg(long, global = true, env = "SOPS_DECRYPTION_ORDER")]
+    decryption_order: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,7 +63,11 @@ enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    let ctx = Context { config: cli.config };
+    let ctx = Context {
+        config: cli.config,
+        indent: cli.indent,
+        decryption_order: cli.decryption_order,
+    };
     match cli.command {
         Command::Keygen(a) => keygen::run(a),
         Command::Encrypt(a) => encrypt::run(&ctx, a),
@@ -76,6 +86,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 /// Options shared by every subcommand.
 pub(crate) struct Context {
     config: Option<PathBuf>,
+    indent: Option<i64>,
+    decryption_order: Option<String>,
 }
 
 /// A `.sops.yaml` found on disk, with the directory its paths are relative to.
@@ -85,6 +97,59 @@ pub(crate) struct LoadedConfig {
 }
 
 impl Context {
+    /// Output options: `.sops.yaml` `stores:` (when a config is found and valid), then
+    /// `--indent` (spec §7.1, §7.2).
+    pub fn format_options(&self) -> Result<FormatOptions, CliError> {
+        let stores = self
+            .load_config()
+            .ok()
+            .flatten()
+            .map(|l| l.config.stores)
+            .unwrap_or_default();
+        self.apply_indent(stores)
+    }
+
+    /// Applies `--indent` to `opts`.
+    pub fn apply_indent(&self, mut opts: FormatOptions) -> Result<FormatOptions, CliError> {
+        match self.indent {
+            None => {}
+            Some(n) if n < 0 => {
+                return Err(CliError::Config(format!(
+                    "--indent {n}: the indent must not be negative"
+                )))
+            }
+            Some(0) => opts.json_indent = Some(0),
+            Some(n) => {
+                opts.yaml_indent = n as usize;
+                opts.json_indent = Some(n as usize);
+            }
+        }
+        Ok(opts)
+    }
+
+    /// Recovers a file's data key, in `--decryption-order` when given (spec §5.5).
+    pub fn unwrap_key(
+        &self,
+        metadata: &crate::core::metadata::Metadata,
+        keys: &dyn crate::core::keys::KeyBackend,
+        file: &Path,
+    ) -> Result<crate::core::secret::DataKey, CliError> {
+        match &self.decryption_order {
+            None => crate::core::unwrap_data_key(metadata, keys).map_err(core_err(file)),
+            Some(list) => {
+                let order = crate::core::keys::DecryptionOrder::parse(list).map_err(|reason| {
+                    CliError::Other {
+                        message: format!("--decryption-order {list}: {reason}"),
+                        code: 112,
+                        hint: None,
+                    }
+                })?;
+                crate::core::unwrap_data_key_in_order(metadata, keys, &order)
+                    .map_err(core_err(file))
+            }
+        }
+    }
+
     /// `--config`/`SOPS_CONFIG`, else `.sops.yaml` in the CWD or a parent (spec §8.1).
     pub fn load_config(&self) -> Result<Option<LoadedConfig>, CliError> {
         let path = match &self.config {

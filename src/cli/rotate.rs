@@ -129,13 +129,13 @@ pub(super) fn run_updatekeys(ctx: &Context, a: UpdateKeysArgs) -> Result<(), Cli
     if groups.is_empty() {
         return Err(CliError::NoRecipients);
     }
-    let opts = loaded.config.stores;
+    let opts = ctx.apply_indent(loaded.config.stores)?;
     let c = codec(format, &opts);
     let input = read_input(&a.file)?;
     let file =
         core_ops::parse_encrypted_with(c.as_ref(), format, &input).map_err(core_err(&a.file))?;
     let ids = crate::keysource::age_identities();
-    let key = core_ops::unwrap_data_key(&file.metadata, &ids).map_err(core_err(&a.file))?;
+    let key = ctx.unwrap_key(&file.metadata, &ids, &a.file)?;
     let mut rng = rand_core::OsRng;
     let mut env = CryptoEnv {
         rng: &mut rng,
