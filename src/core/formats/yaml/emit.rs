@@ -212,7 +212,6 @@ fn write_double(out: &mut String, s: &str) {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\u{85}' => out.push_str("\\N"),
-            '\u{a0}' => out.push_str("\\_"),
             '\u{2028}' => out.push_str("\\L"),
             '\u{2029}' => out.push_str("\\P"),
             c if !is_printable(c) || c == '\u{feff}' => {
@@ -444,6 +443,27 @@ impl Emitter {
         match value {
             Value::Map(m) if m.entries.is_empty() => self.out.push_str(" {}\n"),
             Value::Seq(s) if s.items.is_empty() => self.out.push_str(" []\n"),
+            Value::Map(m) if !m.entries.iter().any(|e| matches!(e, MapEntry::Pair { .. })) => {
+                // Only comments (from `a: {} # c`): go-yaml opens a flow mapping, writes the
+                // comments at the child indent and closes it at column 0 (seen in sops 3.11).
+                self.out.push_str(" {\n");
+                for e in &m.entries {
+                    if let MapEntry::Comment(c) = e {
+                        self.comment(child, c.expose_secret());
+                    }
+                }
+                self.out.push_str("}\n");
+            }
+            Value::Seq(s) if !s.items.iter().any(|e| matches!(e, SeqEntry::Value(_))) => {
+                // Only comments (from `a: [] # c`): `[]`, then the comments at the key's
+                // indent (seen in sops 3.11).
+                self.out.push_str(" []\n");
+                for e in &s.items {
+                    if let SeqEntry::Comment(c) = e {
+                        self.comment(indent, c.expose_secret());
+                    }
+                }
+            }
             Value::Map(m) => {
                 self.out.push('\n');
                 self.mapping(&m.entries, child, false);
@@ -523,7 +543,13 @@ impl Emitter {
 
     /// Writes a whole document (an empty one as `{}`).
     pub fn document(&mut self, m: &Mapping) {
-        if m.entries.is_empty() {
+        if !m.entries.iter().any(|e| matches!(e, MapEntry::Pair { .. })) {
+            // Comments only: they are written, then the empty mapping (seen in sops 3.11).
+            for e in &m.entries {
+                if let MapEntry::Comment(c) = e {
+                    self.comment(0, c.expose_secret());
+                }
+            }
             self.out.push_str("{}\n");
         } else {
             self.mapping(&m.entries, 0, false);

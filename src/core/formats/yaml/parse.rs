@@ -231,12 +231,23 @@ impl Builder<'_> {
                         }),
                     });
                 }
+                if node.flow {
+                    // Full-line comments after the last item of a flow collection are lost.
+                    while matches!(node.items.last(), Some(MItem::Comment(_))) {
+                        node.items.pop();
+                    }
+                }
                 node.items
                     .extend(frame.after.into_iter().map(MItem::Comment));
                 node.end_line = end_line;
                 Node::Map(node)
             }
             FrameKind::Seq { mut node, .. } => {
+                if node.flow {
+                    while matches!(node.items.last(), Some(SItem::Comment(_))) {
+                        node.items.pop();
+                    }
+                }
                 node.items
                     .extend(frame.after.into_iter().map(SItem::Comment));
                 node.end_line = end_line;
@@ -306,6 +317,15 @@ impl Builder<'_> {
                 // A foot comment after the root closed: end of the top-level branch.
                 Some(Node::Map(m)) if self.in_doc => m.items.push(MItem::Comment(text)),
                 _ => self.held.push(text),
+            }
+            return;
+        }
+        // Inside a flow collection a comment goes before the next item of that collection;
+        // with no next item it is lost (go-yaml + sops 3.11, seen with `d: {\n # c\n}`).
+        if let Some(frame) = self.stack.last_mut().filter(|f| f.flow()) {
+            match &mut frame.kind {
+                FrameKind::Map { node, .. } => node.items.push(MItem::Comment(text)),
+                FrameKind::Seq { node, .. } => node.items.push(SItem::Comment(text)),
             }
             return;
         }
