@@ -6,6 +6,7 @@ mod cli;
 mod git;
 mod interop;
 mod layering;
+mod leaks;
 mod render;
 mod vectors;
 mod yaml_codec;
