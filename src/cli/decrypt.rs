@@ -82,8 +82,8 @@ pub(crate) fn decrypt_file(
         .map_err(core_err(path))?;
     let ids = crate::keysource::age_identities();
     let key = ctx.unwrap_key(&file.metadata, &ids, path)?;
-    let plain = core_ops::decrypt(
-        &file,
+    let plain = core_ops::decrypt_owned(
+        file,
         &key,
         &DecryptOptions {
             ignore_mac,

@@ -213,9 +213,27 @@ pub fn decrypt(
     data_key: &DataKey,
     opts: &DecryptOptions,
 ) -> Result<Decrypted, CoreError> {
-    let md = &file.metadata;
+    decrypt_documents_of(file.documents.clone(), &file.metadata, data_key, opts)
+}
+
+/// [`decrypt`] for a caller that no longer needs the encrypted file: the documents
+/// are decrypted in place instead of being copied first (a large file is one deep
+/// copy of its tree cheaper).
+pub fn decrypt_owned(
+    file: EncryptedFile,
+    data_key: &DataKey,
+    opts: &DecryptOptions,
+) -> Result<Decrypted, CoreError> {
+    decrypt_documents_of(file.documents, &file.metadata, data_key, opts)
+}
+
+fn decrypt_documents_of(
+    mut documents: Vec<Mapping>,
+    md: &Metadata,
+    data_key: &DataKey,
+    opts: &DecryptOptions,
+) -> Result<Decrypted, CoreError> {
     let rule = Rule::compile(&md.effective_rule())?;
-    let mut documents = file.documents.clone();
     let walk = walk::decrypt_documents_keeping(
         &mut documents,
         data_key,
