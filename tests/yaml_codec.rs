@@ -438,6 +438,27 @@ fn yaml_errors_are_the_exact_format_error_variants() {
         parse("a: *nope\n"),
         Err(FormatError::Parse { .. })
     ));
+    // go-yaml is a YAML 1.1 reader: a 1.2 directive and the 1.2-only escape `\/` are
+    // refused by sops (exit 2).
+    let r = parse("%YAML 1.2\n---\na: 1\n");
+    assert!(matches!(r, Err(FormatError::Parse { .. })), "{r:?}");
+    let r = parse("a: \"x\\/y\"\n");
+    assert!(
+        matches!(r, Err(FormatError::Parse { line: Some(1), .. })),
+        "{r:?}"
+    );
+    assert!(parse("%YAML 1.1\n---\na: 1\n").is_ok());
+    // ...and go-yaml's `\'` escape is read (the 1.2 parser alone would refuse it).
+    let docs = parse("a: \"x\\'y\\'z\"\nb: 'it''s \\'\nc: \"\\\\'\"\nd: \"q\\'\"\n").unwrap();
+    let text = |k: &str| docs[0].get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    assert_eq!(text("a").as_deref(), Some("x'y'z"));
+    assert_eq!(text("b").as_deref(), Some("it's \\"));
+    assert_eq!(text("c").as_deref(), Some("\\'"));
+    assert_eq!(text("d").as_deref(), Some("q'"));
+    assert!(
+        parse("a: \"x\\\\/y\"\n").is_ok(),
+        "an escaped backslash before / is fine"
+    );
     assert!(matches!(parse(""), Err(FormatError::NoDocuments)));
     assert!(matches!(
         parse("# only a comment\n"),

@@ -432,6 +432,12 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
             "the input is not valid UTF-8",
         )
     })?;
+    let fixed = if src.contains("\\'") {
+        quote_escapes_for_yaml12(src)?
+    } else {
+        None
+    };
+    let src: &str = fixed.as_deref().unwrap_or(src);
     let mut parser = Parser::new_from_str(src);
     let mut events: Vec<(Event, Span)> = Vec::new();
     while let Some(r) = parser.next_event() {
@@ -446,6 +452,7 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
             },
             _ => perr(e.marker().line(), e.info().to_string()),
         })?;
+        check_yaml11(src, &ev, &span)?;
         let end = matches!(ev, Event::StreamEnd);
         events.push((ev, span));
         if end {
@@ -593,6 +600,115 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
         out.push(m);
     }
     Ok(out)
+}
+
+/// Most double-quoted scalars with the YAML 1.1 escape `\'` a document may hold.
+const MAX_QUOTE_ESCAPE_SCALARS: usize = 256;
+
+/// go-yaml accepts the escape `\'` in double-quoted scalars, which the YAML 1.2 parser
+/// refuses. When the parser stops on an unknown escape and the scalar holds `\'`, each
+/// `\'` of that scalar is rewritten as `\x27` (the same character) and parsing starts
+/// again. Only inputs holding `\'` somewhere pay for this pass. `None`: nothing to fix.
+fn quote_escapes_for_yaml12(src: &str) -> Result<Option<String>, FormatError> {
+    let mut text: Option<String> = None;
+    for _ in 0..MAX_QUOTE_ESCAPE_SCALARS {
+        let current = text.as_deref().unwrap_or(src);
+        let mut parser = Parser::new_from_str(current);
+        let mut stop = None;
+        while let Some(r) = parser.next_event() {
+            match r {
+                Ok((Event::StreamEnd, _)) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    if *e.kind() == granit_parser::ErrorKind::UnknownQuotedScalarEscape {
+                        stop = e.marker().byte_offset();
+                    }
+                    break;
+                }
+            }
+        }
+        // Anything else (success or another error) is left to the real parse.
+        let Some(start) = stop else {
+            return Ok(text);
+        };
+        let Some(rewritten) = rewrite_quote_escapes(current, start) else {
+            return Ok(text);
+        };
+        text = Some(rewritten);
+    }
+    Err(perr(
+        1,
+        format!("more than {MAX_QUOTE_ESCAPE_SCALARS} double-quoted scalars use the escape \\'"),
+    ))
+}
+
+/// Rewrites `\'` as `\x27` in the double-quoted scalar opening at byte `start`; `None`
+/// when that scalar holds no `\'`.
+fn rewrite_quote_escapes(text: &str, start: usize) -> Option<String> {
+    let body = text.get(start..)?.strip_prefix('"')?;
+    let mut found = Vec::new();
+    let mut iter = body.char_indices();
+    while let Some((i, c)) = iter.next() {
+        match c {
+            '"' => break,
+            '\\' => {
+                if let Some((_, '\'')) = iter.next() {
+                    found.push(start + 1 + i);
+                }
+            }
+            _ => {}
+        }
+    }
+    if found.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len() + 2 * found.len());
+    let mut last = 0;
+    for at in found {
+        out.push_str(&text[last..at]);
+        out.push_str("\\x27");
+        last = at + 2;
+    }
+    out.push_str(&text[last..]);
+    Some(out)
+}
+
+/// go-yaml reads YAML 1.1 only, where the YAML 1.2 parser we use is more lenient: sops
+/// refuses a `%YAML` directive other than 1.1 ("found incompatible YAML document") and the
+/// 1.2-only escape `\/` in a double-quoted scalar ("found unknown escape character").
+fn check_yaml11(src: &str, ev: &Event, span: &Span) -> Result<(), FormatError> {
+    match ev {
+        Event::DocumentStart(_, Some(v)) if (v.major, v.minor) != (1, 1) => Err(perr(
+            span.start.line(),
+            format!(
+                "incompatible YAML document: %YAML {}.{} (sops reads YAML 1.1)",
+                v.major, v.minor
+            ),
+        )),
+        Event::Scalar(_, ScalarStyle::DoubleQuoted, _, _) => {
+            let (Some(a), Some(b)) = (span.start.byte_offset(), span.end.byte_offset()) else {
+                return Ok(());
+            };
+            let raw = src.get(a..b).unwrap_or("");
+            let mut chars = raw.chars();
+            let mut line = span.start.line();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some('/') => {
+                            return Err(perr(line, "unknown escape character `\\/` (YAML 1.1)"))
+                        }
+                        Some('\n') => line += 1,
+                        _ => {}
+                    },
+                    '\n' => line += 1,
+                    _ => {}
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 fn line_of(input: &[u8], offset: usize) -> usize {
