@@ -6,11 +6,35 @@ use super::resolve;
 use crate::core::number;
 use crate::core::tree::{MapEntry, Mapping, SeqEntry, Value};
 use base64::Engine;
+use zeroize::Zeroize;
+
+/// The output: plaintext, so when it grows the old allocation is wiped, not just freed.
+struct Buf(Vec<u8>);
+
+impl Buf {
+    fn push_str(&mut self, s: &str) {
+        if self.0.capacity() - self.0.len() < s.len() {
+            let want = (self.0.capacity() * 2)
+                .max(self.0.len() + s.len())
+                .max(4096);
+            let mut grown = Vec::with_capacity(want);
+            grown.extend_from_slice(&self.0);
+            self.0.zeroize();
+            self.0 = grown;
+        }
+        self.0.extend_from_slice(s.as_bytes());
+    }
+
+    fn push(&mut self, c: char) {
+        let mut b = [0u8; 4];
+        self.push_str(c.encode_utf8(&mut b));
+    }
+}
 
 /// Writes YAML with indent `w`.
 pub struct Emitter {
     w: usize,
-    out: String,
+    out: Buf,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -183,7 +207,7 @@ fn choose_style(s: &str, simple_key: bool) -> Style {
     style
 }
 
-fn write_double(out: &mut String, s: &str) {
+fn write_double(out: &mut Buf, s: &str) {
     out.push('"');
     // Observed in sops 3.11: after a leading BOM, go-yaml escapes every character.
     let escape_all = s.starts_with('\u{feff}');
@@ -235,13 +259,18 @@ impl Emitter {
     pub fn new(w: usize) -> Self {
         Emitter {
             w: w.max(1),
-            out: String::new(),
+            out: Buf(Vec::new()),
         }
     }
 
     /// The text written so far.
-    pub fn finish(self) -> String {
-        self.out
+    pub fn finish(self) -> Vec<u8> {
+        self.out.0
+    }
+
+    /// Starts a further document of a stream (`---`, spec §7.1).
+    pub fn document_separator(&mut self) {
+        self.out.push_str("---\n");
     }
 
     fn pad(&mut self, n: usize) {

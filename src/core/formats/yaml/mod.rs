@@ -7,7 +7,7 @@ pub mod parse;
 pub mod resolve;
 
 use super::{Codec, FormatError, FormatOptions};
-use crate::core::tree::{Mapping, Value};
+use crate::core::tree::{MapEntry, Mapping, Value};
 
 /// The YAML codec.
 #[derive(Debug, Clone)]
@@ -27,17 +27,28 @@ impl YamlCodec {
         }
     }
 
-    fn write(&self, docs: &[Mapping]) -> Vec<u8> {
-        let mut out = String::new();
+    /// Writes the documents, each followed by `sops: <metadata>` when given (spec §6.3).
+    fn write(&self, docs: &[Mapping], metadata: Option<&Mapping>) -> Vec<u8> {
+        let mut e = emit::Emitter::new(self.indent);
+        let sops = metadata.map(|m| {
+            [MapEntry::Pair {
+                key: "sops".to_string(),
+                value: Value::Map(m.clone()),
+            }]
+        });
         for (i, d) in docs.iter().enumerate() {
             if i > 0 {
-                out.push_str("---\n");
+                e.document_separator();
             }
-            let mut e = emit::Emitter::new(self.indent);
-            e.document(d);
-            out.push_str(&e.finish());
+            match &sops {
+                None => e.document(d),
+                Some(pair) => {
+                    e.mapping(&d.entries, 0, false);
+                    e.mapping(pair, 0, false);
+                }
+            }
         }
-        out.into_bytes()
+        e.finish()
     }
 }
 
@@ -65,24 +76,16 @@ impl Codec for YamlCodec {
     }
 
     fn emit_plain(&self, docs: &[Mapping]) -> Result<Vec<u8>, FormatError> {
-        Ok(self.write(docs))
+        Ok(self.write(docs, None))
     }
 
     fn emit_encrypted(&self, docs: &[Mapping], metadata: &Mapping) -> Result<Vec<u8>, FormatError> {
-        let with_meta: Vec<Mapping> = docs
-            .iter()
-            .map(|d| {
-                let mut d = d.clone();
-                d.push("sops", Value::Map(metadata.clone()));
-                d
-            })
-            .collect();
-        Ok(self.write(&with_meta))
+        Ok(self.write(docs, Some(metadata)))
     }
 
     fn emit_value(&self, value: &Value) -> Result<Vec<u8>, FormatError> {
         let mut e = emit::Emitter::new(self.indent);
         e.value(value);
-        Ok(e.finish().into_bytes())
+        Ok(e.finish())
     }
 }

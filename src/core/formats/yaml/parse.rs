@@ -12,15 +12,24 @@ use crate::core::tree::{MapEntry, Mapping, SeqEntry, Sequence, Value};
 use base64::Engine;
 use granit_parser::{Event, Parser, Placement, ScalarStyle, Span, StructureStyle};
 use std::collections::HashMap;
+use zeroize::Zeroizing;
 
 /// Deepest nesting accepted.
 pub const MAX_DEPTH: usize = 256;
 /// Most nodes a document may expand to through aliases (a YAML bomb stops here).
 pub const MAX_NODES: usize = 1_000_000;
 
+/// Scalar text and comments of the input are plaintext: wiped when dropped.
+type Secret = Zeroizing<String>;
+
+/// Hands a wiped string's buffer over (to a [`Text`], which wipes it in turn).
+fn take(mut s: Secret) -> String {
+    std::mem::take(&mut *s)
+}
+
 #[derive(Clone)]
 struct Scalar {
-    text: String,
+    text: Secret,
     style: ScalarStyle,
     tag: Option<(String, String)>,
     line: usize,
@@ -40,7 +49,7 @@ enum MItem {
         value: Node,
         line: usize,
     },
-    Comment(String),
+    Comment(Secret),
 }
 
 #[derive(Clone)]
@@ -53,7 +62,7 @@ struct MapNode {
 #[derive(Clone)]
 enum SItem {
     Elem { node: Node, line: usize },
-    Comment(String),
+    Comment(Secret),
 }
 
 #[derive(Clone)]
@@ -109,7 +118,7 @@ struct Frame {
     col: usize,
     anchor: usize,
     /// Comments that go after the item currently being built.
-    after: Vec<String>,
+    after: Vec<Secret>,
 }
 
 impl Frame {
@@ -133,9 +142,9 @@ struct Builder<'s> {
     src_lines: Vec<&'s str>,
     stack: Vec<Frame>,
     anchors: HashMap<usize, Node>,
-    held: Vec<String>,
+    held: Vec<Secret>,
     nodes: usize,
-    docs: Vec<(Option<Node>, Vec<String>)>,
+    docs: Vec<(Option<Node>, Vec<Secret>)>,
     root: Option<Node>,
     in_doc: bool,
 }
@@ -224,7 +233,7 @@ impl Builder<'_> {
                         line: key.line,
                         key,
                         value: Node::Scalar(Scalar {
-                            text: String::new(),
+                            text: Secret::default(),
                             style: ScalarStyle::Plain,
                             tag: None,
                             line: end_line,
@@ -311,7 +320,7 @@ impl Builder<'_> {
         false
     }
 
-    fn full_line_comment(&mut self, text: String, col: usize, next_closes_top: bool) {
+    fn full_line_comment(&mut self, text: Secret, col: usize, next_closes_top: bool) {
         if self.stack.is_empty() {
             match &mut self.root {
                 // A foot comment after the root closed: end of the top-level branch.
@@ -371,7 +380,7 @@ impl Builder<'_> {
         }
     }
 
-    fn trailing_comment(&mut self, text: String, line: usize) {
+    fn trailing_comment(&mut self, text: Secret, line: usize) {
         let Some(top) = self.stack.last_mut() else {
             self.held.push(text);
             return;
@@ -437,7 +446,7 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
     } else {
         None
     };
-    let src: &str = fixed.as_deref().unwrap_or(src);
+    let src: &str = fixed.as_ref().map_or(src, |t| t.as_str());
     let mut parser = Parser::new_from_str(src);
     let mut events: Vec<(Event, Span)> = Vec::new();
     while let Some(r) = parser.next_event() {
@@ -485,7 +494,7 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
                 b.in_doc = false;
             }
             Event::Comment(text, placement) => {
-                let text = text.to_string();
+                let text = Secret::new(text.to_string());
                 if *placement == Placement::Right {
                     b.trailing_comment(text, line);
                 } else if !b.in_doc && b.stack.is_empty() {
@@ -502,7 +511,7 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
             Event::Scalar(text, style, anchor, tag) => {
                 b.count(1, line)?;
                 let node = Node::Scalar(Scalar {
-                    text: text.to_string(),
+                    text: Secret::new(text.to_string()),
                     style: *style,
                     tag: tag
                         .as_ref()
@@ -587,14 +596,16 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
             }
             None => Mapping::new(),
         };
-        m.entries
-            .extend(held.into_iter().map(|c| MapEntry::Comment(Text::from(c))));
+        m.entries.extend(
+            held.into_iter()
+                .map(|c| MapEntry::Comment(Text::from(take(c)))),
+        );
         if i + 1 == n {
             m.entries.extend(
                 held_last
                     .iter()
                     .cloned()
-                    .map(|c| MapEntry::Comment(Text::from(c))),
+                    .map(|c| MapEntry::Comment(Text::from(take(c)))),
             );
         }
         out.push(m);
@@ -609,10 +620,10 @@ const MAX_QUOTE_ESCAPE_SCALARS: usize = 256;
 /// refuses. When the parser stops on an unknown escape and the scalar holds `\'`, each
 /// `\'` of that scalar is rewritten as `\x27` (the same character) and parsing starts
 /// again. Only inputs holding `\'` somewhere pay for this pass. `None`: nothing to fix.
-fn quote_escapes_for_yaml12(src: &str) -> Result<Option<String>, FormatError> {
-    let mut text: Option<String> = None;
+fn quote_escapes_for_yaml12(src: &str) -> Result<Option<Secret>, FormatError> {
+    let mut text: Option<Secret> = None;
     for _ in 0..MAX_QUOTE_ESCAPE_SCALARS {
-        let current = text.as_deref().unwrap_or(src);
+        let current = text.as_ref().map_or(src, |t| t.as_str());
         let mut parser = Parser::new_from_str(current);
         let mut stop = None;
         while let Some(r) = parser.next_event() {
@@ -634,7 +645,7 @@ fn quote_escapes_for_yaml12(src: &str) -> Result<Option<String>, FormatError> {
         let Some(rewritten) = rewrite_quote_escapes(current, start) else {
             return Ok(text);
         };
-        text = Some(rewritten);
+        text = Some(Secret::new(rewritten));
     }
     Err(perr(
         1,
@@ -749,7 +760,7 @@ fn count_nodes(n: &Node) -> usize {
 
 fn convert_key(s: &Scalar) -> Result<String, FormatError> {
     if s.style != ScalarStyle::Plain {
-        return Ok(s.text.clone());
+        return Ok(s.text.to_string());
     }
     if let Some((handle, suffix)) = &s.tag {
         if handle == "tag:yaml.org,2002:" && suffix != "str" && suffix != "merge" {
@@ -758,10 +769,10 @@ fn convert_key(s: &Scalar) -> Result<String, FormatError> {
                 kind: "tagged non-string",
             });
         }
-        return Ok(s.text.clone());
+        return Ok(s.text.to_string());
     }
     let kind = match resolve::resolve_plain(&s.text) {
-        Resolved::Str | Resolved::Merge => return Ok(s.text.clone()),
+        Resolved::Str | Resolved::Merge => return Ok(s.text.to_string()),
         Resolved::Null => "null",
         Resolved::Bool(_) => "bool",
         Resolved::Int(_) | Resolved::Uint64 => "int",
@@ -776,12 +787,13 @@ fn convert_scalar(s: Scalar) -> Result<Value, FormatError> {
         if handle == "tag:yaml.org,2002:" {
             let bad = || perr(s.line, format!("cannot read the value as !!{suffix}"));
             return Ok(match suffix.as_str() {
-                "str" => Value::Str(Text::from(s.text)),
+                "str" => Value::Str(Text::from(take(s.text))),
                 "null" => Value::Null,
                 "binary" => {
-                    let cleaned: String = s.text.chars().filter(|c| !c.is_whitespace()).collect();
+                    let cleaned: Secret =
+                        Secret::new(s.text.chars().filter(|c| !c.is_whitespace()).collect());
                     let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(cleaned)
+                        .decode(cleaned.as_bytes())
                         .map_err(|_| bad())?;
                     Value::Str(Text::new(bytes))
                 }
@@ -804,14 +816,14 @@ fn convert_scalar(s: Scalar) -> Result<Value, FormatError> {
                     None => return Err(bad()),
                 },
                 // Unknown core tags keep the text (§1.6: the tag is lost).
-                _ => Value::Str(Text::from(s.text)),
+                _ => Value::Str(Text::from(take(s.text))),
             });
         }
         // Custom tags keep the scalar as a string; the tag is lost (§1.6).
-        return Ok(Value::Str(Text::from(s.text)));
+        return Ok(Value::Str(Text::from(take(s.text))));
     }
     if s.style != ScalarStyle::Plain {
-        return Ok(Value::Str(Text::from(s.text)));
+        return Ok(Value::Str(Text::from(take(s.text))));
     }
     Ok(match resolve::resolve_plain(&s.text) {
         Resolved::Null => Value::Null,
@@ -820,7 +832,7 @@ fn convert_scalar(s: Scalar) -> Result<Value, FormatError> {
         Resolved::Uint64 => return Err(FormatError::Uint64Value { line: s.line }),
         Resolved::Float(f) => Value::Float(f),
         Resolved::Time(t) => Value::Time(t),
-        Resolved::Merge | Resolved::Str => Value::Str(Text::from(s.text)),
+        Resolved::Merge | Resolved::Str => Value::Str(Text::from(take(s.text))),
     })
 }
 
@@ -833,7 +845,7 @@ fn convert(node: Node) -> Result<Value, FormatError> {
             for i in s.items {
                 items.push(match i {
                     SItem::Elem { node, .. } => SeqEntry::Value(convert(node)?),
-                    SItem::Comment(c) => SeqEntry::Comment(Text::from(c)),
+                    SItem::Comment(c) => SeqEntry::Comment(Text::from(take(c))),
                 });
             }
             Value::Seq(Sequence { items })
@@ -847,7 +859,7 @@ fn convert_map(m: MapNode) -> Result<Mapping, FormatError> {
     let mut lines = Vec::with_capacity(m.items.len());
     for item in m.items {
         match item {
-            MItem::Comment(c) => out.entries.push(MapEntry::Comment(Text::from(c))),
+            MItem::Comment(c) => out.entries.push(MapEntry::Comment(Text::from(take(c)))),
             MItem::Pair { key, value, line } => {
                 let k = convert_key(&key)?;
                 lines.push(line);
