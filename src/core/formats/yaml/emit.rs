@@ -81,6 +81,32 @@ fn analyze(s: &str) -> Analysis {
             block_ok: false,
         };
     }
+    // Fast path for the common secret shape: letters, digits and `_`, with inner spaces
+    // or `.-/+=` after the first character. Nothing there is an indicator, a break, a
+    // special or a tab, so every style is allowed.
+    if is_simple(s) {
+        return Analysis {
+            multiline: false,
+            block_plain: true,
+            single_ok: true,
+            block_ok: true,
+        };
+    }
+    analyze_full(s)
+}
+
+/// Letters, digits and `_` first; then also inner spaces and `.-/+=` (no trailing space).
+fn is_simple(s: &str) -> bool {
+    let b = s.as_bytes();
+    b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1] != b' '
+        && b[1..]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_ .-/+=".contains(c))
+}
+
+/// The character-by-character analysis (non-empty `s`).
+fn analyze_full(s: &str) -> Analysis {
     let mut block_ind = s.starts_with("---") || s.starts_with("...");
     let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
         (false, false, false, false);
@@ -602,5 +628,23 @@ mod tests {
         assert_eq!(choose_style("a\nb", false), Style::Literal);
         assert_eq!(choose_style("😀", false), Style::Double);
         assert_eq!(choose_style("é", false), Style::Plain);
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_full_analysis() {
+        for s in [
+            "a", "Z9", "abc def", "a.b", "a-b", "a/b", "a+b=", "x_y", "a - b", "a . b", "v1.2.3",
+            "AKIA0123", "a  b",
+        ] {
+            assert!(is_simple(s), "{s}");
+            let a = analyze_full(s);
+            assert!(
+                !a.multiline && a.block_plain && a.single_ok && a.block_ok,
+                "{s}"
+            );
+        }
+        for s in ["-a", ".a", " a", "a ", "_a", "a:b", "a#b", "a\tb", "é"] {
+            assert!(!is_simple(s), "{s}");
+        }
     }
 }
