@@ -501,6 +501,14 @@ fn yaml_bombs_and_deep_nesting_hit_a_named_limit() {
         Err(FormatError::Limit { reason, .. }) => assert!(reason.contains("nesting"), "{reason}"),
         other => panic!("deep block nesting was not refused: {other:?}"),
     }
+    // Many cheap aliases hit the alias count, not the node count.
+    let many = format!("a: &s x\nl: [{}]\n", vec!["*s"; 100_001].join(", "));
+    match parse(&many) {
+        Err(FormatError::Limit { reason, .. }) => {
+            assert!(reason.contains("100000 aliases"), "{reason}")
+        }
+        other => panic!("100,001 aliases were not refused: {other:?}"),
+    }
     // Below the limits, aliases expand by copy.
     let docs = parse("a: &x {k: v}\nb: *x\n").unwrap();
     assert_eq!(docs[0].get("a"), docs[0].get("b"));

@@ -18,6 +18,8 @@ use zeroize::Zeroizing;
 pub const MAX_DEPTH: usize = 256;
 /// Most nodes a document may expand to through aliases (a YAML bomb stops here).
 pub const MAX_NODES: usize = 1_000_000;
+/// Most aliases (`*name`) an input may use.
+pub const MAX_ALIASES: usize = 100_000;
 
 /// Scalar text and comments of the input are plaintext: wiped when dropped.
 type Secret = Zeroizing<String>;
@@ -144,6 +146,7 @@ struct Builder<'s> {
     anchors: HashMap<usize, Node>,
     held: Vec<Secret>,
     nodes: usize,
+    aliases: usize,
     docs: Vec<(Option<Node>, Vec<Secret>)>,
     root: Option<Node>,
     in_doc: bool,
@@ -474,6 +477,7 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
         anchors: HashMap::new(),
         held: Vec::new(),
         nodes: 0,
+        aliases: 0,
         docs: Vec::new(),
         root: None,
         in_doc: false,
@@ -524,6 +528,13 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
                 b.attach(node)?;
             }
             Event::Alias(id) => {
+                b.aliases += 1;
+                if b.aliases > MAX_ALIASES {
+                    return Err(FormatError::Limit {
+                        format: "yaml",
+                        reason: format!("more than {MAX_ALIASES} aliases (at line {line})"),
+                    });
+                }
                 let node = b
                     .anchors
                     .get(id)
