@@ -424,8 +424,15 @@ fn yaml_errors_are_the_exact_format_error_variants() {
     }
     assert!(matches!(
         parse("a: 1\na: 2\n"),
-        Err(FormatError::Parse { .. })
+        Err(FormatError::Parse { line: Some(2), .. })
     ));
+    let r = parse("a:\n    d: 1\n    d: 2\n");
+    assert!(
+        matches!(r, Err(FormatError::Parse { line: Some(3), .. })),
+        "{r:?}"
+    );
+    // Only the first document is checked, as in sops (tests/data/yaml/dup_later_docs.yaml).
+    assert!(parse("a: 1\n---\nb: 1\nb: 2\n").is_ok());
     assert!(matches!(
         parse("- a\n- b\n"),
         Err(FormatError::Parse { .. })

@@ -585,7 +585,8 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
     let n = b.docs.len();
     for (i, (root, held)) in b.docs.into_iter().enumerate() {
         let mut m = match root {
-            Some(Node::Map(m)) => convert_map(m)?,
+            // sops' go-yaml unmarshal that refuses duplicates reads the first document only.
+            Some(Node::Map(m)) => convert_map(m, i == 0)?,
             Some(Node::Seq(s)) => {
                 return Err(perr(
                     s.end_line,
@@ -847,15 +848,16 @@ fn convert_scalar(s: Scalar) -> Result<Value, FormatError> {
     })
 }
 
-fn convert(node: Node) -> Result<Value, FormatError> {
+/// `dups`: refuse duplicate keys (first document only, §1.6).
+fn convert(node: Node, dups: bool) -> Result<Value, FormatError> {
     Ok(match node {
         Node::Scalar(s) => convert_scalar(s)?,
-        Node::Map(m) => Value::Map(convert_map(m)?),
+        Node::Map(m) => Value::Map(convert_map(m, dups)?),
         Node::Seq(s) => {
             let mut items = Vec::with_capacity(s.items.len());
             for i in s.items {
                 items.push(match i {
-                    SItem::Elem { node, .. } => SeqEntry::Value(convert(node)?),
+                    SItem::Elem { node, .. } => SeqEntry::Value(convert(node, dups)?),
                     SItem::Comment(c) => SeqEntry::Comment(Text::from(take(c))),
                 });
             }
@@ -864,7 +866,7 @@ fn convert(node: Node) -> Result<Value, FormatError> {
     })
 }
 
-fn convert_map(m: MapNode) -> Result<Mapping, FormatError> {
+fn convert_map(m: MapNode, dups: bool) -> Result<Mapping, FormatError> {
     let mut out = Mapping::new();
     out.entries.reserve(m.items.len());
     let mut lines = Vec::with_capacity(m.items.len());
@@ -876,10 +878,13 @@ fn convert_map(m: MapNode) -> Result<Mapping, FormatError> {
                 lines.push(line);
                 out.entries.push(MapEntry::Pair {
                     key: k,
-                    value: convert(value)?,
+                    value: convert(value, dups)?,
                 });
             }
         }
+    }
+    if !dups {
+        return Ok(out);
     }
     // Duplicate keys are an error (§1.6). Checked on borrowed keys after sorting:
     // hashing a clone of every key cost a tenth of decrypting a 10,000-key file.
