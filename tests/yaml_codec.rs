@@ -466,11 +466,28 @@ fn yaml_errors_are_the_exact_format_error_variants() {
         parse("a: \"x\\\\/y\"\n").is_ok(),
         "an escaped backslash before / is fine"
     );
+    // An empty file is exit 92 in sops; whitespace or comments only is exit 2.
     assert!(matches!(parse(""), Err(FormatError::NoDocuments)));
-    assert!(matches!(
-        parse("# only a comment\n"),
-        Err(FormatError::NoDocuments)
-    ));
+    for only in ["# only a comment\n", "   \n", "\n", "#c\n\n#d\n", "...\n"] {
+        let r = parse(only);
+        assert!(
+            matches!(r, Err(FormatError::Parse { .. })),
+            "{only:?}: {r:?}"
+        );
+    }
+    // A document marker with comments is a document: the comments, then `{}`.
+    let yaml = codec(Format::Yaml, &FormatOptions::default());
+    for (input, out) in [
+        ("--- # c\n", "# c\n{}\n"),
+        ("---\n# c\n", "# c\n{}\n"),
+        ("---\n---\n", "{}\n---\n{}\n"),
+        ("---\n...\n", "{}\n"),
+        ("~\n", "{}\n"),
+        ("\u{feff}a: 1\n", "a: 1\n"),
+    ] {
+        let docs = yaml.parse_plain(input.as_bytes()).unwrap();
+        assert_eq!(show(&yaml.emit_plain(&docs).unwrap()), out, "{input:?}");
+    }
     // An empty document is an empty mapping.
     let docs = parse("---\n").unwrap();
     assert_eq!(docs.len(), 1);

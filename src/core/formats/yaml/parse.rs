@@ -578,7 +578,15 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
         }
     }
     if b.docs.is_empty() {
-        return Err(FormatError::NoDocuments);
+        // sops: an empty file is exit 92; whitespace or comments only is go-yaml's EOF
+        // error, exit 2 (seen in sops 3.11).
+        if input.is_empty() {
+            return Err(FormatError::NoDocuments);
+        }
+        return Err(perr(
+            line_of(input, input.len()),
+            "no YAML document: the input holds only whitespace or comments",
+        ));
     }
     let mut out = Vec::with_capacity(b.docs.len());
     let held_last = std::mem::take(&mut b.held);
