@@ -466,6 +466,14 @@ fn yaml_errors_are_the_exact_format_error_variants() {
         parse("a: \"x\\\\/y\"\n").is_ok(),
         "an escaped backslash before / is fine"
     );
+    // A collection as a key: sops cannot unmarshal it into a string key (exit 2).
+    for complex in ["? [a, b]\n: x\n", "? {a: 1}\n: x\n"] {
+        let r = parse(complex);
+        assert!(
+            matches!(r, Err(FormatError::Parse { .. })),
+            "{complex:?}: {r:?}"
+        );
+    }
     // An empty file is exit 92 in sops; whitespace or comments only is exit 2.
     assert!(matches!(parse(""), Err(FormatError::NoDocuments)));
     for only in ["# only a comment\n", "   \n", "\n", "#c\n\n#d\n", "...\n"] {
