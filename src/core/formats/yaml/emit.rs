@@ -461,7 +461,9 @@ impl Emitter {
                         self.pad(indent);
                     }
                     first_inline = false;
-                    let long = key.len() > 128 || key.contains('\n');
+                    // Explicit `? key` when the key is long or holds any YAML 1.1 line
+                    // break (\n, \r, NEL, LS, PS), spec §7.1.
+                    let long = key.len() > 128 || key.chars().any(is_break);
                     if long {
                         self.out.push_str("? ");
                         if !self.string(key, self.nested(indent)) {

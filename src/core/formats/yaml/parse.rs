@@ -514,8 +514,16 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
             }
             Event::Scalar(text, style, anchor, tag) => {
                 b.count(1, line)?;
+                let text = match style {
+                    ScalarStyle::SingleQuoted | ScalarStyle::Plain
+                        if text.contains(['\u{2028}', '\u{2029}']) =>
+                    {
+                        fold_unicode_breaks(text)
+                    }
+                    _ => Secret::new(text.to_string()),
+                };
                 let node = Node::Scalar(Scalar {
-                    text: Secret::new(text.to_string()),
+                    text,
                     style: *style,
                     tag: tag
                         .as_ref()
@@ -740,6 +748,31 @@ fn check_yaml11(src: &str, ev: &Event, span: &Span) -> Result<(), FormatError> {
         }
         _ => Ok(()),
     }
+}
+
+/// go-yaml (YAML 1.1) treats U+2028/U+2029 as line breaks inside single-quoted and plain
+/// scalars: blanks around them are dropped (sops writes `'a<LS>    b'` for "a<LS>b").
+/// The YAML 1.2 parser keeps those blanks as content, so they are removed here.
+fn fold_unicode_breaks(text: &str) -> Secret {
+    let mut out = Secret::new(String::with_capacity(text.len()));
+    let mut after_break = false;
+    for c in text.chars() {
+        match c {
+            '\u{2028}' | '\u{2029}' => {
+                while out.ends_with([' ', '\t']) {
+                    out.pop();
+                }
+                out.push(c);
+                after_break = true;
+            }
+            ' ' | '\t' if after_break => {}
+            _ => {
+                out.push(c);
+                after_break = false;
+            }
+        }
+    }
+    out
 }
 
 fn line_of(input: &[u8], offset: usize) -> usize {
