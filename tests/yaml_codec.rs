@@ -237,6 +237,48 @@ fn check_comment_placement(
             .arg(input_path),
     );
     let mut ok = true;
+    // sops decrypting its own comment-regex file: where it succeeds our decryption prints
+    // the same bytes; where it fails (its own round trip moves comments, spec §3.4, §10)
+    // ours fails with the same exit code.
+    let regex_path = setup
+        .dir
+        .join(format!("{}.regex.enc.yaml", name.replace(['/', ' '], "_")));
+    std::fs::write(&regex_path, &theirs).unwrap();
+    let sops_out = crate::support::run(
+        sops()
+            .env("SOPS_AGE_KEY_FILE", &setup.key)
+            .arg("decrypt")
+            .arg(&regex_path),
+    );
+    let ours_plain =
+        sopsync::core::parse_encrypted_with(yaml, Format::Yaml, &theirs).and_then(|f| {
+            let k = sopsync::core::unwrap_data_key(&f.metadata, &setup.ids)?;
+            sopsync::core::decrypt(&f, &k, &Default::default())
+        });
+    let sops_code = sops_out.status.code().unwrap_or(-1);
+    match ours_plain {
+        Ok(d) if sops_code == 0 => {
+            let ours = yaml.emit_plain(&d.documents).unwrap();
+            if ours != sops_out.stdout {
+                ok = false;
+                failures.push(format!(
+                    "{name}: (3) our decryption of the comment-regex file differs\n--- sops\n{}\n--- ours\n{}",
+                    show(&sops_out.stdout),
+                    show(&ours)
+                ));
+            }
+        }
+        Err(e) if e.exit_code() == sops_code => println!(
+            "{name}: sops cannot decrypt its own comment-regex file (exit {sops_code}); ours fails alike: {e}"
+        ),
+        other => {
+            ok = false;
+            failures.push(format!(
+                "{name}: (3) sops decrypt exits {sops_code} on its comment-regex file, ours gives {:?}",
+                other.map(|_| "success").map_err(|e| (e.exit_code(), e.to_string()))
+            ));
+        }
+    }
     match reemit(yaml, &theirs) {
         Ok(ours) if ours == theirs => {}
         Ok(ours) => {
