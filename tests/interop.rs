@@ -83,18 +83,50 @@ fn sops_encrypt(
     sub_flags: &[&str],
     global_flags: &[&str],
 ) -> Vec<u8> {
-    let out = run(sops()
-        .args(global_flags)
-        .arg("encrypt")
-        .args(["--age", recipients])
-        .args(sub_flags)
-        .arg(input));
+    let mut cmd = sops();
+    let mut keep = None;
+    if global_flags.is_empty() {
+        cmd.arg("encrypt")
+            .args(["--age", recipients])
+            .args(sub_flags);
+    } else {
+        // sops 3.11 silently ignores the comment-regex and MAC-only options given as
+        // global flags to `encrypt`; only a creation rule applies them, so pass one.
+        let option = global_flags[0].trim_start_matches("--").replace('-', "_");
+        let value = global_flags
+            .get(1)
+            .map(|v| format!("'{v}'"))
+            .unwrap_or_else(|| "true".into());
+        let config = tempfile::NamedTempFile::new().expect("config file");
+        std::fs::write(
+            config.path(),
+            format!("creation_rules:\n    - age: {recipients}\n      {option}: {value}\n"),
+        )
+        .expect("write config");
+        cmd.arg("--config")
+            .arg(config.path())
+            .arg("encrypt")
+            .args(sub_flags);
+        keep = Some((config, option));
+    }
+    let out = run(cmd.arg(input));
     assert!(
         out.status.success(),
         "sops encrypt {:?} failed: {}",
         input,
         String::from_utf8_lossy(&out.stderr)
     );
+    if let Some((_config, option)) = keep {
+        // (The binary store records no options at all.)
+        let text = String::from_utf8_lossy(&out.stdout);
+        let binary = input.extension().is_some_and(|e| e == "bin");
+        assert_eq!(
+            text.contains(&option),
+            !binary,
+            "sops and {option} in {:?}",
+            input
+        );
+    }
     out.stdout
 }
 

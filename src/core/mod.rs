@@ -388,18 +388,14 @@ pub fn encrypt(
     if config.key_groups.is_empty() || config.key_groups.iter().any(|g| g.is_empty()) {
         return Err(CoreError::NoRecipients);
     }
-    // §3.1: the binary store ignores the rules and records none.
+    // §3.1: the binary store ignores the rules and records none. sops 3.11 also
+    // ignores mac_only_encrypted for binary files (seen with a creation rule).
     let stored_rule = (format != Format::Binary).then(|| config.rule.clone());
+    let mac_only_encrypted = config.mac_only_encrypted && format != Format::Binary;
     let rule = Rule::compile(&stored_rule.clone().unwrap_or_default())?;
     let key = new_data_key(env.rng);
-    let (last_modified, mac) = seal_documents(
-        &mut documents,
-        &key,
-        &rule,
-        config.mac_only_encrypted,
-        None,
-        env,
-    )?;
+    let (last_modified, mac) =
+        seal_documents(&mut documents, &key, &rule, mac_only_encrypted, None, env)?;
     let (key_groups, shamir_threshold) =
         wrap_groups(&key, &config.key_groups, config.shamir_threshold, env.rng)?;
     Ok(EncryptedFile {
@@ -411,7 +407,7 @@ pub fn encrypt(
             last_modified,
             mac,
             rule: stored_rule,
-            mac_only_encrypted: config.mac_only_encrypted,
+            mac_only_encrypted,
             // We write sops 3.11's format, so we say so (see SOPS_VERSION).
             version: SOPS_VERSION.to_string(),
         },
