@@ -5,10 +5,12 @@
 //! - [`keysource`]: the only reader of the SOPS_AGE_* environment and key files.
 //! - [`repo`]: Git fetch, safe tree walking, rendering SOPS files into Secrets.
 //! - [`cli`]: the command-line shell over the core.
+//! - [`controller`]: the in-cluster controller (CRDs, reconcile, status, metrics).
 //! - [`error`]: the binary's errors, exit codes and hints.
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod controller;
 pub mod core;
 pub mod ephemeral;
 pub mod error;

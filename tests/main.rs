@@ -2,6 +2,7 @@
 
 mod support;
 
+mod chart;
 mod cli;
 mod git;
 mod interop;
