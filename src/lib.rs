@@ -6,6 +6,7 @@
 //! - [`repo`]: Git fetch, safe tree walking, rendering SOPS files into Secrets.
 //! - [`cli`]: the command-line shell over the core.
 //! - [`controller`]: the in-cluster controller (CRDs, reconcile, status, metrics).
+//! - [`server`]: the controller's HTTP endpoints (health, readiness, metrics, webhook).
 //! - [`error`]: the binary's errors, exit codes and hints.
 #![forbid(unsafe_code)]
 
@@ -16,3 +17,4 @@ pub mod ephemeral;
 pub mod error;
 pub mod keysource;
 pub mod repo;
+pub mod server;

@@ -9,5 +9,6 @@ mod interop;
 mod layering;
 mod leaks;
 mod render;
+mod server;
 mod vectors;
 mod yaml_codec;
