@@ -4,6 +4,7 @@ mod support;
 
 mod chart;
 mod cli;
+mod formats_codec;
 mod git;
 mod interop;
 mod layering;

@@ -141,8 +141,9 @@ impl Codec for DotenvCodec {
     }
 
     fn emit_plain(&self, docs: &[Mapping]) -> Result<Vec<u8>, FormatError> {
+        // sops writes only the first document of a multi-document YAML as dotenv.
         let mut out = Vec::new();
-        for d in docs {
+        if let Some(d) = docs.first() {
             write_doc(d, &mut out)?;
         }
         Ok(out)

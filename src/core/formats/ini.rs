@@ -30,12 +30,17 @@ fn perr(line: usize, reason: &str) -> FormatError {
     }
 }
 
-/// Removes one leading `;`/`#` and the spaces after it (the rest is kept as is).
-fn comment_text(raw: &str) -> String {
-    raw.strip_prefix([';', '#'])
-        .unwrap_or(raw)
-        .trim_start()
-        .to_string()
+/// sops' `stripCommentChar`: a comment that starts with `;` loses every leading `;`
+/// and space, one that starts with `#` every leading `#` and space; the rest
+/// (later lines included) is kept as go-ini read it.
+fn strip_comment_char(raw: &str) -> String {
+    if raw.starts_with(';') {
+        raw.trim_start_matches([';', ' ']).to_string()
+    } else if raw.starts_with('#') {
+        raw.trim_start_matches(['#', ' ']).to_string()
+    } else {
+        raw.to_string()
+    }
 }
 
 struct Section {
@@ -43,126 +48,227 @@ struct Section {
     items: Mapping,
 }
 
-fn strip_quotes(v: &str) -> &str {
-    let b = v.as_bytes();
-    if b.len() >= 2
-        && ((b[0] == b'"' && b[b.len() - 1] == b'"') || (b[0] == b'\'' && b[b.len() - 1] == b'\''))
-    {
-        &v[1..v.len() - 1]
-    } else {
-        v
+impl Section {
+    fn new(name: &str, comment: &str) -> Section {
+        let mut items = Mapping::new();
+        if !comment.is_empty() {
+            // A section's own comment comes first in its branch.
+            items
+                .entries
+                .push(MapEntry::Comment(Text::from(strip_comment_char(comment))));
+        }
+        Section {
+            name: name.to_string(),
+            items,
+        }
+    }
+
+    /// go-ini's `NewKey` then `key.Comment = ...`: a repeated key keeps its place and
+    /// takes the new value and the new comment (or loses its comment).
+    fn set(&mut self, key: String, value: String, comment: &str) {
+        let entries = &mut self.items.entries;
+        let pos = entries
+            .iter()
+            .position(|e| matches!(e, MapEntry::Pair { key: k, .. } if *k == key));
+        let at = match pos {
+            Some(i) => {
+                entries[i] = MapEntry::Pair {
+                    key,
+                    value: Value::Str(Text::from(value)),
+                };
+                if matches!(entries.get(i + 1), Some(MapEntry::Comment(_))) {
+                    entries.remove(i + 1);
+                }
+                i + 1
+            }
+            None => {
+                entries.push(MapEntry::Pair {
+                    key,
+                    value: Value::Str(Text::from(value)),
+                });
+                entries.len()
+            }
+        };
+        if !comment.is_empty() {
+            entries.insert(
+                at,
+                MapEntry::Comment(Text::from(strip_comment_char(comment))),
+            );
+        }
     }
 }
 
+/// go-ini's `cleanComment`: from the first `#` or `;` on.
+fn clean_comment(rest: &str) -> Option<&str> {
+    rest.find(['#', ';']).map(|i| &rest[i..])
+}
+
+/// go-ini's `hasSurroundedQuote`: quoted at both ends and nowhere in between.
+fn has_surrounded_quote(v: &str, q: char) -> bool {
+    v.len() >= 2 && v.starts_with(q) && v.ends_with(q) && !v[1..v.len() - 1].contains(q)
+}
+
+/// The parser state: the lines with their line breaks (go-ini reads up to and
+/// including each `\n`) and the pending comment buffer.
+struct Reader<'a> {
+    lines: Vec<&'a str>,
+    next: usize,
+    comment: String,
+}
+
+impl<'a> Reader<'a> {
+    fn read_line(&mut self) -> Option<&'a str> {
+        let l = self.lines.get(self.next).copied();
+        self.next += 1;
+        l
+    }
+
+    /// go-ini's `readKeyName`: the key (trimmed, quotes removed) and the offset of
+    /// the value after the `=`/`:` delimiter.
+    fn key_name(line: &str, n: usize) -> Result<(String, usize), FormatError> {
+        let quote = if line.starts_with("\"\"\"") && line.len() > 6 {
+            Some("\"\"\"")
+        } else if line.starts_with('"') {
+            Some("\"")
+        } else if line.starts_with('`') {
+            Some("`")
+        } else {
+            None
+        };
+        if let Some(q) = quote {
+            let start = q.len();
+            let pos = line[start..]
+                .find(q)
+                .ok_or_else(|| perr(n, "missing closing key quote"))?
+                + start;
+            let delim = line
+                .get(pos + start..)
+                .and_then(|r| r.find(['=', ':']))
+                .ok_or_else(|| perr(n, "key-value delimiter not found"))?;
+            let end = pos + delim;
+            return Ok((line[start..pos].trim().to_string(), end + start + 1));
+        }
+        let end = line
+            .find(['=', ':'])
+            .ok_or_else(|| perr(n, "key-value delimiter not found"))?;
+        Ok((line[..end].trim().to_string(), end + 1))
+    }
+
+    /// go-ini's `readValue` with sops' (default) options: `"""`/backtick quoting
+    /// (text after the closing quote is ignored, multi-line when not closed on the
+    /// line), `\` continuation lines, inline comments cut at the first `#`/`;`
+    /// into the comment buffer, and one pair of surrounding `"`/`'` removed.
+    fn value(&mut self, raw: &str, n: usize) -> Result<String, FormatError> {
+        let line = raw.trim_start();
+        if line.is_empty() {
+            return Ok(String::new());
+        }
+        let quote = if line.len() > 3 && line.starts_with("\"\"\"") {
+            Some("\"\"\"")
+        } else if line.starts_with('`') {
+            Some("`")
+        } else {
+            None
+        };
+        if let Some(q) = quote {
+            let start = q.len();
+            if let Some(pos) = line[start..].rfind(q) {
+                return Ok(line[start..start + pos].to_string());
+            }
+            let mut value = line[start..].to_string();
+            loop {
+                let Some(next) = self.read_line() else {
+                    return Err(perr(n, "missing closing quote of a multi-line value"));
+                };
+                if let Some(pos) = next.rfind(q) {
+                    value.push_str(&next[..pos]);
+                    if let Some(c) = clean_comment(&next[pos..]) {
+                        self.comment.push_str(c.trim());
+                    }
+                    return Ok(value);
+                }
+                value.push_str(next);
+                if self.next >= self.lines.len() {
+                    return Err(perr(n, "missing closing quote of a multi-line value"));
+                }
+            }
+        }
+        let mut line = line.trim().to_string();
+        if let Some(head) = line.strip_suffix('\\') {
+            let mut value = head.to_string();
+            while let Some(next) = self.read_line() {
+                let next = next.trim();
+                if next.is_empty() {
+                    break;
+                }
+                value.push_str(next);
+                match value.strip_suffix('\\') {
+                    Some(v) => value = v.to_string(),
+                    None => break,
+                }
+            }
+            return Ok(value);
+        }
+        if let Some(i) = line.find(['#', ';']) {
+            self.comment.push_str(&line[i..]);
+            line = line[..i].trim().to_string();
+        }
+        if has_surrounded_quote(&line, '\'') || has_surrounded_quote(&line, '"') {
+            line = line[1..line.len() - 1].to_string();
+        }
+        Ok(line)
+    }
+}
+
+/// Parses INI as go-ini v1.67 does with sops' options (spec §7.4): an implicit
+/// `DEFAULT` section first, a new section for every header (names repeat), keys
+/// and their comments as described on [`Reader`]. A comment with no key or section
+/// after it is dropped, as go-ini does.
 fn parse(input: &[u8]) -> Result<Vec<Section>, FormatError> {
     let text = std::str::from_utf8(input).map_err(|_| perr(1, "the input is not valid UTF-8"))?;
-    let lines: Vec<&str> = text
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .collect();
-    let mut sections = vec![Section {
-        name: DEFAULT_SECTION.to_string(),
-        items: Mapping::new(),
-    }];
-    let mut pending: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let n = i + 1;
-        let line = lines[i].trim();
-        i += 1;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut r = Reader {
+        lines: text.split_inclusive('\n').collect(),
+        next: 0,
+        comment: String::new(),
+    };
+    let mut sections = vec![Section::new(DEFAULT_SECTION, "")];
+    while let Some(raw) = r.read_line() {
+        let n = r.next;
+        let line = raw.trim_start();
         if line.is_empty() {
             continue;
         }
-        if line.starts_with(';') || line.starts_with('#') {
-            pending.push(line.to_string());
+        if line.starts_with(['#', ';']) {
+            // Kept with its line break: go-ini trims only the ends of the whole buffer.
+            r.comment.push_str(line);
             continue;
         }
-        if let Some(rest) = line.strip_prefix('[') {
-            let name = rest
-                .strip_suffix(']')
-                .ok_or_else(|| perr(n, "a section header must end with `]`"))?
-                .trim();
-            let mut items = Mapping::new();
-            if !pending.is_empty() {
-                // A section's own comment comes first in its branch.
-                items
-                    .entries
-                    .push(MapEntry::Comment(Text::from(comment_text(
-                        &pending.join("\n"),
-                    ))));
-                pending.clear();
+        if line.starts_with('[') {
+            let close = line
+                .rfind(']')
+                .ok_or_else(|| perr(n, "unclosed section header"))?;
+            let name = &line[1..close];
+            if name.is_empty() {
+                return Err(perr(n, "empty section name"));
             }
-            sections.push(Section {
-                name: name.to_string(),
-                items,
-            });
+            if let Some(c) = clean_comment(&line[close + 1..]) {
+                r.comment.push_str(c);
+            }
+            let comment = std::mem::take(&mut r.comment);
+            sections.push(Section::new(name, comment.trim()));
             continue;
         }
-        let delim = line
-            .find(['=', ':'])
-            .ok_or_else(|| perr(n, "a line must be `key = value`, `[section]` or a comment"))?;
-        let key = line[..delim].trim();
-        let key = key
-            .strip_prefix('`')
-            .and_then(|k| k.strip_suffix('`'))
-            .unwrap_or(key)
-            .to_string();
-        let raw = line[delim + 1..].trim();
-        let mut inline = None;
-        let value: String = if let Some(rest) = raw.strip_prefix("\"\"\"") {
-            // A value spanning lines until the closing `"""`.
-            if let Some(v) = rest.strip_suffix("\"\"\"") {
-                v.to_string()
-            } else {
-                let mut v = rest.to_string();
-                loop {
-                    let next = lines
-                        .get(i)
-                        .ok_or_else(|| perr(n, "unterminated \"\"\" value"))?;
-                    i += 1;
-                    v.push('\n');
-                    if let Some(end) = next.strip_suffix("\"\"\"") {
-                        v.push_str(end);
-                        break;
-                    }
-                    v.push_str(next);
-                }
-                v
-            }
-        } else if let Some(rest) = raw.strip_prefix('`') {
-            let end = rest
-                .find('`')
-                .ok_or_else(|| perr(n, "unterminated ` value"))?;
-            rest[..end].to_string()
-        } else {
-            // An unquoted value is cut at the first `#` or `;` (go-ini's inline comment).
-            let cut = raw.find(['#', ';']);
-            let (v, c) = match cut {
-                Some(p) => (raw[..p].trim_end(), Some(raw[p..].to_string())),
-                None => (raw, None),
-            };
-            inline = c;
-            strip_quotes(v).to_string()
-        };
-        let section = sections.last_mut().expect("DEFAULT exists");
-        section.items.push(key, Value::Str(Text::from(value)));
-        let comment = match (inline, pending.is_empty()) {
-            (Some(c), _) => Some(comment_text(&c)),
-            (None, false) => Some(comment_text(&pending.join("\n"))),
-            (None, true) => None,
-        };
-        pending.clear();
-        if let Some(c) = comment {
-            section.items.entries.push(MapEntry::Comment(Text::from(c)));
+        let (key, offset) = Reader::key_name(line, n)?;
+        if key.is_empty() {
+            return Err(perr(n, "empty key name"));
         }
-    }
-    if !pending.is_empty() {
-        let last = sections.last_mut().expect("DEFAULT exists");
-        last.items
-            .entries
-            .push(MapEntry::Comment(Text::from(comment_text(
-                &pending.join("\n"),
-            ))));
+        let value = r.value(&line[offset..], n)?;
+        let comment = std::mem::take(&mut r.comment);
+        sections
+            .last_mut()
+            .expect("DEFAULT exists")
+            .set(key, value, comment.trim());
     }
     Ok(sections)
 }
@@ -170,29 +276,108 @@ fn parse(input: &[u8]) -> Result<Vec<Section>, FormatError> {
 fn to_documents(sections: Vec<Section>) -> Vec<Mapping> {
     let mut doc = Mapping::new();
     for s in sections {
-        if s.name == DEFAULT_SECTION && s.items.entries.is_empty() {
-            continue;
-        }
         doc.push(s.name, Value::Map(s.items));
     }
     vec![doc]
 }
 
-fn text_of(v: &Value) -> Result<String, FormatError> {
+/// Go's `time.Time.String()`: `2006-01-02 15:04:05.999999999 -0700 MST`, the zone
+/// name being `UTC` at offset zero and the numeric offset otherwise (a parsed
+/// fixed zone has no name).
+fn go_time_string(t: &crate::core::tree::Timestamp) -> String {
+    let mut s = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    );
+    if t.nanos != 0 {
+        s.push('.');
+        s.push_str(format!("{:09}", t.nanos).trim_end_matches('0'));
+    }
+    let off = t.offset_seconds;
+    let sign = if off < 0 { '-' } else { '+' };
+    let zone = format!("{sign}{:02}{:02}", off.abs() / 3600, off.abs() % 3600 / 60);
+    let name = if off == 0 {
+        "UTC".to_string()
+    } else {
+        zone.clone()
+    };
+    format!("{s} {zone} {name}")
+}
+
+/// Go's `%v` of a value inside a nested INI value: lists as `[a b]`, mappings as
+/// `[{key value} ...]` (sops' `TreeBranch` of `TreeItem`s), floats as `%g`.
+fn go_v(v: &Value, out: &mut String) {
+    use crate::core::tree::SeqEntry;
     match v {
-        Value::Str(t) => Ok(String::from_utf8_lossy(t.expose_secret()).into_owned()),
-        Value::Int(i) => Ok(i.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
-        Value::Float(f) => Ok(crate::core::number::format_f(*f)),
-        Value::Time(t) => Ok(t.to_rfc3339_nano()),
-        Value::Null => Ok(String::new()),
-        Value::Map(_) | Value::Seq(_) => Err(FormatError::Emit {
-            format: "ini",
-            reason: "INI values must be scalars inside sections".into(),
-        }),
+        Value::Str(t) => out.push_str(&String::from_utf8_lossy(t.expose_secret())),
+        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Float(f) => out.push_str(&crate::core::number::format_g(*f)),
+        Value::Null => out.push_str("<nil>"),
+        Value::Time(t) => out.push_str(&go_time_string(t)),
+        Value::Seq(s) => {
+            out.push('[');
+            for (n, item) in s.items.iter().enumerate() {
+                if n > 0 {
+                    out.push(' ');
+                }
+                match item {
+                    SeqEntry::Value(v) => go_v(v, out),
+                    SeqEntry::Comment(c) => {
+                        out.push('{');
+                        out.push_str(&String::from_utf8_lossy(c.expose_secret()));
+                        out.push('}');
+                    }
+                }
+            }
+            out.push(']');
+        }
+        Value::Map(m) => {
+            out.push('[');
+            for (n, e) in m.entries.iter().enumerate() {
+                if n > 0 {
+                    out.push(' ');
+                }
+                out.push('{');
+                match e {
+                    MapEntry::Pair { key, value } => {
+                        out.push_str(key);
+                        out.push(' ');
+                        go_v(value, out);
+                    }
+                    MapEntry::Comment(c) => {
+                        out.push('{');
+                        out.push_str(&String::from_utf8_lossy(c.expose_secret()));
+                        out.push_str("} <nil>");
+                    }
+                }
+                out.push('}');
+            }
+            out.push(']');
+        }
     }
 }
 
+/// sops 3.11's text of a value in an INI section (checked against `sops decrypt
+/// --output-type ini`): scalars as in dotenv (spec §7.3: `%G` floats with `.0`,
+/// `<nil>`, RFC 3339 times without fraction), nested values as Go's `%v`.
+fn text_of(v: &Value) -> Result<String, FormatError> {
+    Ok(match v {
+        Value::Str(t) => String::from_utf8_lossy(t.expose_secret()).into_owned(),
+        Value::Int(i) => i.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Float(f) => crate::core::number::format_dotenv(*f),
+        Value::Time(t) => t.to_rfc3339(),
+        Value::Null => "<nil>".into(),
+        Value::Map(_) | Value::Seq(_) => {
+            let mut s = String::new();
+            go_v(v, &mut s);
+            s
+        }
+    })
+}
+
+/// go-ini's key quoting when writing.
 fn quote_key(k: &str) -> String {
     if k.contains(['"', '=', ':']) {
         format!("`{k}`")
@@ -203,6 +388,7 @@ fn quote_key(k: &str) -> String {
     }
 }
 
+/// go-ini's value quoting when writing.
 fn quote_value(v: &str) -> String {
     if v.contains(['\n', '`']) {
         format!("\"\"\"{v}\"\"\"")
@@ -215,85 +401,117 @@ fn quote_value(v: &str) -> String {
     }
 }
 
-fn write_comment(out: &mut String, c: &Text) {
-    let text = String::from_utf8_lossy(c.expose_secret());
-    if !text.starts_with(['#', ';']) {
-        out.push_str("; ");
-    }
-    out.push_str(&text);
-    out.push('\n');
-}
-
-fn write_section(
-    out: &mut String,
-    name: &str,
-    items: &Mapping,
-    first: bool,
-) -> Result<(), FormatError> {
-    if !first {
+/// go-ini writes a comment line by line: a line starting with `#`/`;` keeps that
+/// character, then one space and the trimmed rest; any other line gets `; ` (for
+/// a key's comment the line is trimmed too, for a section's it is not).
+fn write_comment(out: &mut String, comment: &str, trim_plain: bool) {
+    for line in comment.split('\n') {
+        match line.chars().next() {
+            Some(c @ ('#' | ';')) => {
+                out.push(c);
+                out.push(' ');
+                out.push_str(line[1..].trim());
+            }
+            _ => {
+                out.push_str("; ");
+                out.push_str(if trim_plain { line.trim() } else { line });
+            }
+        }
         out.push('\n');
     }
+}
+
+/// One section as go-ini holds it after sops' `encodeTree`.
+struct OutSection<'a> {
+    name: &'a str,
+    comment: Option<String>,
+    /// (key, value, comment); a repeated key is updated in place.
+    keys: Vec<(&'a str, String, Option<String>)>,
+}
+
+fn out_section<'a>(name: &'a str, items: &'a Mapping) -> Result<OutSection<'a>, FormatError> {
+    let mut sec = OutSection {
+        name,
+        comment: None,
+        keys: Vec::new(),
+    };
     let mut entries = items.entries.iter().peekable();
-    // Leading comments are the section's own, written before the header.
-    while let Some(MapEntry::Comment(c)) = entries.peek() {
-        write_comment(out, c);
+    // Only a comment in first place is the section's own (sops `encodeTree`).
+    if let Some(MapEntry::Comment(c)) = entries.peek() {
+        sec.comment = Some(String::from_utf8_lossy(c.expose_secret()).into_owned());
         entries.next();
     }
-    if name != DEFAULT_SECTION {
-        out.push('[');
-        out.push_str(name);
-        out.push_str("]\n");
-    }
-    let width = items
-        .pairs()
-        .map(|(k, _)| quote_key(k).chars().count())
-        .max()
-        .unwrap_or(0);
-    let rest: Vec<&MapEntry> = entries.collect();
-    let mut idx = 0;
-    while idx < rest.len() {
-        if let MapEntry::Pair { key, value } = rest[idx] {
-            // Comments that follow a key in the tree belong to it: written before it.
-            let mut j = idx + 1;
-            while let Some(MapEntry::Comment(c)) = rest.get(j) {
-                write_comment(out, c);
-                j += 1;
+    let mut last: Option<usize> = None;
+    for e in entries {
+        match e {
+            // A comment belongs to the key before it; a later one replaces it, and
+            // one before any key is lost, as in sops.
+            MapEntry::Comment(c) => {
+                if let Some(i) = last {
+                    sec.keys[i].2 = Some(String::from_utf8_lossy(c.expose_secret()).into_owned());
+                }
             }
-            let k = quote_key(key);
-            out.push_str(&k);
-            for _ in k.chars().count()..width {
-                out.push(' ');
+            MapEntry::Pair { key, value } => {
+                let text = text_of(value)?;
+                match sec.keys.iter().position(|(k, _, _)| k == key) {
+                    Some(i) => {
+                        sec.keys[i].1 = text;
+                        last = Some(i);
+                    }
+                    None => {
+                        sec.keys.push((key, text, None));
+                        last = Some(sec.keys.len() - 1);
+                    }
+                }
             }
-            out.push_str(" = ");
-            out.push_str(&quote_value(&text_of(value)?));
-            out.push('\n');
-            idx = j;
-        } else {
-            if let MapEntry::Comment(c) = rest[idx] {
-                write_comment(out, c);
-            }
-            idx += 1;
         }
     }
-    Ok(())
+    Ok(sec)
+}
+
+/// go-ini's pretty writer (spec §7.4). `index` is the section's place in the file:
+/// only a first section named `DEFAULT` is written without a header, and not at
+/// all when it has no keys. Returns whether anything but its comment was written.
+fn write_out_section(out: &mut String, index: usize, sec: &OutSection) -> bool {
+    if let Some(c) = sec.comment.as_deref().filter(|c| !c.is_empty()) {
+        write_comment(out, c, false);
+    }
+    if index > 0 || !sec.name.eq_ignore_ascii_case(DEFAULT_SECTION) {
+        out.push('[');
+        out.push_str(sec.name);
+        out.push_str("]\n");
+    } else if sec.keys.is_empty() {
+        return false;
+    }
+    let width = sec
+        .keys
+        .iter()
+        .map(|(k, _, _)| quote_key(k).len())
+        .max()
+        .unwrap_or(0);
+    for (key, value, comment) in &sec.keys {
+        if let Some(c) = comment.as_deref().filter(|c| !c.is_empty()) {
+            write_comment(out, c, true);
+        }
+        let k = quote_key(key);
+        out.push_str(&k);
+        out.extend(std::iter::repeat_n(' ', width - k.len()));
+        out.push_str(" = ");
+        out.push_str(&quote_value(value));
+        out.push('\n');
+    }
+    true
 }
 
 fn write(docs: &[Mapping], metadata: Option<&Mapping>) -> Result<Vec<u8>, FormatError> {
-    let mut out = String::new();
-    let mut first = true;
+    let mut sections = Vec::new();
     for doc in docs {
         for e in &doc.entries {
             match e {
                 MapEntry::Pair {
                     key,
                     value: Value::Map(m),
-                } => {
-                    if key == DEFAULT_SECTION && m.entries.is_empty() {
-                        continue;
-                    }
-                    write_section(&mut out, key, m, first)?;
-                    first = false;
-                }
+                } => sections.push(out_section(key, m)?),
                 MapEntry::Pair { key, .. } => {
                     return Err(FormatError::Emit {
                         format: "ini",
@@ -306,25 +524,25 @@ fn write(docs: &[Mapping], metadata: Option<&Mapping>) -> Result<Vec<u8>, Format
             }
         }
     }
+    let mut meta_items = Mapping::new();
     if let Some(meta) = metadata {
-        let mut m = Mapping::new();
+        // Written sorted for determinism; sops' own order is random (spec §6.3).
         for (k, v) in flatten::flatten(meta) {
-            m.push(k, Value::Str(Text::from(v)));
+            meta_items.push(k, Value::Str(Text::from(v)));
         }
-        if !first {
+        sections.push(out_section("sops", &meta_items)?);
+    }
+    let mut out = String::new();
+    let mut written = false;
+    for (i, sec) in sections.iter().enumerate() {
+        let mut one = String::new();
+        let body = write_out_section(&mut one, i, sec);
+        // A blank line between sections, none after the last.
+        if written && !one.is_empty() {
             out.push('\n');
         }
-        out.push_str("[sops]\n");
-        let width = m.pairs().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
-        for (k, v) in m.pairs() {
-            out.push_str(k);
-            for _ in k.chars().count()..width {
-                out.push(' ');
-            }
-            out.push_str(" = ");
-            out.push_str(v.as_str().unwrap_or_default());
-            out.push('\n');
-        }
+        out.push_str(&one);
+        written |= body;
     }
     Ok(out.into_bytes())
 }
@@ -365,7 +583,7 @@ impl Codec for IniCodec {
         match value {
             Value::Map(m) => {
                 let mut out = String::new();
-                write_section(&mut out, DEFAULT_SECTION, m, true)?;
+                write_out_section(&mut out, 0, &out_section(DEFAULT_SECTION, m)?);
                 Ok(out.into_bytes())
             }
             other => Ok(text_of(other)?.into_bytes()),

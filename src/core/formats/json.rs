@@ -236,8 +236,13 @@ impl Parser<'_> {
                 }
             }
         }
-        // Go replaces invalid UTF-8 with U+FFFD when decoding.
-        Ok(String::from_utf8_lossy(&out).into_owned())
+        // Go replaces each byte of invalid UTF-8 with its own U+FFFD when decoding.
+        let mut text = String::with_capacity(out.len());
+        for_each_go_rune(&out, |r| match r {
+            Ok(c) => text.push(c),
+            Err(()) => text.push('\u{FFFD}'),
+        });
+        Ok(text)
     }
 
     fn object(&mut self, depth: usize) -> Result<Mapping, FormatError> {
@@ -270,7 +275,9 @@ impl Parser<'_> {
     }
 }
 
-/// Parses a JSON document whose top level must be an object.
+/// Parses a JSON document whose top level must be an object. Whatever follows the
+/// closing `}` is ignored: sops' token decoder stops there and never reads on
+/// (`{"a": 1} x` encrypts and decrypts in sops 3.11).
 pub fn parse_document(input: &[u8]) -> Result<Mapping, FormatError> {
     let mut p = Parser {
         b: input,
@@ -281,25 +288,38 @@ pub fn parse_document(input: &[u8]) -> Result<Mapping, FormatError> {
     if p.b.get(p.i) != Some(&b'{') {
         return Err(perr(p.line, "the top level must be an object"));
     }
-    let m = p.object(0)?;
-    p.ws();
-    if p.i != p.b.len() {
-        return Err(perr(p.line, "unexpected data after the top-level object"));
-    }
-    Ok(m)
+    p.object(0)
 }
 
-/// Appends `s` as a Go `encoding/json` string literal.
+/// Walks `bytes` the way Go ranges over a string: valid UTF-8 sequences give
+/// their character, and every byte that does not start one gives `Err(())`
+/// (Go's `utf8.RuneError` of width 1), so `\xe2\x82` is two errors, not one.
+fn for_each_go_rune(bytes: &[u8], mut f: impl FnMut(Result<char, ()>)) {
+    for chunk in bytes.utf8_chunks() {
+        chunk.valid().chars().for_each(|c| f(Ok(c)));
+        for _ in chunk.invalid() {
+            f(Err(()));
+        }
+    }
+}
+
+/// Appends `bytes` as a Go `encoding/json` string literal (spec §7.2): Go 1.22+
+/// escapes, HTML-safe, and `\ufffd` for every byte of invalid UTF-8.
 pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
-    let s = String::from_utf8_lossy(bytes);
     out.push(b'"');
-    for ch in s.chars() {
+    for_each_go_rune(bytes, |r| {
+        let Ok(ch) = r else {
+            out.extend_from_slice(b"\\ufffd");
+            return;
+        };
         match ch {
             '"' => out.extend_from_slice(b"\\\""),
             '\\' => out.extend_from_slice(b"\\\\"),
             '\n' => out.extend_from_slice(b"\\n"),
             '\r' => out.extend_from_slice(b"\\r"),
             '\t' => out.extend_from_slice(b"\\t"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
             '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
                 out.extend_from_slice(format!("\\u{:04x}", ch as u32).as_bytes())
             }
@@ -311,7 +331,7 @@ pub fn write_string(out: &mut Vec<u8>, bytes: &[u8]) {
                 out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
             }
         }
-    }
+    });
     out.push(b'"');
 }
 

@@ -342,12 +342,22 @@ impl Emitter {
                     }
                 }
                 None => {
-                    // Not UTF-8: go-yaml writes it as !!binary.
+                    // Not UTF-8: go-yaml writes it as !!binary, its base64 broken into
+                    // 70-character lines (each ending in a newline, so a literal block)
+                    // once it reaches 70 characters.
                     self.out.push_str("!!binary ");
-                    self.out.push_str(
-                        &base64::engine::general_purpose::STANDARD.encode(t.expose_secret()),
-                    );
-                    self.out.push('\n');
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(t.expose_secret());
+                    if b64.len() < 70 {
+                        self.out.push_str(&b64);
+                        self.out.push('\n');
+                    } else {
+                        let mut lines = String::with_capacity(b64.len() + b64.len() / 70 + 1);
+                        for chunk in b64.as_bytes().chunks(70) {
+                            lines.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+                            lines.push('\n');
+                        }
+                        self.literal(&lines, block_indent);
+                    }
                 }
             },
             Value::Map(_) | Value::Seq(_) => {
@@ -440,11 +450,36 @@ impl Emitter {
         }
     }
 
+    /// A comment as sops hands it to go-yaml (`#` + text) and as go-yaml's
+    /// `write_comment` writes it: a line break inside it (from an INI or dotenv
+    /// comment) is copied as is (`\n` ends the line, a lone `\r` is written raw),
+    /// each following line is indented and gets `# ` unless it starts with `#`, and
+    /// a final newline is added only when the text does not end with a break.
     fn comment(&mut self, indent: usize, text: &[u8]) {
         self.pad(indent);
         self.out.push('#');
-        self.out.push_str(&String::from_utf8_lossy(text));
-        self.out.push('\n');
+        let text = String::from_utf8_lossy(text);
+        let (mut breaks, mut pound) = (false, true);
+        for c in text.chars() {
+            if is_break(c) {
+                self.out.push(c);
+                breaks = true;
+                pound = false;
+                continue;
+            }
+            if breaks {
+                self.pad(indent);
+            }
+            if !pound && c != '#' {
+                self.out.push_str("# ");
+            }
+            pound = true;
+            self.out.push(c);
+            breaks = false;
+        }
+        if !breaks {
+            self.out.push('\n');
+        }
     }
 
     /// Writes a mapping's entries at column `indent`. With `first_inline` the first
