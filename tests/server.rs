@@ -23,9 +23,9 @@ struct Harness {
 fn harness(webhook: bool, burst: u32) -> Harness {
     let calls: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
     let seen = calls.clone();
-    let trigger: Trigger = Arc::new(move |urls: &[String]| {
-        seen.lock().expect("lock").push(urls.to_vec());
-        1
+    let trigger: Trigger = Arc::new(move |urls: Vec<String>| {
+        seen.lock().expect("lock").push(urls);
+        Box::pin(async { 1 })
     });
     Harness {
         state: ServerState {

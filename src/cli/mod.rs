@@ -1,6 +1,7 @@
 //! The command-line shell: a clap tree over the core. Each subcommand is one module;
 //! this file holds what they share (reading input, `.sops.yaml`, atomic writes).
 
+mod controller;
 mod crd;
 mod decrypt;
 mod edit;
@@ -58,6 +59,8 @@ enum Command {
     Set(edit::SetArgs),
     /// Remove one key or list element (sops unset).
     Unset(edit::UnsetArgs),
+    /// Run the in-cluster controller (SecretSource, SopsSecret -> Secrets).
+    Controller(Box<controller::Args>),
     /// Print the CustomResourceDefinitions of the controller (SecretSource, SopsSecret).
     Crd(crd::Args),
     /// Run a command with the file's top-level keys as environment variables (sops exec-env).
@@ -84,6 +87,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Unset(a) => edit::run_unset(&ctx, a),
         Command::ExecEnv(a) => edit::run_exec_env(&ctx, a),
         Command::Crd(a) => crd::run(a),
+        Command::Controller(a) => controller::run(*a),
     }
 }
 

@@ -69,6 +69,8 @@ impl Owner {
 pub struct LiveSecret {
     /// Its name.
     pub name: String,
+    /// Its UID (a delete is conditional on it).
+    pub uid: Option<String>,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
     /// Its annotations.
@@ -99,6 +101,7 @@ impl LiveSecret {
     pub fn from_meta(m: &ObjectMeta) -> LiveSecret {
         LiveSecret {
             name: m.name.clone().unwrap_or_default(),
+            uid: m.uid.clone(),
             labels: m.labels.clone().unwrap_or_default(),
             annotations: m.annotations.clone().unwrap_or_default(),
             owner_uids: m

@@ -1,11 +1,337 @@
 //! The in-cluster controller: keeps Kubernetes Secrets equal to what SOPS files in Git
 //! (SecretSource) or inline (SopsSecret) say, using kube-runtime's Controller.
 //!
-//! Layout (STYLE.md 10): [`crd`] the resource types; [`apply`] the pure desired-state
-//! and inventory logic; [`status`] conditions; [`metrics`] the Prometheus registry.
+//! Layout (STYLE.md 10): [`crd`] the resource types; [`apply`] the pure desired-state,
+//! conflict and inventory logic; [`status`] conditions; [`reconcile`] `reconcile` and
+//! `error_policy`; [`context`] the shared state and per-reconcile key loading;
+//! [`metrics`] the Prometheus registry; [`rotation`] the reserved rotation API.
+//! [`run`] wires it together: the HTTP server, leader election, the two Controllers
+//! and graceful shutdown.
+//!
+//! High availability: with a lease configured, only the instance holding the
+//! `coordination.k8s.io` Lease runs the Controllers (and so writes); the others serve
+//! `/healthz`, `/readyz`, `/metrics` and the webhook, and take over when the lease
+//! expires. Shutdown stops the Controllers (in-flight reconciles finish), then releases
+//! the lease so a standby takes over at once.
+//!
+//! Webhook triggering works on any replica: a verified push annotates the matching
+//! SecretSources (`sopsync.io/requested-at`), and the leader's watch reconciles them.
 
 pub mod apply;
+pub mod context;
 pub mod crd;
 pub mod metrics;
+pub mod reconcile;
 pub mod rotation;
 pub mod status;
+
+use crate::server::{normalize_repo_url, router, RateLimiter, ServerState, Trigger, WebhookConfig};
+use context::{Context, ControllerConfig};
+use crd::{SecretSource, SopsSecret};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Config as RuntimeConfig, Controller};
+use kube::runtime::watcher;
+use kube::Client;
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Annotation the webhook sets on a SecretSource to have it reconciled now.
+pub const ANNOTATION_REQUESTED_AT: &str = "sopsync.io/requested-at";
+
+/// Leader election settings.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    /// The Lease's name.
+    pub name: String,
+    /// The Lease's namespace (the controller's own).
+    pub namespace: String,
+    /// This instance's identity (pod name).
+    pub identity: String,
+    /// Lease validity after each renewal.
+    pub duration_seconds: u64,
+    /// Renew this long before expiry.
+    pub grace_seconds: u64,
+}
+
+/// Everything `run` needs.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Reconcile settings.
+    pub controller: ControllerConfig,
+    /// The HTTP server's address.
+    pub listen: SocketAddr,
+    /// The webhook, when enabled.
+    pub webhook: Option<WebhookConfig>,
+    /// Webhook requests allowed at once, and refilled per second.
+    pub webhook_burst: u32,
+    /// Webhook refill rate per second.
+    pub webhook_per_second: f64,
+    /// Leader election (None: this instance always writes).
+    pub lease: Option<LeaseConfig>,
+}
+
+/// Why the controller stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The HTTP port could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
+    /// Leader election failed.
+    #[error("leader election: {0}")]
+    Lease(String),
+}
+
+/// A handle on a running controller's shared state (for tests and the binary).
+#[derive(Clone)]
+pub struct Handle {
+    /// The metrics registry.
+    pub metrics: Arc<metrics::Metrics>,
+    /// Readiness.
+    pub ready: Arc<AtomicBool>,
+    /// The bound HTTP address.
+    pub addr: SocketAddr,
+}
+
+/// The webhook trigger: annotate the SecretSources whose URL matches a pushed
+/// repository, so the leader's watch reconciles them.
+pub fn webhook_trigger(client: Client, config: &ControllerConfig) -> Trigger {
+    let namespace = config.namespace.clone();
+    let shard = config.shard_selector.clone();
+    Arc::new(move |urls: Vec<String>| {
+        let client = client.clone();
+        let namespace = namespace.clone();
+        let shard = shard.clone();
+        Box::pin(async move {
+            let wanted: HashSet<String> = urls.iter().map(|u| normalize_repo_url(u)).collect();
+            let api: Api<SecretSource> = match &namespace {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            };
+            let mut lp = ListParams::default();
+            if let Some(s) = &shard {
+                lp = lp.labels(s);
+            }
+            let list = match api.list(&lp).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook: cannot list SecretSources");
+                    return 0;
+                }
+            };
+            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            let mut n = 0;
+            for s in list.items {
+                if !wanted.contains(&normalize_repo_url(&s.spec.url)) {
+                    continue;
+                }
+                let (Some(ns), Some(name)) = (s.metadata.namespace, s.metadata.name) else {
+                    continue;
+                };
+                let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_REQUESTED_AT: now}}});
+                let api: Api<SecretSource> = Api::namespaced(client.clone(), &ns);
+                match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    Ok(_) => n += 1,
+                    Err(e) => {
+                        tracing::warn!(source = %format!("{ns}/{name}"), error = %e, "webhook: cannot trigger")
+                    }
+                }
+            }
+            n
+        })
+    })
+}
+
+async fn wait_true(rx: &mut watch::Receiver<bool>) -> bool {
+    rx.wait_for(|v| *v).await.is_ok()
+}
+
+/// Runs both Controllers until `stop` turns true; sets `ready` once their caches
+/// have synced.
+async fn run_controllers(ctx: Arc<Context>, stop: watch::Receiver<bool>, ready: Arc<AtomicBool>) {
+    let cfg = &ctx.config;
+    let client = ctx.client.clone();
+    let (sources, sopss, secrets): (Api<SecretSource>, Api<SopsSecret>, Api<Secret>) = match &cfg.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client)),
+    };
+    let mut wc = watcher::Config::default();
+    if let Some(s) = &cfg.shard_selector {
+        wc = wc.labels(s);
+    }
+    let owned = watcher::Config::default().labels(apply::LABEL_OWNER_UID);
+    let runtime = RuntimeConfig::default().concurrency(cfg.concurrency);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let c1 = Controller::new(sources, wc.clone())
+        .owns(secrets.clone(), owned.clone())
+        .with_config(runtime.clone())
+        .graceful_shutdown_on(stopped(stop.clone()));
+    let c2 = Controller::new(sopss, wc)
+        .owns(secrets, owned)
+        .with_config(runtime)
+        .graceful_shutdown_on(stopped(stop.clone()));
+    let (s1, s2) = (c1.store(), c2.store());
+    let readiness = tokio::spawn(async move {
+        if s1.wait_until_ready().await.is_ok() && s2.wait_until_ready().await.is_ok() {
+            ready.store(true, Ordering::Release);
+            tracing::info!("caches synced; ready");
+        }
+    });
+    futures::join!(
+        c1.run(reconcile::reconcile_source, reconcile::error_policy, ctx.clone())
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::debug!(kind = "SecretSource", error = %e, "controller event");
+                }
+            }),
+        c2.run(reconcile::reconcile_sops_secret, reconcile::error_policy, ctx.clone())
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::debug!(kind = "SopsSecret", error = %e, "controller event");
+                }
+            }),
+    );
+    readiness.abort();
+}
+
+/// Runs the controller until `shutdown` completes. `on_start` receives a [`Handle`]
+/// once the HTTP server listens.
+pub async fn run(
+    client: Client,
+    cfg: RunConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_start: impl FnOnce(Handle),
+) -> Result<(), RunError> {
+    let metrics = Arc::new(metrics::Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(RunError::Serve)?;
+    let state = ServerState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        webhook: cfg.webhook.clone(),
+        limiter: Arc::new(RateLimiter::new(cfg.webhook_burst, cfg.webhook_per_second)),
+        trigger: webhook_trigger(client.clone(), &cfg.controller),
+    };
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(crate::server::serve(listener, router(state), async move {
+        let _ = server_stop.wait_for(|v| *v).await;
+    }));
+    tracing::info!(%addr, "HTTP server listening");
+    on_start(Handle {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        addr,
+    });
+
+    let ctx = Arc::new(Context::new(client.clone(), cfg.controller.clone(), metrics.clone()));
+    let result = match &cfg.lease {
+        None => {
+            metrics.leader.set(1);
+            run_controllers(ctx, stop_rx.clone(), ready.clone()).await;
+            Ok(())
+        }
+        Some(lease) => lead(client, lease, ctx, stop_rx.clone(), ready.clone(), metrics.clone()).await,
+    };
+    // Whatever happened, stop serving.
+    let mut stop = stop_rx;
+    if !*stop.borrow() {
+        // Only reached on a leader-election error: the server goes down with us.
+        tracing::error!("stopping after a leader election failure");
+    }
+    drop(stop.borrow_and_update());
+    server.abort();
+    let _ = server.await;
+    result
+}
+
+/// The leader election loop: run the Controllers while holding the lease.
+async fn lead(
+    client: Client,
+    lease: &LeaseConfig,
+    ctx: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+    ready: Arc<AtomicBool>,
+    metrics: Arc<metrics::Metrics>,
+) -> Result<(), RunError> {
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &lease.name)
+        .with_namespace(&lease.namespace)
+        .with_identity(&lease.identity)
+        .with_duration(lease.duration_seconds)
+        .with_grace(lease.grace_seconds)
+        .with_field_manager(format!("sopsync-lease-{}", lease.identity))
+        .build()
+        .await
+        .map_err(|e| RunError::Lease(e.to_string()))?;
+    // A standby that can reach the lease is ready to take over.
+    ready.store(true, Ordering::Release);
+    let (mut leader, task) = manager.watch().await;
+    let mut outcome = Ok(());
+    loop {
+        tokio::select! {
+            ok = wait_true(&mut leader) => if !ok {
+                outcome = Err(RunError::Lease("the lease manager stopped".into()));
+                break;
+            },
+            _ = shutdown.wait_for(|v| *v) => break,
+        }
+        tracing::info!(identity = %lease.identity, lease = %lease.name, "acquired the leader lease");
+        metrics.leader.set(1);
+        let (term_tx, term_rx) = watch::channel(false);
+        let mut lost = leader.clone();
+        let mut down = shutdown.clone();
+        let watch_term = async move {
+            tokio::select! {
+                _ = lost.wait_for(|v| !*v) => tracing::warn!("lost the leader lease; stopping writes"),
+                _ = down.wait_for(|v| *v) => {}
+            }
+            let _ = term_tx.send(true);
+        };
+        futures::join!(run_controllers(ctx.clone(), term_rx, Arc::new(AtomicBool::new(false))), watch_term);
+        metrics.leader.set(0);
+        if *shutdown.borrow() {
+            break;
+        }
+    }
+    // Closing the channel makes the lease task release the lease and finish.
+    drop(leader);
+    match tokio::time::timeout(Duration::from_secs(10), task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the leader lease"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "lease task failed"),
+        Err(_) => tracing::warn!("timed out releasing the leader lease"),
+    }
+    outcome
+}

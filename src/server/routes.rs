@@ -28,9 +28,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
-/// Called with the repository URLs of a verified push; returns how many sources it
+/// Called with the repository URLs of a verified push; resolves to how many sources it
 /// triggered.
-pub type Trigger = Arc<dyn Fn(&[String]) -> usize + Send + Sync>;
+pub type Trigger =
+    Arc<dyn Fn(Vec<String>) -> futures::future::BoxFuture<'static, usize> + Send + Sync>;
 
 /// Webhook settings.
 #[derive(Clone)]
@@ -172,7 +173,7 @@ async fn handle_hook(
             "{provider} payload names no repository URL"
         )));
     }
-    let triggered = (s.trigger)(&urls);
+    let triggered = (s.trigger)(urls).await;
     tracing::info!(provider, triggered, "git webhook accepted");
     s.metrics.webhook("accepted");
     Ok((

@@ -1,0 +1,205 @@
+//! `sopsync controller`: run the in-cluster controller (see [`crate::controller`]).
+//! Stops on SIGTERM/SIGINT: the Controllers finish their in-flight reconciles, the
+//! leader lease is released, then the HTTP server stops.
+
+use crate::controller::context::ControllerConfig;
+use crate::controller::{LeaseConfig, RunConfig};
+use crate::error::CliError;
+use crate::server::WebhookConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `controller` flags.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Kubeconfig file (default: in-cluster config, then $KUBECONFIG / ~/.kube/config).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Reconcile only SecretSources/SopsSecrets matching this label selector (sharding).
+    #[arg(long)]
+    shard_selector: Option<String>,
+    /// Address of the HTTP server (/healthz, /readyz, /metrics, /hooks/git).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Directory for Git checkouts (an emptyDir in the chart).
+    #[arg(long, default_value = "/tmp/sopsync-cache")]
+    cache_dir: PathBuf,
+    /// Seconds each git command may take.
+    #[arg(long, default_value_t = 120)]
+    git_timeout: u64,
+    /// The controller's own age key file (opt-in per namespace).
+    #[arg(long)]
+    controller_key_file: Option<PathBuf>,
+    /// Namespaces allowed to use the controller's key, comma-separated (`*`: all).
+    #[arg(long, value_delimiter = ',')]
+    controller_key_namespaces: Vec<String>,
+    /// Key Secret used when an object names none.
+    #[arg(long, default_value = crate::controller::crd::DEFAULT_KEY_SECRET)]
+    default_key_secret: String,
+    /// Concurrent reconciles.
+    #[arg(long, default_value_t = 4)]
+    concurrency: u16,
+    /// Shortest accepted spec.interval, in seconds.
+    #[arg(long, default_value_t = 10)]
+    min_interval: u64,
+    /// First retry delay after an error, in seconds (doubles up to 300).
+    #[arg(long, default_value_t = 5)]
+    base_backoff: u64,
+    /// Elect a leader through a Lease: only the leader writes.
+    #[arg(long)]
+    leader_elect: bool,
+    /// The Lease's name.
+    #[arg(long, default_value = "sopsync-controller")]
+    lease_name: String,
+    /// The Lease's namespace (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// This instance's identity (default: $POD_NAME, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Lease duration in seconds.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
+    /// Renew the lease this many seconds before it expires.
+    #[arg(long, default_value_t = 5)]
+    lease_grace: u64,
+    /// File holding the webhook secret (HMAC key or GitLab token); the webhook is off without it.
+    #[arg(long)]
+    webhook_secret_file: Option<PathBuf>,
+    /// Largest accepted webhook body, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    webhook_max_body: usize,
+    /// Webhook requests allowed in a burst (refilled at one per second).
+    #[arg(long, default_value_t = 20)]
+    webhook_burst: u32,
+    /// Log format.
+    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+}
+
+fn other(message: String) -> CliError {
+    CliError::Other {
+        message,
+        code: 1,
+        hint: None,
+    }
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests running twice in one process) is harmless.
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.with_ansi(false).try_init()
+    };
+}
+
+async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, CliError> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| other(format!("kubeconfig {}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| other(format!("kubeconfig {}: {e}", path.display())))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| other(format!("no Kubernetes configuration found: {e}")))?,
+    };
+    kube::Client::try_from(config).map_err(|e| other(format!("Kubernetes client: {e}")))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+pub(super) fn run(a: Args) -> Result<(), CliError> {
+    init_logs(&a.log_format);
+    let webhook = match &a.webhook_secret_file {
+        None => None,
+        Some(p) => {
+            let bytes = zeroize::Zeroizing::new(std::fs::read(p).map_err(|source| CliError::Read {
+                path: p.clone(),
+                source,
+            })?);
+            let trimmed = bytes
+                .iter()
+                .rposition(|b| !b.is_ascii_whitespace())
+                .map_or(0, |i| i + 1);
+            if trimmed == 0 {
+                return Err(other(format!("--webhook-secret-file {}: the file is empty", p.display())));
+            }
+            Some(WebhookConfig {
+                secret: Arc::new(zeroize::Zeroizing::new(bytes[..trimmed].to_vec())),
+                max_body: a.webhook_max_body,
+                body_timeout: Duration::from_secs(10),
+            })
+        }
+    };
+    let identity = a
+        .identity
+        .clone()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("sopsync-{}", std::process::id()));
+    let controller = ControllerConfig {
+        namespace: a.namespace.clone(),
+        shard_selector: a.shard_selector.clone(),
+        cache_dir: a.cache_dir.clone(),
+        git_timeout: Duration::from_secs(a.git_timeout),
+        controller_key_file: a.controller_key_file.clone(),
+        controller_key_namespaces: a.controller_key_namespaces.clone(),
+        default_key_secret: a.default_key_secret.clone(),
+        concurrency: a.concurrency,
+        min_interval: Duration::from_secs(a.min_interval),
+        base_backoff: Duration::from_secs(a.base_backoff.max(1)),
+        instance: identity.clone(),
+        ..ControllerConfig::default()
+    };
+    let cfg = RunConfig {
+        controller,
+        listen: a.listen,
+        webhook,
+        webhook_burst: a.webhook_burst,
+        webhook_per_second: 1.0,
+        lease: a.leader_elect.then(|| LeaseConfig {
+            name: a.lease_name.clone(),
+            namespace: a.lease_namespace.clone().unwrap_or_else(|| "default".into()),
+            identity,
+            duration_seconds: a.lease_duration,
+            grace_seconds: a.lease_grace,
+        }),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| other(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(async move {
+        let client = client(a.kubeconfig.as_ref()).await?;
+        crate::controller::run(client, cfg, shutdown_signal(), |h| {
+            tracing::info!(addr = %h.addr, "controller started");
+        })
+        .await
+        .map_err(|e| other(e.to_string()))
+    })
+}

@@ -1,0 +1,802 @@
+//! `reconcile` and `error_policy` for both kinds (STYLE.md 10). A reconcile loads the
+//! keys, fetches and renders (SecretSource) or decrypts the inline manifest
+//! (SopsSecret), plans with [`super::apply::plan`], executes the plan, and writes the
+//! status only when it changed.
+//!
+//! Outcomes:
+//! - success → requeue at `spec.interval`;
+//! - a problem only a human can fix (denied key, missing key Secret, conflicts,
+//!   undecryptable files) → `Stalled`/degraded status, a Warning Event, requeue at the
+//!   interval (no hot loop);
+//! - a transient failure (Git, API server) → `Reconciling` status and an error, so
+//!   `error_policy` retries with exponential backoff.
+
+use super::apply::{self, LiveSecret, Owner, FIELD_MANAGER, LABEL_OWNER_UID};
+use super::context::{Context, LoadError};
+use super::crd::{
+    InventoryEntry, SecretOutcome, SecretSource, SopsSecret, SyncStatus, TargetOptions, GROUP,
+    VERSION,
+};
+use super::status::{next_status, ready, StatusUpdate, Verdict};
+use crate::repo::git::{fetch, redact_url, GitError};
+use crate::repo::render::{render_files, DesiredSecret, FileError, RenderOptions};
+use crate::repo::walk::{list_files, read_limited, secure_join, WalkError, WalkLimits};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::Resource;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zeroize::Zeroize;
+
+/// A transient reconcile failure (retried with backoff).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Fetching from Git failed.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// The API server failed.
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    /// Some Secret writes or deletes failed.
+    #[error("{failed} of {total} Secret writes failed; first: {first}")]
+    Writes {
+        /// How many failed.
+        failed: usize,
+        /// How many were attempted.
+        total: usize,
+        /// The first failure (Secret name and the server's reason).
+        first: String,
+    },
+    /// A blocking task panicked or was cancelled.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The `error` label of the reconcile metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Git(_) => "git",
+            Error::Api(_) => "api",
+            Error::Writes { .. } => "write",
+            Error::Internal(_) => "internal",
+        }
+    }
+}
+
+/// Both kinds carry the same status.
+pub trait HasSyncStatus {
+    /// The status, if any.
+    fn sync_status(&self) -> Option<&SyncStatus>;
+}
+
+impl HasSyncStatus for SecretSource {
+    fn sync_status(&self) -> Option<&SyncStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl HasSyncStatus for SopsSecret {
+    fn sync_status(&self) -> Option<&SyncStatus> {
+        self.status.as_ref()
+    }
+}
+
+/// What one sync produced, before the status is written.
+struct Outcome {
+    verdict: Verdict,
+    update: StatusUpdate,
+    /// A transient error: retried with backoff.
+    error: Option<Error>,
+    /// Requeue after this (None: wait for a change).
+    requeue: Option<Duration>,
+    /// Normal Events for what was done.
+    events: Vec<(String, String)>,
+    /// Inventory size after the sync, when it ran.
+    managed: Option<usize>,
+}
+
+impl Outcome {
+    fn stalled(reason: &str, message: String, requeue: Duration) -> Outcome {
+        Outcome {
+            verdict: Verdict::Stalled {
+                reason: reason.into(),
+                message,
+            },
+            update: StatusUpdate::default(),
+            error: None,
+            requeue: Some(requeue),
+            events: Vec::new(),
+            managed: None,
+        }
+    }
+
+    fn retry(reason: &str, error: Error, attempted: Option<String>) -> Outcome {
+        Outcome {
+            verdict: Verdict::Retrying {
+                reason: reason.into(),
+                message: error.to_string(),
+            },
+            update: StatusUpdate {
+                attempted_revision: attempted,
+                ..StatusUpdate::default()
+            },
+            error: Some(error),
+            requeue: None,
+            events: Vec::new(),
+            managed: None,
+        }
+    }
+
+    fn from_load(e: LoadError, requeue: Duration) -> Outcome {
+        match e {
+            LoadError::Stall(reason, message) => Outcome::stalled(reason, message, requeue),
+            LoadError::Api(e) => Outcome::retry("ApiError", Error::Api(e), None),
+        }
+    }
+
+    /// The metric error label: the transient error's kind, or the reason of a stall.
+    fn error_label(&self) -> Option<String> {
+        if let Some(e) = &self.error {
+            return Some(e.kind().to_string());
+        }
+        match &self.verdict {
+            Verdict::Stalled { reason, .. } | Verdict::Degraded { reason, .. } => {
+                Some(reason.clone())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Parses `30s`, `5m`, `1h`, `1h30m` (at least `min`).
+pub fn parse_interval(text: &str, min: Duration) -> Result<Duration, String> {
+    let bad = || format!("spec.interval {text:?}: expected a duration such as 30s, 5m or 1h");
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        digits.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return Err(bad()),
+        };
+        total = total.saturating_add(n.saturating_mul(unit));
+    }
+    if !digits.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    let d = Duration::from_secs(total);
+    if d < min {
+        return Err(format!(
+            "spec.interval {text:?} is shorter than the controller's minimum of {}s",
+            min.as_secs()
+        ));
+    }
+    Ok(d)
+}
+
+fn owner_of<K: Resource<DynamicType = ()>>(obj: &K) -> Option<Owner> {
+    Some(Owner {
+        api_version: format!("{GROUP}/{VERSION}"),
+        kind: K::kind(&()).into_owned(),
+        name: obj.meta().name.clone()?,
+        namespace: obj.meta().namespace.clone()?,
+        uid: obj.meta().uid.clone()?,
+    })
+}
+
+fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.meta().namespace.as_deref().unwrap_or(""),
+        obj.meta().name.as_deref().unwrap_or("")
+    )
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Reads every file under `root/sub` (limits apply; `.git` skipped).
+fn read_tree(root: &Path, sub: Option<&str>) -> Result<BTreeMap<String, Vec<u8>>, WalkError> {
+    let base = match sub.map(|s| s.trim_matches('/')) {
+        Some(s) if !s.is_empty() && s != "." => secure_join(root, s)?,
+        _ => root.to_path_buf(),
+    };
+    let limits = WalkLimits::default();
+    let mut out = BTreeMap::new();
+    for rel in list_files(&base, &limits)? {
+        let bytes = read_limited(&base, &rel, &limits)?;
+        out.insert(rel, bytes);
+    }
+    Ok(out)
+}
+
+fn summarize(items: &[String]) -> String {
+    let mut s = items.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+    if items.len() > 3 {
+        s.push_str(&format!("; and {} more", items.len() - 3));
+    }
+    s
+}
+
+/// Lists what exists: our own Secrets in full (to compare content), and the metadata
+/// of the others only when a desired name is not among ours (conflict detection).
+async fn live_secrets(
+    api: &Api<Secret>,
+    owner: &Owner,
+    wanted: &[String],
+) -> Result<BTreeMap<String, LiveSecret>, kube::Error> {
+    let mut owned = api
+        .list(&ListParams::default().labels(&format!("{LABEL_OWNER_UID}={}", owner.uid)))
+        .await?;
+    let mut live: BTreeMap<String, LiveSecret> = BTreeMap::new();
+    for s in owned.items.iter_mut() {
+        let l = LiveSecret::from_secret(s);
+        for v in s.data.iter_mut().flat_map(|d| d.values_mut()) {
+            v.0.zeroize();
+        }
+        live.insert(l.name.clone(), l);
+    }
+    if wanted.iter().any(|n| !live.contains_key(n)) {
+        for m in api.list_metadata(&ListParams::default()).await?.items {
+            let l = LiveSecret::from_meta(&m.metadata);
+            live.entry(l.name.clone()).or_insert(l);
+        }
+    }
+    Ok(live)
+}
+
+/// Plans and executes a sync of `desired` for `owner`.
+async fn sync_secrets(
+    ctx: &Context,
+    owner: &Owner,
+    desired: Vec<DesiredSecret>,
+    file_errors: &[FileError],
+    target: &TargetOptions,
+    prune: bool,
+    previous: &[InventoryEntry],
+    revision: String,
+    requeue: Duration,
+) -> Outcome {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let prefix = target.name_prefix.clone().unwrap_or_default();
+    let wanted: Vec<String> = desired
+        .iter()
+        .map(|d| format!("{prefix}{}", d.name))
+        .collect();
+    let live = match live_secrets(&api, owner, &wanted).await {
+        Ok(l) => l,
+        Err(e) => return Outcome::retry("ApiError", Error::Api(e), Some(revision)),
+    };
+    let mut plan = apply::plan(
+        owner,
+        &desired,
+        target,
+        &live,
+        previous,
+        prune,
+        file_errors.is_empty(),
+    );
+    drop(desired);
+    let total = plan.writes.len() + plan.prune.len();
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let writes = std::mem::take(&mut plan.writes);
+    let written = writes.len();
+    let mut failures: Vec<(String, String)> = futures::stream::iter(writes)
+        .map(|w| {
+            let api = api.clone();
+            let params = params.clone();
+            async move {
+                let r = api.patch(&w.name, &params, &Patch::Apply(&w.body)).await;
+                (w.name, r.err().map(|e| e.to_string()))
+            }
+        })
+        .buffer_unordered(ctx.config.write_concurrency.max(1))
+        .filter_map(|(name, err)| async move { err.map(|e| (name, e)) })
+        .collect()
+        .await;
+    ctx.metrics
+        .secret_writes
+        .inc_by((written - failures.len()) as u64);
+    let mut pruned = Vec::new();
+    for name in &plan.prune {
+        let uid = live.get(name).and_then(|l| l.uid.clone());
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid,
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(name, &dp).await {
+            Ok(_) => pruned.push(name.clone()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => {
+                // Keep it in the inventory: it is still ours and still to be pruned.
+                plan.inventory.push(InventoryEntry { name: name.clone() });
+                failures.push((name.clone(), e.to_string()));
+            }
+        }
+    }
+    plan.inventory.sort();
+    plan.inventory.dedup();
+    ctx.metrics.secret_deletes.inc_by(pruned.len() as u64);
+    for r in plan.results.iter_mut() {
+        if let Some((_, e)) = failures.iter().find(|(n, _)| *n == r.name) {
+            r.result = SecretOutcome::Failed;
+            r.message = Some(format!("write refused: {e}"));
+        }
+    }
+    let mut events = Vec::new();
+    if written > failures.len() {
+        events.push((
+            "Applied".to_string(),
+            format!(
+                "wrote {} Secret(s) at revision {revision}",
+                written - failures.len()
+            ),
+        ));
+    }
+    if !pruned.is_empty() {
+        events.push((
+            "Pruned".to_string(),
+            format!(
+                "deleted {} Secret(s) that left the source: {}",
+                pruned.len(),
+                summarize(&pruned)
+            ),
+        ));
+    }
+    let managed = Some(plan.inventory.len());
+    let problems = |outcome: SecretOutcome| -> Vec<String> {
+        plan.results
+            .iter()
+            .filter(|r| r.result == outcome)
+            .map(|r| r.message.clone().unwrap_or_default())
+            .collect()
+    };
+    let conflicts = problems(SecretOutcome::Conflict);
+    let denied = problems(SecretOutcome::Denied);
+    let synced = plan
+        .results
+        .iter()
+        .filter(|r| r.result == SecretOutcome::Synced)
+        .count();
+    let mut update = StatusUpdate {
+        attempted_revision: Some(revision.clone()),
+        applied_revision: None,
+        results: Some(plan.results),
+        inventory: Some(plan.inventory),
+    };
+    if let Some((name, first)) = failures.first() {
+        let error = Error::Writes {
+            failed: failures.len(),
+            total,
+            first: format!("{name}: {first}"),
+        };
+        return Outcome {
+            verdict: Verdict::Retrying {
+                reason: "WriteFailed".into(),
+                message: error.to_string(),
+            },
+            update,
+            error: Some(error),
+            requeue: None,
+            events,
+            managed,
+        };
+    }
+    let verdict = if !file_errors.is_empty() {
+        let list: Vec<String> = file_errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect();
+        Verdict::Degraded {
+            reason: "RenderFailed".into(),
+            message: format!(
+                "{} file(s) could not be rendered (their Secrets are kept as they were): {}",
+                list.len(),
+                summarize(&list)
+            ),
+        }
+    } else if !denied.is_empty() {
+        Verdict::Degraded {
+            reason: "Denied".into(),
+            message: summarize(&denied),
+        }
+    } else if !conflicts.is_empty() {
+        Verdict::Degraded {
+            reason: "Conflict".into(),
+            message: summarize(&conflicts),
+        }
+    } else {
+        update.applied_revision = Some(revision);
+        Verdict::Synced {
+            message: format!("{synced} Secret(s) in sync"),
+        }
+    };
+    Outcome {
+        verdict,
+        update,
+        error: None,
+        requeue: Some(requeue),
+        events,
+        managed,
+    }
+}
+
+async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
+    let spec = &src.spec;
+    let default_requeue = Duration::from_secs(300);
+    let interval = match parse_interval(&spec.interval, ctx.config.min_interval) {
+        Ok(d) => d,
+        Err(m) => return Outcome::stalled("InvalidSpec", m, default_requeue),
+    };
+    if spec.suspend {
+        return Outcome {
+            verdict: Verdict::Suspended,
+            update: StatusUpdate::default(),
+            error: None,
+            requeue: None,
+            events: Vec::new(),
+            managed: None,
+        };
+    }
+    if let Some(m) = super::rotation::unsupported(spec.rotation.as_ref()) {
+        return Outcome::stalled("RotationUnsupported", m, interval);
+    }
+    let Some(owner) = owner_of(src) else {
+        return Outcome::stalled(
+            "InvalidObject",
+            "the object has no name, namespace or uid".into(),
+            interval,
+        );
+    };
+    let keys = match ctx.load_keys(&owner.namespace, &spec.decryption).await {
+        Ok(k) => k,
+        Err(e) => return Outcome::from_load(e, interval),
+    };
+    let (auth, staged) = match ctx
+        .load_git_auth(&owner.namespace, spec.auth_secret_ref.as_ref())
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return Outcome::from_load(e, interval),
+    };
+    let cache_root = ctx.config.cache_dir.join(&owner.uid);
+    let (url, reference, timeout) = (
+        spec.url.clone(),
+        spec.git_ref.clone(),
+        ctx.config.git_timeout,
+    );
+    let started = Instant::now();
+    let fetched = tokio::task::spawn_blocking(move || {
+        fetch(&url, reference.as_deref(), &cache_root, &auth, timeout)
+    })
+    .await;
+    drop(staged);
+    let result = if matches!(fetched, Ok(Ok(_))) {
+        "success"
+    } else {
+        "error"
+    };
+    ctx.metrics
+        .git_fetch_duration
+        .get_or_create(&super::metrics::FetchLabels {
+            result: result.into(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    let checkout = match fetched {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return Outcome::retry("GitFetchFailed", Error::Git(e), None),
+        Err(e) => return Outcome::retry("Internal", Error::Internal(e.to_string()), None),
+    };
+    let revision = checkout.commit.clone();
+    let sub = spec.path.clone();
+    let opts = RenderOptions {
+        source: redact_url(&spec.url),
+        revision: revision.clone(),
+        default_namespace: owner.namespace.clone(),
+    };
+    let rendered = tokio::task::spawn_blocking(move || {
+        let files = read_tree(&checkout.dir, sub.as_deref())?;
+        // The keys move into this task and are dropped with it.
+        Ok::<_, WalkError>(render_files(&files, &keys, &opts))
+    })
+    .await;
+    let report = match rendered {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let mut o = Outcome::stalled("RepositoryInvalid", e.to_string(), interval);
+            o.update.attempted_revision = Some(revision);
+            return o;
+        }
+        Err(e) => return Outcome::retry("Internal", Error::Internal(e.to_string()), None),
+    };
+    let previous = src
+        .status
+        .as_ref()
+        .map(|s| s.inventory.clone())
+        .unwrap_or_default();
+    sync_secrets(
+        ctx,
+        &owner,
+        report.secrets,
+        &report.errors,
+        &spec.target,
+        spec.prune,
+        &previous,
+        revision,
+        interval,
+    )
+    .await
+}
+
+/// How often a SopsSecret is re-checked (drift of its Secret also triggers through
+/// the watch).
+const SOPS_SECRET_RESYNC: Duration = Duration::from_secs(600);
+
+async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
+    let spec = &obj.spec;
+    if spec.suspend {
+        return Outcome {
+            verdict: Verdict::Suspended,
+            update: StatusUpdate::default(),
+            error: None,
+            requeue: None,
+            events: Vec::new(),
+            managed: None,
+        };
+    }
+    let Some(owner) = owner_of(obj) else {
+        return Outcome::stalled(
+            "InvalidObject",
+            "the object has no name, namespace or uid".into(),
+            SOPS_SECRET_RESYNC,
+        );
+    };
+    let keys = match ctx.load_keys(&owner.namespace, &spec.decryption).await {
+        Ok(k) => k,
+        Err(e) => return Outcome::from_load(e, SOPS_SECRET_RESYNC),
+    };
+    let revision = format!("generation-{}", obj.meta().generation.unwrap_or(0));
+    let file = if spec.encrypted.trim_start().starts_with('{') {
+        "inline.json"
+    } else {
+        "inline.yaml"
+    };
+    let files = BTreeMap::from([(file.to_string(), spec.encrypted.as_bytes().to_vec())]);
+    let opts = RenderOptions {
+        source: format!("SopsSecret/{}/{}", owner.namespace, owner.name),
+        revision: revision.clone(),
+        default_namespace: owner.namespace.clone(),
+    };
+    let rendered = tokio::task::spawn_blocking(move || render_files(&files, &keys, &opts)).await;
+    let report = match rendered {
+        Ok(r) => r,
+        Err(e) => return Outcome::retry("Internal", Error::Internal(e.to_string()), None),
+    };
+    let stall = |reason: &str, message: String| {
+        let mut o = Outcome::stalled(reason, message, SOPS_SECRET_RESYNC);
+        o.update.attempted_revision = Some(revision.clone());
+        o
+    };
+    if let Some(e) = report.errors.first() {
+        return stall("DecryptFailed", format!("spec.encrypted: {}", e.message));
+    }
+    let mut secrets = report.secrets;
+    if secrets.len() != 1 || secrets[0].name != owner.name {
+        return stall(
+            "InvalidManifest",
+            format!(
+                "spec.encrypted must hold exactly one SOPS-encrypted `kind: Secret` named {:?}; found {}",
+                owner.name,
+                secrets
+                    .iter()
+                    .map(|s| format!("{}/{}", s.namespace, s.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    let previous = obj
+        .status
+        .as_ref()
+        .map(|s| s.inventory.clone())
+        .unwrap_or_default();
+    let target = TargetOptions {
+        name_prefix: None,
+        ..spec.target.clone()
+    };
+    let desired = vec![secrets.remove(0)];
+    sync_secrets(
+        ctx,
+        &owner,
+        desired,
+        &[],
+        &target,
+        true,
+        &previous,
+        revision,
+        SOPS_SECRET_RESYNC,
+    )
+    .await
+}
+
+/// The merge patch that sets `status` (lists and absent fields written explicitly, so
+/// a shrinking inventory really shrinks).
+pub fn status_patch(status: &SyncStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(m) = v.as_object_mut() {
+        for k in ["conditions", "inventory", "secrets"] {
+            m.entry(k).or_insert(serde_json::json!([]));
+        }
+        for k in [
+            "observedGeneration",
+            "lastAppliedRevision",
+            "lastAttemptedRevision",
+        ] {
+            m.entry(k).or_insert(serde_json::Value::Null);
+        }
+    }
+    serde_json::json!({ "status": v })
+}
+
+async fn finish<K>(obj: &K, ctx: &Context, out: Outcome, started: Instant) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + HasSyncStatus
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let kind = K::kind(&()).into_owned();
+    let key = object_key(obj);
+    let previous = obj.sync_status().cloned().unwrap_or_default();
+    let generation = obj.meta().generation;
+    let label = out.error_label();
+    let next = next_status(
+        &previous,
+        generation,
+        &out.verdict,
+        out.update,
+        &now_rfc3339(),
+    );
+    let ns = obj.meta().namespace.clone().unwrap_or_default();
+    let name = obj.meta().name.clone().unwrap_or_default();
+    if next != previous {
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+        if let Err(e) = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status_patch(&next)))
+            .await
+        {
+            ctx.metrics
+                .reconciled(&kind, Some("api"), started.elapsed().as_secs_f64());
+            return Err(Error::Api(e));
+        }
+    }
+    let reference = obj.object_ref(&());
+    let mut events: Vec<(EventType, String, String)> = out
+        .events
+        .into_iter()
+        .map(|(r, n)| (EventType::Normal, r, n))
+        .collect();
+    if let (Some(now), before) = (ready(Some(&next)), ready(Some(&previous))) {
+        let changed = before.is_none_or(|b| b.reason != now.reason || b.message != now.message);
+        if now.status != "True" && now.reason != "Suspended" && changed {
+            events.push((EventType::Warning, now.reason.clone(), now.message.clone()));
+        }
+    }
+    for (type_, reason, note) in events {
+        let ev = Event {
+            type_,
+            reason: reason.clone(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Sync".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+            tracing::warn!(object = %key, reason, error = %e, "could not publish an Event");
+        }
+    }
+    let labels = super::metrics::ObjectLabels {
+        kind: kind.clone(),
+        namespace: ns.clone(),
+        name: name.clone(),
+    };
+    if let Some(n) = out.managed {
+        ctx.metrics
+            .secrets_managed
+            .get_or_create(&labels)
+            .set(n as i64);
+    }
+    if matches!(out.verdict, Verdict::Synced { .. }) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        ctx.metrics.last_success.get_or_create(&labels).set(now);
+    }
+    ctx.metrics
+        .reconciled(&kind, label.as_deref(), started.elapsed().as_secs_f64());
+    match out.error {
+        Some(e) => {
+            tracing::warn!(object = %key, error_kind = e.kind(), error = %e, "reconcile failed");
+            Err(e)
+        }
+        None => {
+            ctx.reset_backoff(&key);
+            if let Some(c) = ready(Some(&next)) {
+                tracing::info!(object = %key, ready = %c.status, reason = %c.reason, "reconciled");
+            }
+            Ok(out.requeue.map_or_else(Action::await_change, Action::requeue))
+        }
+    }
+}
+
+/// Reconciles one SecretSource.
+pub async fn reconcile_source(obj: Arc<SecretSource>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let out = sync_source(&obj, &ctx).await;
+    finish(obj.as_ref(), &ctx, out, started).await
+}
+
+/// Reconciles one SopsSecret.
+pub async fn reconcile_sops_secret(obj: Arc<SopsSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let out = sync_sops_secret(&obj, &ctx).await;
+    finish(obj.as_ref(), &ctx, out, started).await
+}
+
+/// Retries a failed reconcile with exponential backoff per object.
+pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, _err: &Error, ctx: Arc<Context>) -> Action {
+    Action::requeue(ctx.backoff(&object_key(obj.as_ref())))
+}
+
+/// The names of the objects a Secret event maps back to is handled by ownerReferences;
+/// this names the label that marks our Secrets for the owned-Secret watch.
+pub fn owned_secret_selector() -> String {
+    LABEL_OWNER_UID.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse_and_the_minimum_is_enforced() {
+        let min = Duration::from_secs(10);
+        assert_eq!(parse_interval("30s", min), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_interval("5m", min), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_interval("1h30m", min), Ok(Duration::from_secs(5400)));
+        assert!(parse_interval("1s", min).expect_err("too short").contains("minimum"));
+        for bad in ["", "5", "m", "5x", "-5m", "0s"] {
+            assert!(parse_interval(bad, min).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_status_patch_clears_what_is_gone() {
+        let p = status_patch(&SyncStatus::default());
+        assert_eq!(p["status"]["inventory"], serde_json::json!([]));
+        assert_eq!(p["status"]["lastAppliedRevision"], serde_json::Value::Null);
+    }
+}
