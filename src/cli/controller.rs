@@ -138,16 +138,20 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
     let webhook = match &a.webhook_secret_file {
         None => None,
         Some(p) => {
-            let bytes = zeroize::Zeroizing::new(std::fs::read(p).map_err(|source| CliError::Read {
-                path: p.clone(),
-                source,
-            })?);
+            let bytes =
+                zeroize::Zeroizing::new(std::fs::read(p).map_err(|source| CliError::Read {
+                    path: p.clone(),
+                    source,
+                })?);
             let trimmed = bytes
                 .iter()
                 .rposition(|b| !b.is_ascii_whitespace())
                 .map_or(0, |i| i + 1);
             if trimmed == 0 {
-                return Err(other(format!("--webhook-secret-file {}: the file is empty", p.display())));
+                return Err(other(format!(
+                    "--webhook-secret-file {}: the file is empty",
+                    p.display()
+                )));
             }
             Some(WebhookConfig {
                 secret: Arc::new(zeroize::Zeroizing::new(bytes[..trimmed].to_vec())),
@@ -159,7 +163,11 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
     let identity = a
         .identity
         .clone()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| format!("sopsync-{}", std::process::id()));
     let controller = ControllerConfig {
@@ -184,7 +192,10 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
         webhook_per_second: 1.0,
         lease: a.leader_elect.then(|| LeaseConfig {
             name: a.lease_name.clone(),
-            namespace: a.lease_namespace.clone().unwrap_or_else(|| "default".into()),
+            namespace: a
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
             identity,
             duration_seconds: a.lease_duration,
             grace_seconds: a.lease_grace,

@@ -140,7 +140,11 @@ impl Context {
     }
 
     /// Loads the age identities an object in `namespace` may use.
-    pub async fn load_keys(&self, namespace: &str, d: &Decryption) -> Result<AgeIdentities, LoadError> {
+    pub async fn load_keys(
+        &self,
+        namespace: &str,
+        d: &Decryption,
+    ) -> Result<AgeIdentities, LoadError> {
         if let Some(other) = d
             .secret_ref
             .as_ref()
@@ -228,16 +232,28 @@ impl Context {
             return Ok((GitAuth::default(), Vec::new()));
         };
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let mut secret = api.get_opt(&r.name).await.map_err(LoadError::Api)?.ok_or_else(|| {
-            LoadError::Stall(
-                "AuthSecretNotFound",
-                format!("Git credentials Secret {namespace}/{} does not exist", r.name),
-            )
-        })?;
+        let mut secret = api
+            .get_opt(&r.name)
+            .await
+            .map_err(LoadError::Api)?
+            .ok_or_else(|| {
+                LoadError::Stall(
+                    "AuthSecretNotFound",
+                    format!(
+                        "Git credentials Secret {namespace}/{} does not exist",
+                        r.name
+                    ),
+                )
+            })?;
         let mut data = secret.data.take().unwrap_or_default();
         let text = |k: &str| -> Option<Zeroizing<String>> {
-            data.get(k)
-                .map(|v| Zeroizing::new(String::from_utf8_lossy(&v.0).trim_end_matches(['\r', '\n']).to_string()))
+            data.get(k).map(|v| {
+                Zeroizing::new(
+                    String::from_utf8_lossy(&v.0)
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string(),
+                )
+            })
         };
         let mut files = Vec::new();
         let mut git = GitAuth {
@@ -252,7 +268,12 @@ impl Context {
                     format!("Git credentials Secret {namespace}/{}: `identity` needs `known_hosts` (host keys are always checked)", r.name),
                 )
             })?;
-            let stall = |e: std::io::Error| LoadError::Stall("AuthSecretInvalid", format!("cannot stage the SSH key: {e}"));
+            let stall = |e: std::io::Error| {
+                LoadError::Stall(
+                    "AuthSecretInvalid",
+                    format!("cannot stage the SSH key: {e}"),
+                )
+            };
             let key = EphemeralFile::create("identity", &identity.0).map_err(stall)?;
             let hosts = EphemeralFile::create("known_hosts", &known.0).map_err(stall)?;
             git.ssh_key = Some(key.path().to_path_buf());
@@ -288,7 +309,10 @@ mod tests {
     #[test]
     fn defaults_are_safe() {
         let c = ControllerConfig::default();
-        assert!(c.controller_key_namespaces.is_empty(), "the controller's key is opt-in");
+        assert!(
+            c.controller_key_namespaces.is_empty(),
+            "the controller's key is opt-in"
+        );
         assert_eq!(c.default_key_secret, "sopsync-age-key");
     }
 }

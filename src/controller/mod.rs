@@ -145,7 +145,10 @@ pub fn webhook_trigger(client: Client, config: &ControllerConfig) -> Trigger {
                 };
                 let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_REQUESTED_AT: now}}});
                 let api: Api<SecretSource> = Api::namespaced(client.clone(), &ns);
-                match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                match api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
                     Ok(_) => n += 1,
                     Err(e) => {
                         tracing::warn!(source = %format!("{ns}/{name}"), error = %e, "webhook: cannot trigger")
@@ -166,14 +169,19 @@ async fn wait_true(rx: &mut watch::Receiver<bool>) -> bool {
 async fn run_controllers(ctx: Arc<Context>, stop: watch::Receiver<bool>, ready: Arc<AtomicBool>) {
     let cfg = &ctx.config;
     let client = ctx.client.clone();
-    let (sources, sopss, secrets): (Api<SecretSource>, Api<SopsSecret>, Api<Secret>) = match &cfg.namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone()), Api::all(client)),
-    };
+    let (sources, sopss, secrets): (Api<SecretSource>, Api<SopsSecret>, Api<Secret>) =
+        match &cfg.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client),
+            ),
+        };
     let mut wc = watcher::Config::default();
     if let Some(s) = &cfg.shard_selector {
         wc = wc.labels(s);
@@ -199,18 +207,26 @@ async fn run_controllers(ctx: Arc<Context>, stop: watch::Receiver<bool>, ready: 
         }
     });
     futures::join!(
-        c1.run(reconcile::reconcile_source, reconcile::error_policy, ctx.clone())
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    tracing::debug!(kind = "SecretSource", error = %e, "controller event");
-                }
-            }),
-        c2.run(reconcile::reconcile_sops_secret, reconcile::error_policy, ctx.clone())
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    tracing::debug!(kind = "SopsSecret", error = %e, "controller event");
-                }
-            }),
+        c1.run(
+            reconcile::reconcile_source,
+            reconcile::error_policy,
+            ctx.clone()
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(kind = "SecretSource", error = %e, "controller event");
+            }
+        }),
+        c2.run(
+            reconcile::reconcile_sops_secret,
+            reconcile::error_policy,
+            ctx.clone()
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(kind = "SopsSecret", error = %e, "controller event");
+            }
+        }),
     );
     readiness.abort();
 }
@@ -256,14 +272,28 @@ pub async fn run(
         addr,
     });
 
-    let ctx = Arc::new(Context::new(client.clone(), cfg.controller.clone(), metrics.clone()));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        cfg.controller.clone(),
+        metrics.clone(),
+    ));
     let result = match &cfg.lease {
         None => {
             metrics.leader.set(1);
             run_controllers(ctx, stop_rx.clone(), ready.clone()).await;
             Ok(())
         }
-        Some(lease) => lead(client, lease, ctx, stop_rx.clone(), ready.clone(), metrics.clone()).await,
+        Some(lease) => {
+            lead(
+                client,
+                lease,
+                ctx,
+                stop_rx.clone(),
+                ready.clone(),
+                metrics.clone(),
+            )
+            .await
+        }
     };
     // Whatever happened, stop serving.
     let mut stop = stop_rx;
@@ -319,7 +349,10 @@ async fn lead(
             }
             let _ = term_tx.send(true);
         };
-        futures::join!(run_controllers(ctx.clone(), term_rx, Arc::new(AtomicBool::new(false))), watch_term);
+        futures::join!(
+            run_controllers(ctx.clone(), term_rx, Arc::new(AtomicBool::new(false))),
+            watch_term
+        );
         metrics.leader.set(0);
         if *shutdown.borrow() {
             break;

@@ -264,18 +264,35 @@ async fn live_secrets(
     Ok(live)
 }
 
-/// Plans and executes a sync of `desired` for `owner`.
-async fn sync_secrets(
-    ctx: &Context,
-    owner: &Owner,
+/// What one sync writes: the rendered Secrets and how to treat them.
+struct SyncRequest<'a> {
+    /// The Secrets Git (or the inline manifest) asks for.
     desired: Vec<DesiredSecret>,
-    file_errors: &[FileError],
-    target: &TargetOptions,
+    /// Files that could not be rendered (nothing is pruned while any exist).
+    file_errors: &'a [FileError],
+    /// Labels, annotations and name prefix.
+    target: &'a TargetOptions,
+    /// Whether Secrets that left the source are deleted.
     prune: bool,
-    previous: &[InventoryEntry],
+    /// The inventory of the previous sync.
+    previous: &'a [InventoryEntry],
+    /// The Git commit (or `inline`).
     revision: String,
+    /// When to sync again after a success.
     requeue: Duration,
-) -> Outcome {
+}
+
+/// Plans and executes a sync of `desired` for `owner`.
+async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) -> Outcome {
+    let SyncRequest {
+        desired,
+        file_errors,
+        target,
+        prune,
+        previous,
+        revision,
+        requeue,
+    } = request;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let prefix = target.name_prefix.clone().unwrap_or_default();
     let wanted: Vec<String> = desired
@@ -536,18 +553,16 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
         .as_ref()
         .map(|s| s.inventory.clone())
         .unwrap_or_default();
-    sync_secrets(
-        ctx,
-        &owner,
-        report.secrets,
-        &report.errors,
-        &spec.target,
-        spec.prune,
-        &previous,
+    let request = SyncRequest {
+        desired: report.secrets,
+        file_errors: &report.errors,
+        target: &spec.target,
+        prune: spec.prune,
+        previous: &previous,
         revision,
-        interval,
-    )
-    .await
+        requeue: interval,
+    };
+    sync_secrets(ctx, &owner, request).await
 }
 
 /// How often a SopsSecret is re-checked (drift of its Secret also triggers through
@@ -627,18 +642,16 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
         ..spec.target.clone()
     };
     let desired = vec![secrets.remove(0)];
-    sync_secrets(
-        ctx,
-        &owner,
+    let request = SyncRequest {
         desired,
-        &[],
-        &target,
-        true,
-        &previous,
+        file_errors: &[],
+        target: &target,
+        prune: true,
+        previous: &previous,
         revision,
-        SOPS_SECRET_RESYNC,
-    )
-    .await
+        requeue: SOPS_SECRET_RESYNC,
+    };
+    sync_secrets(ctx, &owner, request).await
 }
 
 /// The merge patch that sets `status` (lists and absent fields written explicitly, so
@@ -685,7 +698,11 @@ where
     if next != previous {
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
         if let Err(e) = api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status_patch(&next)))
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(status_patch(&next)),
+            )
             .await
         {
             ctx.metrics
@@ -747,7 +764,9 @@ where
             if let Some(c) = ready(Some(&next)) {
                 tracing::info!(object = %key, ready = %c.status, reason = %c.reason, "reconciled");
             }
-            Ok(out.requeue.map_or_else(Action::await_change, Action::requeue))
+            Ok(out
+                .requeue
+                .map_or_else(Action::await_change, Action::requeue))
         }
     }
 }
@@ -760,14 +779,21 @@ pub async fn reconcile_source(obj: Arc<SecretSource>, ctx: Arc<Context>) -> Resu
 }
 
 /// Reconciles one SopsSecret.
-pub async fn reconcile_sops_secret(obj: Arc<SopsSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile_sops_secret(
+    obj: Arc<SopsSecret>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let started = Instant::now();
     let out = sync_sops_secret(&obj, &ctx).await;
     finish(obj.as_ref(), &ctx, out, started).await
 }
 
 /// Retries a failed reconcile with exponential backoff per object.
-pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, _err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    _err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     Action::requeue(ctx.backoff(&object_key(obj.as_ref())))
 }
 
@@ -787,7 +813,9 @@ mod tests {
         assert_eq!(parse_interval("30s", min), Ok(Duration::from_secs(30)));
         assert_eq!(parse_interval("5m", min), Ok(Duration::from_secs(300)));
         assert_eq!(parse_interval("1h30m", min), Ok(Duration::from_secs(5400)));
-        assert!(parse_interval("1s", min).expect_err("too short").contains("minimum"));
+        assert!(parse_interval("1s", min)
+            .expect_err("too short")
+            .contains("minimum"));
         for bad in ["", "5", "m", "5x", "-5m", "0s"] {
             assert!(parse_interval(bad, min).is_err(), "{bad}");
         }

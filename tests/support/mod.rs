@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod fake_apiserver;
 pub mod git_server;
 
 /// Path of an external tool, or a panic that says how to install it.

@@ -1,0 +1,1532 @@
+//! The fake API server, driven only through the real `kube` client (and
+//! `kube-runtime`'s watcher and event recorder, and `kube-lease-manager`): these
+//! tests show it behaves like kube-apiserver where sopsync depends on it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::ByteString;
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
+use kube::runtime::watcher;
+use kube::{CustomResource, CustomResourceExt, Resource, ResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::support::fake_apiserver::{FakeApiServer, Fault, Match, Options};
+
+/// A CRD kind with a status subresource, standing in for sopsync's own.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, JsonSchema)]
+#[kube(
+    group = "test.sopsync.io",
+    version = "v1",
+    kind = "Widget",
+    namespaced,
+    status = "WidgetStatus"
+)]
+pub struct WidgetSpec {
+    size: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    color: Option<String>,
+}
+
+/// Status of [`Widget`].
+#[derive(Serialize, Deserialize, Clone, Debug, Default, JsonSchema)]
+pub struct WidgetStatus {
+    ready: bool,
+}
+
+fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn labelled(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
+    ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn api_error(e: kube::Error) -> kube::core::Status {
+    match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected a Kubernetes Status error, got {other:?}"),
+    }
+}
+
+fn data_of(s: &Secret) -> BTreeMap<String, String> {
+    s.data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).expect("utf-8")))
+        .collect()
+}
+
+/// Owners of each field path in managedFields: manager/operation -> FieldsV1 JSON.
+fn managers(meta: &kube::api::ObjectMeta) -> BTreeMap<String, Value> {
+    meta.managed_fields
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            (
+                format!(
+                    "{}/{}",
+                    e.manager.unwrap_or_default(),
+                    e.operation.unwrap_or_default()
+                ),
+                serde_json::to_value(e.fields_v1.map(|f| f.0)).expect("json"),
+            )
+        })
+        .collect()
+}
+
+/// Waits (bounded, so a broken fake fails instead of hanging) for the next stream item.
+async fn next<S: futures::Stream + Unpin>(s: &mut S) -> S::Item {
+    tokio::time::timeout(Duration::from_secs(60), s.next())
+        .await
+        .expect("an event within 60 s")
+        .expect("the stream goes on")
+}
+
+#[test]
+fn create_get_list_and_duplicate_create_is_already_exists() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        let rv_before = fake.resource_version();
+        let created = api
+            .create(&PostParams::default(), &secret("a", &[("k", "v")]))
+            .await
+            .expect("create");
+        let meta = &created.metadata;
+        assert!(
+            meta.uid.as_deref().is_some_and(|u| u.len() == 36),
+            "uid {:?}",
+            meta.uid
+        );
+        assert!(meta.creation_timestamp.is_some());
+        assert_eq!(meta.namespace.as_deref(), Some("default"));
+        let rv: u64 = meta
+            .resource_version
+            .as_deref()
+            .expect("rv")
+            .parse()
+            .expect("numeric rv");
+        assert!(rv > rv_before);
+        assert_eq!(
+            created.type_.as_deref(),
+            Some("Opaque"),
+            "type defaults to Opaque"
+        );
+        assert_eq!(meta.generation, None, "Secrets have no generation");
+
+        let got = api.get("a").await.expect("get");
+        assert_eq!(
+            got.metadata.resource_version,
+            created.metadata.resource_version
+        );
+        assert_eq!(data_of(&got)["k"], "v");
+
+        api.create(&PostParams::default(), &secret("b", &[]))
+            .await
+            .expect("create b");
+        let list = api.list(&ListParams::default()).await.expect("list");
+        assert_eq!(
+            list.items.iter().map(|s| s.name_any()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(
+            list.metadata.resource_version.as_deref(),
+            Some(fake.resource_version().to_string().as_str())
+        );
+
+        let err = api_error(
+            api.create(&PostParams::default(), &secret("a", &[]))
+                .await
+                .expect_err("duplicate"),
+        );
+        assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
+        assert_eq!(err.message, "secrets \"a\" already exists");
+
+        let err = api_error(api.get("nope").await.expect_err("missing"));
+        assert_eq!(
+            (err.code, err.reason.as_str(), err.message.as_str()),
+            (404, "NotFound", "secrets \"nope\" not found")
+        );
+    });
+}
+
+#[test]
+fn string_data_is_folded_into_data_and_bad_base64_is_refused() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        let mut s = secret("sd", &[("a", "1")]);
+        s.string_data = Some([("b".to_string(), "two".to_string())].into());
+        let created = api
+            .create(&PostParams::default(), &s)
+            .await
+            .expect("create");
+        assert_eq!(created.string_data, None);
+        assert_eq!(
+            data_of(&created),
+            BTreeMap::from([("a".into(), "1".into()), ("b".into(), "two".into())])
+        );
+
+        let raw = Api::<Secret>::namespaced(fake.client().await, "default")
+            .patch(
+                "sd",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "data": { "c": "not base64!" } })),
+            )
+            .await
+            .expect_err("bad base64");
+        assert_eq!(api_error(raw).code, 400);
+    });
+}
+
+#[test]
+fn creating_in_a_missing_namespace_is_not_found() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "nowhere");
+        let err = api_error(
+            api.create(&PostParams::default(), &secret("a", &[]))
+                .await
+                .expect_err("no namespace"),
+        );
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (404, "namespaces \"nowhere\" not found")
+        );
+        fake.ensure_namespace("nowhere");
+        api.create(&PostParams::default(), &secret("a", &[]))
+            .await
+            .expect("create after the namespace exists");
+    });
+}
+
+#[test]
+fn replace_with_a_stale_resource_version_is_a_conflict() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        let v1 = api
+            .create(&PostParams::default(), &secret("s", &[("k", "1")]))
+            .await
+            .expect("create");
+        let mut v2 = v1.clone();
+        v2.data = Some([("k".to_string(), ByteString(b"2".to_vec()))].into());
+        let v2 = api
+            .replace("s", &PostParams::default(), &v2)
+            .await
+            .expect("replace with the current RV");
+        assert_ne!(v2.metadata.resource_version, v1.metadata.resource_version);
+
+        let mut stale = v1.clone();
+        stale.data = Some([("k".to_string(), ByteString(b"3".to_vec()))].into());
+        let err = api_error(
+            api.replace("s", &PostParams::default(), &stale)
+                .await
+                .expect_err("stale RV"),
+        );
+        assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+        assert!(
+            err.message.contains("the object has been modified"),
+            "{}",
+            err.message
+        );
+        assert_eq!(
+            data_of(&api.get("s").await.expect("get"))["k"],
+            "2",
+            "the stale write changed nothing"
+        );
+
+        // Writing the same content again is a no-op: no new resourceVersion.
+        let same = api
+            .replace("s", &PostParams::default(), &v2)
+            .await
+            .expect("no-op replace");
+        assert_eq!(same.metadata.resource_version, v2.metadata.resource_version);
+    });
+}
+
+#[test]
+fn delete_preconditions_and_propagation() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        let s = api
+            .create(&PostParams::default(), &secret("d", &[]))
+            .await
+            .expect("create");
+        let wrong = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some("not-the-uid".into()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        let err = api_error(api.delete("d", &wrong).await.expect_err("uid precondition"));
+        assert_eq!(err.code, 409);
+        assert!(
+            err.message
+                .contains("Precondition failed: UID in precondition: not-the-uid"),
+            "{}",
+            err.message
+        );
+        let right = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: s.metadata.uid.clone(),
+                resource_version: s.metadata.resource_version.clone(),
+            }),
+            ..Default::default()
+        };
+        api.delete("d", &right)
+            .await
+            .expect("delete with matching preconditions");
+        assert_eq!(api_error(api.get("d").await.expect_err("gone")).code, 404);
+    });
+}
+
+fn apply_params(manager: &str) -> PatchParams {
+    PatchParams::apply(manager)
+}
+
+fn secret_config(name: &str, data: &[(&str, &str)], labels: &[(&str, &str)]) -> Value {
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(base64_encode(v.as_bytes()))))
+        .collect();
+    let labels: serde_json::Map<String, Value> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let mut meta = json!({ "name": name });
+    if !labels.is_empty() {
+        meta["labels"] = Value::Object(labels);
+    }
+    json!({ "apiVersion": "v1", "kind": "Secret", "metadata": meta, "data": data })
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+#[test]
+fn server_side_apply_creates_updates_and_tracks_managed_fields() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        let created = api
+            .patch("s", &apply_params("alice"), &Patch::Apply(secret_config("s", &[("a", "1"), ("b", "2")], &[("app", "x")])))
+            .await
+            .expect("apply creates");
+        assert_eq!(data_of(&created), BTreeMap::from([("a".into(), "1".into()), ("b".into(), "2".into())]));
+        let owners = managers(&created.metadata);
+        assert_eq!(owners.keys().collect::<Vec<_>>(), ["alice/Apply"]);
+        assert_eq!(
+            owners["alice/Apply"],
+            json!({ "f:data": { "f:a": {}, "f:b": {} }, "f:metadata": { "f:labels": { "f:app": {} } } })
+        );
+
+        // Same manager again: "b" no longer applied -> removed; "c" added; the RV moves.
+        let updated = api
+            .patch("s", &apply_params("alice"), &Patch::Apply(secret_config("s", &[("a", "1"), ("c", "3")], &[("app", "x")])))
+            .await
+            .expect("apply updates");
+        assert_eq!(data_of(&updated), BTreeMap::from([("a".into(), "1".into()), ("c".into(), "3".into())]));
+        assert_ne!(updated.metadata.resource_version, created.metadata.resource_version);
+
+        // Re-applying the same configuration changes nothing, not even the resourceVersion.
+        let again = api
+            .patch("s", &apply_params("alice"), &Patch::Apply(secret_config("s", &[("a", "1"), ("c", "3")], &[("app", "x")])))
+            .await
+            .expect("idempotent apply");
+        assert_eq!(again.metadata.resource_version, updated.metadata.resource_version);
+    });
+}
+
+#[test]
+fn server_side_apply_conflicts_with_another_manager_unless_forced() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        api.patch(
+            "s",
+            &apply_params("alice"),
+            &Patch::Apply(secret_config("s", &[("a", "1"), ("b", "2")], &[])),
+        )
+        .await
+        .expect("alice applies");
+
+        let err = api_error(
+            api.patch(
+                "s",
+                &apply_params("bob"),
+                &Patch::Apply(secret_config("s", &[("a", "9")], &[])),
+            )
+            .await
+            .expect_err("bob conflicts on data.a"),
+        );
+        assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+        assert_eq!(
+            err.message,
+            "Apply failed with 1 conflict: conflict with \"alice\": .data.a"
+        );
+        let causes = err.details.expect("details").causes;
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, ".data.a");
+        assert_eq!(causes[0].reason, "FieldManagerConflict");
+
+        // The same value is no conflict: both own data.a.
+        let shared = api
+            .patch(
+                "s",
+                &apply_params("bob"),
+                &Patch::Apply(secret_config("s", &[("a", "1")], &[])),
+            )
+            .await
+            .expect("same value, shared ownership");
+        let owners = managers(&shared.metadata);
+        assert_eq!(owners["bob/Apply"], json!({ "f:data": { "f:a": {} } }));
+        assert_eq!(
+            owners["alice/Apply"],
+            json!({ "f:data": { "f:a": {}, "f:b": {} } })
+        );
+
+        // alice stops applying "a": bob still owns it, so it stays; "b" (alice only) goes.
+        let after = api
+            .patch(
+                "s",
+                &apply_params("alice"),
+                &Patch::Apply(secret_config("s", &[("c", "3")], &[])),
+            )
+            .await
+            .expect("alice drops a and b");
+        assert_eq!(
+            data_of(&after),
+            BTreeMap::from([("a".into(), "1".into()), ("c".into(), "3".into())])
+        );
+
+        // Forcing takes ownership away from the other manager.
+        api.patch(
+            "s",
+            &apply_params("alice"),
+            &Patch::Apply(secret_config("s", &[("c", "3"), ("d", "4")], &[])),
+        )
+        .await
+        .expect("alice adds d");
+        let forced = api
+            .patch(
+                "s",
+                &apply_params("bob").force(),
+                &Patch::Apply(secret_config("s", &[("a", "1"), ("d", "40")], &[])),
+            )
+            .await
+            .expect("force");
+        assert_eq!(data_of(&forced)["d"], "40");
+        let owners = managers(&forced.metadata);
+        assert_eq!(
+            owners["alice/Apply"],
+            json!({ "f:data": { "f:c": {} } }),
+            "alice lost d"
+        );
+        assert_eq!(
+            owners["bob/Apply"],
+            json!({ "f:data": { "f:a": {}, "f:d": {} } })
+        );
+    });
+}
+
+#[test]
+fn server_side_apply_conflicts_with_an_update_manager_and_needs_a_field_manager() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        api.create(
+            &PostParams {
+                field_manager: Some("kubectl-create".into()),
+                ..Default::default()
+            },
+            &secret("s", &[("a", "1")]),
+        )
+        .await
+        .expect("create");
+        let err = api_error(
+            api.patch(
+                "s",
+                &apply_params("ctl"),
+                &Patch::Apply(secret_config("s", &[("a", "2")], &[])),
+            )
+            .await
+            .expect_err("conflict with the creator"),
+        );
+        assert_eq!(
+            err.message,
+            "Apply failed with 1 conflict: conflict with \"kubectl-create\" using v1: .data.a"
+        );
+
+        let no_manager = PatchParams {
+            field_manager: None,
+            ..Default::default()
+        };
+        let err = api_error(
+            api.patch(
+                "s",
+                &no_manager,
+                &Patch::Apply(secret_config("s", &[("a", "2")], &[])),
+            )
+            .await
+            .expect_err("apply needs a field manager"),
+        );
+        assert_eq!(err.code, 422);
+        assert!(
+            err.message.contains("fieldManager: Required value"),
+            "{}",
+            err.message
+        );
+    });
+}
+
+#[test]
+fn merge_strategic_and_json_patches() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let mut cm = labelled("c", &[("a", "1")]);
+        cm.data = Some(
+            [
+                ("x".to_string(), "1".to_string()),
+                ("y".to_string(), "2".to_string()),
+            ]
+            .into(),
+        );
+        cm.metadata.finalizers = Some(vec!["test/one".into()]);
+        api.create(&PostParams::default(), &cm)
+            .await
+            .expect("create");
+
+        let merged = api
+            .patch(
+                "c",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "data": { "x": null, "z": "3" } })),
+            )
+            .await
+            .expect("merge patch");
+        assert_eq!(
+            merged.data.clone().unwrap_or_default(),
+            BTreeMap::from([("y".into(), "2".into()), ("z".into(), "3".into())])
+        );
+
+        // Strategic merge: finalizers merge (patchStrategy=merge) instead of being replaced.
+        let strategic = api
+            .patch(
+                "c",
+                &PatchParams::default(),
+                &Patch::Strategic(json!({ "metadata": { "finalizers": ["test/two"] } })),
+            )
+            .await
+            .expect("strategic patch");
+        assert_eq!(
+            strategic.metadata.finalizers.clone().unwrap_or_default(),
+            ["test/one", "test/two"]
+        );
+        let merge_replaces = api
+            .patch(
+                "c",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "finalizers": ["test/two"] } })),
+            )
+            .await
+            .expect("merge patch replaces lists");
+        assert_eq!(
+            merge_replaces
+                .metadata
+                .finalizers
+                .clone()
+                .unwrap_or_default(),
+            ["test/two"]
+        );
+
+        // JSON patch (RFC 6902) through a raw request; kube sends what it is given.
+        let req = hyper::Request::patch("/api/v1/namespaces/default/configmaps/c")
+            .header("content-type", "application/json-patch+json")
+            .body(
+                serde_json::to_vec(&json!([
+                    { "op": "test", "path": "/data/y", "value": "2" },
+                    { "op": "replace", "path": "/data/y", "value": "22" },
+                    { "op": "remove", "path": "/metadata/finalizers" }
+                ]))
+                .expect("json"),
+            )
+            .expect("request");
+        let patched: ConfigMap = client.request(req).await.expect("json patch");
+        assert_eq!(patched.data.clone().unwrap_or_default()["y"], "22");
+        assert_eq!(patched.metadata.finalizers, None);
+
+        let req = hyper::Request::patch("/api/v1/namespaces/default/configmaps/c")
+            .header("content-type", "application/json-patch+json")
+            .body(
+                serde_json::to_vec(&json!([{ "op": "test", "path": "/data/y", "value": "nope" }]))
+                    .expect("json"),
+            )
+            .expect("request");
+        let err = api_error(
+            client
+                .request::<ConfigMap>(req)
+                .await
+                .expect_err("failed test op"),
+        );
+        assert_eq!(err.code, 422);
+
+        // A patch that carries a stale resourceVersion is a conflict.
+        let err = api_error(
+            api.patch(
+                "c",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({ "metadata": { "resourceVersion": "1" }, "data": { "q": "1" } }),
+                ),
+            )
+            .await
+            .expect_err("stale rv in a patch"),
+        );
+        assert_eq!(err.code, 409);
+    });
+}
+
+fn widget(name: &str, size: i64) -> Widget {
+    let mut w = Widget::new(name, WidgetSpec { size, color: None });
+    w.status = Some(WidgetStatus { ready: true });
+    w
+}
+
+#[test]
+fn status_subresource_separates_spec_and_status_and_generation_follows_spec() {
+    let fake = FakeApiServer::start();
+    fake.register_crd(&Widget::crd());
+    fake.block_on(async {
+        let api: Api<Widget> = Api::namespaced(fake.client().await, "default");
+        let created = api
+            .create(&PostParams::default(), &widget("w", 1))
+            .await
+            .expect("create");
+        assert_eq!(created.metadata.generation, Some(1));
+        assert!(
+            created.status.is_none(),
+            "status is dropped on create when the kind has a status subresource"
+        );
+
+        // Status through /status: status changes, spec and generation do not.
+        let st = api
+            .patch_status("w", &apply_params("ctl"), &Patch::Apply(json!({
+                "apiVersion": "test.sopsync.io/v1", "kind": "Widget", "metadata": { "name": "w" },
+                "spec": { "size": 99 }, "status": { "ready": true }
+            })))
+            .await
+            .expect("apply status");
+        assert_eq!(st.status.as_ref().map(|s| s.ready), Some(true));
+        assert_eq!(st.spec.size, 1, "a status write does not touch spec");
+        assert_eq!(st.metadata.generation, Some(1));
+        let entry = st
+            .metadata
+            .managed_fields
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|e| e.manager.as_deref() == Some("ctl"))
+            .expect("ctl entry");
+        assert_eq!(entry.subresource.as_deref(), Some("status"));
+
+        // Main resource: status in the body is ignored; a spec change bumps generation.
+        let mut w = api.get("w").await.expect("get");
+        w.spec.size = 2;
+        w.status = Some(WidgetStatus { ready: false });
+        let replaced = api
+            .replace("w", &PostParams::default(), &w)
+            .await
+            .expect("replace");
+        assert_eq!(replaced.metadata.generation, Some(2));
+        assert_eq!(
+            replaced.status.as_ref().map(|s| s.ready),
+            Some(true),
+            "main writes ignore status"
+        );
+
+        // Metadata-only changes do not bump generation.
+        let labelled = api
+            .patch(
+                "w",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "metadata": { "labels": { "l": "1" } } })),
+            )
+            .await
+            .expect("label");
+        assert_eq!(labelled.metadata.generation, Some(2));
+
+        // Strategic merge patch is not available for custom resources (415), as in kube-apiserver.
+        let err = api_error(
+            api.patch(
+                "w",
+                &PatchParams::default(),
+                &Patch::Strategic(json!({ "spec": { "size": 3 } })),
+            )
+            .await
+            .expect_err("strategic on a CRD"),
+        );
+        assert_eq!(
+            (err.code, err.reason.as_str()),
+            (415, "UnsupportedMediaType")
+        );
+    });
+}
+
+#[test]
+fn label_selectors_field_selectors_and_paging() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<ConfigMap> = Api::namespaced(fake.client().await, "default");
+        for (name, labels) in [
+            ("one", vec![("app", "web"), ("tier", "front")]),
+            ("two", vec![("app", "db")]),
+            ("three", vec![("app", "web")]),
+            ("four", vec![]),
+        ] {
+            api.create(&PostParams::default(), &labelled(name, &labels))
+                .await
+                .expect("create");
+        }
+        let names = |sel: &str| {
+            let api = api.clone();
+            let sel = sel.to_string();
+            async move {
+                let mut n: Vec<String> = api
+                    .list(&ListParams::default().labels(&sel))
+                    .await
+                    .expect("list")
+                    .items
+                    .iter()
+                    .map(|c| c.name_any())
+                    .collect();
+                n.sort();
+                n
+            }
+        };
+        assert_eq!(names("app=web").await, ["one", "three"]);
+        assert_eq!(names("app==web,tier=front").await, ["one"]);
+        assert_eq!(
+            names("app!=web").await,
+            ["four", "two"],
+            "!= also matches objects without the label"
+        );
+        assert_eq!(names("app in (db, web)").await, ["one", "three", "two"]);
+        assert_eq!(names("app notin (web)").await, ["four", "two"]);
+        assert_eq!(names("tier").await, ["one"]);
+        assert_eq!(names("!app").await, ["four"]);
+        let err = api_error(
+            api.list(&ListParams::default().labels("app in web"))
+                .await
+                .expect_err("bad selector"),
+        );
+        assert_eq!(err.code, 400);
+
+        let by_name = api
+            .list(&ListParams::default().fields("metadata.name=two"))
+            .await
+            .expect("field selector");
+        assert_eq!(by_name.items.len(), 1);
+        let err = api_error(
+            api.list(&ListParams::default().fields("data.x=1"))
+                .await
+                .expect_err("unsupported field"),
+        );
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (400, "field label not supported: data.x")
+        );
+
+        // Paging: limit + continue walk every object exactly once, in name order.
+        let mut seen = Vec::new();
+        let mut lp = ListParams::default().limit(3);
+        let first = api.list(&lp).await.expect("page 1");
+        assert_eq!(first.items.len(), 3);
+        assert_eq!(first.metadata.remaining_item_count, Some(1));
+        seen.extend(first.items.iter().map(|c| c.name_any()));
+        lp = lp.continue_token(first.metadata.continue_.as_deref().expect("continue token"));
+        let second = api.list(&lp).await.expect("page 2");
+        assert!(second
+            .metadata
+            .continue_
+            .as_deref()
+            .unwrap_or_default()
+            .is_empty());
+        seen.extend(second.items.iter().map(|c| c.name_any()));
+        assert_eq!(seen, ["four", "one", "three", "two"]);
+        assert_eq!(
+            second.metadata.resource_version, first.metadata.resource_version,
+            "pages share the first page's RV"
+        );
+    });
+}
+
+#[test]
+fn watcher_sees_added_modified_and_deleted() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        api.create(&PostParams::default(), &secret("before", &[]))
+            .await
+            .expect("create");
+        let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+        assert!(matches!(next(&mut events).await, Ok(watcher::Event::Init)));
+        match next(&mut events).await {
+            Ok(watcher::Event::InitApply(s)) => assert_eq!(s.name_any(), "before"),
+            other => panic!("expected the existing Secret, got {other:?}"),
+        }
+        assert!(matches!(
+            next(&mut events).await,
+            Ok(watcher::Event::InitDone)
+        ));
+
+        api.create(&PostParams::default(), &secret("w", &[("k", "1")]))
+            .await
+            .expect("create");
+        match next(&mut events).await {
+            Ok(watcher::Event::Apply(s)) => assert_eq!(
+                (s.name_any(), data_of(&s)["k"].clone()),
+                ("w".into(), "1".into())
+            ),
+            other => panic!("expected ADDED, got {other:?}"),
+        }
+        api.patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "data": { "k": base64_encode(b"2") } })),
+        )
+        .await
+        .expect("patch");
+        match next(&mut events).await {
+            Ok(watcher::Event::Apply(s)) => assert_eq!(data_of(&s)["k"], "2"),
+            other => panic!("expected MODIFIED, got {other:?}"),
+        }
+        api.delete("w", &DeleteParams::default())
+            .await
+            .expect("delete");
+        match next(&mut events).await {
+            Ok(watcher::Event::Delete(s)) => assert_eq!(s.name_any(), "w"),
+            other => panic!("expected DELETED, got {other:?}"),
+        }
+        let watches = fake.requests_matching(&Match::verb("watch").resource("secrets"));
+        assert_eq!(watches.len(), 1);
+        assert!(
+            watches[0].query.contains("allowWatchBookmarks=true"),
+            "{}",
+            watches[0].query
+        );
+    });
+}
+
+#[test]
+fn watch_with_a_label_selector_sees_objects_enter_and_leave_the_selection() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<ConfigMap> = Api::namespaced(fake.client().await, "default");
+        let mut events = watcher(api.clone(), watcher::Config::default().labels("sel=yes")).boxed();
+        assert!(matches!(next(&mut events).await, Ok(watcher::Event::Init)));
+        assert!(matches!(
+            next(&mut events).await,
+            Ok(watcher::Event::InitDone)
+        ));
+        api.create(&PostParams::default(), &labelled("c", &[("sel", "no")]))
+            .await
+            .expect("create");
+        api.patch(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": { "sel": "yes" } } })),
+        )
+        .await
+        .expect("enter");
+        match next(&mut events).await {
+            Ok(watcher::Event::Apply(c)) => assert_eq!(c.labels()["sel"], "yes"),
+            other => panic!("expected the object entering the selection, got {other:?}"),
+        }
+        api.patch(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": { "sel": "no" } } })),
+        )
+        .await
+        .expect("leave");
+        match next(&mut events).await {
+            Ok(watcher::Event::Delete(c)) => assert_eq!(c.name_any(), "c"),
+            other => panic!("expected DELETED when leaving the selection, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn watcher_relists_after_410_gone() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+        assert!(matches!(next(&mut events).await, Ok(watcher::Event::Init)));
+        assert!(matches!(
+            next(&mut events).await,
+            Ok(watcher::Event::InitDone)
+        ));
+
+        // Compact the history and cut the watch: the watcher resumes from its old RV,
+        // gets 410 Expired, and lists again.
+        api.create(&PostParams::default(), &secret("during", &[]))
+            .await
+            .expect("create");
+        match next(&mut events).await {
+            Ok(watcher::Event::Apply(s)) => assert_eq!(s.name_any(), "during"),
+            other => panic!("expected ADDED, got {other:?}"),
+        }
+        assert_eq!(fake.force_relist(), 1, "one watch was open");
+        let mut saw_gone = false;
+        loop {
+            match next(&mut events).await {
+                Err(watcher::Error::WatchError(status)) if status.code == 410 => saw_gone = true,
+                Err(_) => {}
+                Ok(watcher::Event::Init) => break,
+                other => panic!("unexpected before the relist: {other:?}"),
+            }
+        }
+        assert!(saw_gone, "the watcher was told 410 Gone");
+        match next(&mut events).await {
+            Ok(watcher::Event::InitApply(s)) => assert_eq!(s.name_any(), "during"),
+            other => panic!("expected the relisted Secret, got {other:?}"),
+        }
+        assert!(matches!(
+            next(&mut events).await,
+            Ok(watcher::Event::InitDone)
+        ));
+        api.create(&PostParams::default(), &secret("after", &[]))
+            .await
+            .expect("create");
+        match next(&mut events).await {
+            Ok(watcher::Event::Apply(s)) => assert_eq!(s.name_any(), "after"),
+            other => panic!("expected ADDED after the relist, got {other:?}"),
+        }
+        let watch_410 = fake.requests_matching(&Match::verb("watch")).len();
+        assert!(
+            watch_410 >= 3,
+            "initial watch, the one answered 410, the one after the relist: {watch_410}"
+        );
+    });
+}
+
+#[test]
+fn watch_history_is_bounded_so_old_resource_versions_are_gone() {
+    let fake = FakeApiServer::start_with(Options {
+        history: 3,
+        ..Options::default()
+    });
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        let first = api
+            .create(&PostParams::default(), &secret("s0", &[]))
+            .await
+            .expect("create");
+        for i in 1..6 {
+            api.create(&PostParams::default(), &secret(&format!("s{i}"), &[]))
+                .await
+                .expect("create");
+        }
+        let rv = first.metadata.resource_version.expect("rv");
+        let mut stream = api
+            .watch(&kube::api::WatchParams::default(), &rv)
+            .await
+            .expect("watch starts (200)")
+            .boxed();
+        match next(&mut stream).await {
+            Ok(kube::core::WatchEvent::Error(e)) => {
+                assert_eq!((e.code, e.reason.as_str()), (410, "Expired"));
+                assert!(
+                    e.message.starts_with("too old resource version"),
+                    "{}",
+                    e.message
+                );
+            }
+            other => panic!("expected an ERROR event with 410, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn watcher_resumes_after_a_dropped_connection_without_missing_events() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+        assert!(matches!(next(&mut events).await, Ok(watcher::Event::Init)));
+        assert!(matches!(
+            next(&mut events).await,
+            Ok(watcher::Event::InitDone)
+        ));
+        // The watch request follows InitDone; drive the stream until it is open.
+        let (_, ()) = tokio::join!(
+            async {
+                tokio::time::timeout(Duration::from_millis(200), events.next())
+                    .await
+                    .ok()
+            },
+            fake.wait_for_watches(1)
+        );
+        assert_eq!(fake.drop_watches(), 1);
+        // Written while no watch is open: the resumed watch replays it from the history.
+        api.create(&PostParams::default(), &secret("while-down", &[]))
+            .await
+            .expect("create");
+        loop {
+            match next(&mut events).await {
+                Err(_) => continue,
+                Ok(watcher::Event::Apply(s)) => {
+                    assert_eq!(s.name_any(), "while-down");
+                    break;
+                }
+                other => panic!("expected the missed Secret, got {other:?}"),
+            }
+        }
+        let lists = fake
+            .requests_matching(&Match::verb("list").resource("secrets"))
+            .len();
+        assert_eq!(
+            lists, 1,
+            "a dropped connection resumes the watch without relisting"
+        );
+    });
+}
+
+#[test]
+fn streaming_list_watcher_gets_initial_events_and_the_end_bookmark() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        api.create(&PostParams::default(), &secret("x", &[]))
+            .await
+            .expect("create");
+        let mut events = watcher(api.clone(), watcher::Config::default().streaming_lists()).boxed();
+        assert!(matches!(next(&mut events).await, Ok(watcher::Event::Init)));
+        match next(&mut events).await {
+            Ok(watcher::Event::InitApply(s)) => assert_eq!(s.name_any(), "x"),
+            other => panic!("expected the initial event, got {other:?}"),
+        }
+        assert!(
+            matches!(next(&mut events).await, Ok(watcher::Event::InitDone)),
+            "the initial-events-end bookmark ends the initial list"
+        );
+        api.create(&PostParams::default(), &secret("y", &[]))
+            .await
+            .expect("create");
+        match next(&mut events).await {
+            Ok(watcher::Event::Apply(s)) => assert_eq!(s.name_any(), "y"),
+            other => panic!("expected ADDED, got {other:?}"),
+        }
+        assert!(
+            fake.requests_matching(&Match::verb("list")).is_empty(),
+            "a streaming list never lists"
+        );
+    });
+}
+
+fn owner_ref(owner: &ConfigMap) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+    owner.controller_owner_ref(&()).expect("owner has a uid")
+}
+
+#[test]
+fn deleting_an_owner_garbage_collects_its_dependents() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let owners: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+        let secrets: Api<Secret> = Api::namespaced(client, "default");
+        let o1 = owners
+            .create(&PostParams::default(), &labelled("o1", &[]))
+            .await
+            .expect("owner 1");
+        let o2 = owners
+            .create(&PostParams::default(), &labelled("o2", &[]))
+            .await
+            .expect("owner 2");
+        let mut only = secret("only-o1", &[]);
+        only.metadata.owner_references = Some(vec![owner_ref(&o1)]);
+        secrets
+            .create(&PostParams::default(), &only)
+            .await
+            .expect("dependent");
+        let mut both = secret("both", &[]);
+        let mut r2 = owner_ref(&o2);
+        r2.controller = None;
+        both.metadata.owner_references = Some(vec![owner_ref(&o1), r2]);
+        secrets
+            .create(&PostParams::default(), &both)
+            .await
+            .expect("dependent of two");
+        let mut orphan = secret("orphan", &[]);
+        orphan.metadata.owner_references = Some(vec![owner_ref(&o2)]);
+        secrets
+            .create(&PostParams::default(), &orphan)
+            .await
+            .expect("dependent of o2");
+
+        owners
+            .delete("o1", &DeleteParams::default())
+            .await
+            .expect("delete owner 1");
+        assert_eq!(
+            api_error(secrets.get("only-o1").await.expect_err("collected")).code,
+            404
+        );
+        let kept = secrets
+            .get("both")
+            .await
+            .expect("a dependent with a living owner stays");
+        assert_eq!(
+            kept.owner_references()
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect::<Vec<_>>(),
+            ["o2"]
+        );
+
+        owners
+            .delete(
+                "o2",
+                &DeleteParams {
+                    propagation_policy: Some(PropagationPolicy::Orphan),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("delete owner 2, orphaning");
+        let orphaned = secrets
+            .get("orphan")
+            .await
+            .expect("orphaned dependent stays");
+        assert!(orphaned.owner_references().is_empty());
+        assert!(secrets
+            .get("both")
+            .await
+            .expect("stays")
+            .owner_references()
+            .is_empty());
+    });
+}
+
+#[test]
+fn finalizers_hold_deletion_until_removed() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        let mut s = secret("f", &[]);
+        s.metadata.finalizers = Some(vec!["sopsync.io/cleanup".into()]);
+        api.create(&PostParams::default(), &s)
+            .await
+            .expect("create");
+        api.delete("f", &DeleteParams::default())
+            .await
+            .expect("delete is accepted");
+        let pending = api.get("f").await.expect("still there");
+        assert!(pending.metadata.deletion_timestamp.is_some());
+        let err = api_error(
+            api.patch(
+                "f",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({ "metadata": { "finalizers": ["sopsync.io/cleanup", "x/new"] } }),
+                ),
+            )
+            .await
+            .expect_err("no new finalizers while deleting"),
+        );
+        assert_eq!(err.code, 422);
+        api.patch(
+            "f",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+        )
+        .await
+        .expect("remove the finalizer");
+        assert_eq!(api_error(api.get("f").await.expect_err("gone")).code, 404);
+    });
+}
+
+#[test]
+fn lease_manager_acquires_releases_and_hands_over() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let one = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "sopsync-leader")
+            .with_namespace("default")
+            .with_identity("one")
+            .with_duration(30)
+            .with_grace(5)
+            .build()
+            .await
+            .expect("lease manager one");
+        assert!(one.changed().await.expect("one acquires"), "one became the leader");
+        let lease = fake.get::<Lease>("default", "sopsync-leader").expect("lease exists");
+        let spec = lease.spec.expect("spec");
+        assert_eq!(spec.holder_identity.as_deref(), Some("one"));
+        assert_eq!(spec.lease_transitions, Some(1));
+
+        // A contender's apply without force conflicts on holderIdentity (what the lease manager relies on).
+        let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+        let err = api_error(
+            leases
+                .patch("sopsync-leader", &PatchParams::apply("kube-lease-two"), &Patch::Apply(json!({
+                    "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": { "name": "sopsync-leader" },
+                    "spec": { "holderIdentity": "two" }
+                })))
+                .await
+                .expect_err("conflict"),
+        );
+        assert_eq!(err.code, 409);
+
+        one.release().await.expect("release");
+        let released = fake.get::<Lease>("default", "sopsync-leader").expect("lease").spec.expect("spec");
+        assert_eq!(released.holder_identity, None);
+
+        let two = kube_lease_manager::LeaseManagerBuilder::new(client, "sopsync-leader")
+            .with_namespace("default")
+            .with_identity("two")
+            .with_duration(30)
+            .with_grace(5)
+            .build()
+            .await
+            .expect("lease manager two");
+        assert!(two.changed().await.expect("two acquires"), "two became the leader");
+        let spec = fake.get::<Lease>("default", "sopsync-leader").expect("lease").spec.expect("spec");
+        assert_eq!(spec.holder_identity.as_deref(), Some("two"));
+        assert_eq!(spec.lease_transitions, Some(2));
+    });
+}
+
+#[test]
+fn event_recorder_publishes_events_k8s_io_events() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let api: Api<Secret> = Api::namespaced(client.clone(), "default");
+        let s = api
+            .create(&PostParams::default(), &secret("e", &[]))
+            .await
+            .expect("create");
+        let recorder = kube::runtime::events::Recorder::new(client.clone(), "sopsync-test".into());
+        let ev = kube::runtime::events::Event {
+            type_: kube::runtime::events::EventType::Normal,
+            reason: "Synced".into(),
+            note: Some("rendered 1 Secret".into()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        recorder
+            .publish(&ev, &s.object_ref(&()))
+            .await
+            .expect("publish");
+        recorder
+            .publish(&ev, &s.object_ref(&()))
+            .await
+            .expect("publish again (series patch)");
+        let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client, "default");
+        let list = events
+            .list(&ListParams::default())
+            .await
+            .expect("list events");
+        assert_eq!(list.items.len(), 1);
+        let e = &list.items[0];
+        assert_eq!(e.reason.as_deref(), Some("Synced"));
+        assert_eq!(
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()),
+            Some("e")
+        );
+        assert_eq!(e.series.as_ref().map(|s| s.count), Some(2));
+    });
+}
+
+#[test]
+fn deployment_template_change_bumps_generation_but_scale_status_does_not() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Deployment> = Api::namespaced(fake.client().await, "default");
+        let d: Deployment = serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "app" },
+            "spec": { "selector": { "matchLabels": { "app": "a" } }, "template": {
+                "metadata": { "labels": { "app": "a" } },
+                "spec": { "containers": [ { "name": "c", "image": "img:1", "env": [ { "name": "A", "value": "1" } ] } ] } } }
+        })).expect("deployment");
+        api.create(&PostParams::default(), &d).await.expect("create");
+        let rolled = api
+            .patch("app", &PatchParams::default(), &Patch::Strategic(json!({ "spec": { "template": { "metadata": { "annotations": { "sopsync.io/checksum": "abc" } },
+                "spec": { "containers": [ { "name": "c", "env": [ { "name": "B", "value": "2" } ] } ] } } } })))
+            .await
+            .expect("rollout patch");
+        assert_eq!(rolled.metadata.generation, Some(2));
+        let c = &rolled.spec.as_ref().expect("spec").template.spec.as_ref().expect("pod spec").containers[0];
+        assert_eq!(c.image.as_deref(), Some("img:1"), "containers merge by name");
+        assert_eq!(c.env.as_ref().map(|e| e.len()), Some(2), "env merges by name");
+        let st = api
+            .patch_status("app", &PatchParams::default(), &Patch::Merge(json!({ "status": { "observedGeneration": 2 } })))
+            .await
+            .expect("status");
+        assert_eq!(st.metadata.generation, Some(2));
+    });
+}
+
+#[test]
+fn discovery_lists_built_in_and_registered_kinds() {
+    let fake = FakeApiServer::start();
+    fake.register_crd(&Widget::crd());
+    fake.block_on(async {
+        let discovery = kube::discovery::Discovery::new(fake.client().await)
+            .run()
+            .await
+            .expect("discovery");
+        let (ar, caps) = discovery
+            .groups()
+            .flat_map(|g| g.recommended_resources())
+            .find(|(ar, _)| ar.kind == "Widget")
+            .expect("Widget discovered");
+        assert_eq!(
+            (ar.group.as_str(), ar.plural.as_str()),
+            ("test.sopsync.io", "widgets")
+        );
+        assert!(
+            caps.subresources.iter().any(|(s, _)| s.plural == "status"),
+            "the status subresource is discovered"
+        );
+        assert!(discovery
+            .groups()
+            .flat_map(|g| g.recommended_resources())
+            .any(|(ar, _)| ar.kind == "Lease"));
+        let secret_kinds: Vec<_> = discovery
+            .groups()
+            .flat_map(|g| g.recommended_resources())
+            .filter(|(ar, _)| ar.kind == "Secret")
+            .collect();
+        assert_eq!(secret_kinds.len(), 1);
+    });
+}
+
+#[test]
+fn requests_without_the_token_are_unauthorized() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let mut config = kube::Config::new(fake.url().parse().expect("url"));
+        config.default_namespace = "default".into();
+        let client = kube::Client::try_from(config).expect("client");
+        let err = api_error(
+            Api::<Secret>::namespaced(client, "default")
+                .list(&ListParams::default())
+                .await
+                .expect_err("no token"),
+        );
+        assert_eq!((err.code, err.reason.as_str()), (401, "Unauthorized"));
+    });
+}
+
+#[test]
+fn injected_status_faults_reach_the_client_as_api_errors() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        api.create(&PostParams::default(), &secret("s", &[]))
+            .await
+            .expect("create");
+        fake.fail_next(Match::verb("PATCH").resource("secrets"), Fault::Status(500));
+        let err = api_error(
+            api.patch("s", &PatchParams::default(), &Patch::Merge(json!({})))
+                .await
+                .expect_err("500"),
+        );
+        assert_eq!((err.code, err.reason.as_str()), (500, "InternalError"));
+        api.patch("s", &PatchParams::default(), &Patch::Merge(json!({})))
+            .await
+            .expect("the fault was used once");
+
+        fake.fail_next(Match::verb("get").name("s"), Fault::Conflict);
+        let err = api_error(api.get("s").await.expect_err("409"));
+        assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+
+        fake.fail_next(Match::verb("list"), Fault::Gone);
+        assert_eq!(
+            api_error(api.list(&ListParams::default()).await.expect_err("410")).code,
+            410
+        );
+
+        // kube 5 retries 429/503/504 itself (honouring Retry-After): the caller sees success,
+        // the log shows the refused attempts.
+        fake.clear_requests();
+        fake.fail_next(Match::any().resource("secrets"), Fault::TooManyRequests);
+        api.get("s").await.expect("retried after 429");
+        fake.fail_times(Match::verb("get"), Fault::Status(503), 2);
+        api.get("s").await.expect("retried after two 503s");
+        let statuses: Vec<u16> = fake.requests().iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [429, 200, 503, 503, 200]);
+
+        fake.fail_always(Match::verb("delete"), Fault::Status(403));
+        for _ in 0..2 {
+            assert_eq!(
+                api_error(
+                    api.delete("s", &DeleteParams::default())
+                        .await
+                        .expect_err("403")
+                )
+                .code,
+                403
+            );
+        }
+        fake.clear_faults();
+        api.delete("s", &DeleteParams::default())
+            .await
+            .expect("faults cleared");
+    });
+}
+
+#[test]
+fn injected_dropped_connection_and_delay_are_seen_by_the_client() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        api.create(&PostParams::default(), &secret("s", &[]))
+            .await
+            .expect("create");
+        fake.fail_next(Match::verb("get"), Fault::DropConnection);
+        match api.get("s").await {
+            Err(kube::Error::Api(s)) => panic!("a dropped connection is not an API answer: {s:?}"),
+            Err(_) => {}
+            Ok(_) => panic!("the connection should have been dropped"),
+        }
+        assert_eq!(
+            fake.requests().last().map(|r| r.status),
+            Some(0),
+            "logged as unanswered"
+        );
+        api.get("s").await.expect("next request is served");
+
+        fake.fail_next(Match::verb("get"), Fault::Delay(Duration::from_millis(300)));
+        let t = Instant::now();
+        api.get("s")
+            .await
+            .expect("a delayed request still succeeds");
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "the answer waited for the delay"
+        );
+    });
+}
+
+#[test]
+fn request_log_records_verbs_field_managers_and_content_types() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "default");
+        fake.clear_requests();
+        api.patch(
+            "s",
+            &apply_params("sopsync"),
+            &Patch::Apply(secret_config("s", &[("a", "1")], &[])),
+        )
+        .await
+        .expect("apply");
+        api.get("s").await.expect("get");
+        let log = fake.requests();
+        assert_eq!(log.len(), 2);
+        assert_eq!(
+            (
+                log[0].method.as_str(),
+                log[0].verb.as_str(),
+                log[0].resource.as_str()
+            ),
+            ("PATCH", "patch", "secrets")
+        );
+        assert_eq!(log[0].field_manager.as_deref(), Some("sopsync"));
+        assert!(log[0].is_apply() && log[0].is_write());
+        assert_eq!(
+            log[0].content_type.as_deref(),
+            Some("application/apply-patch+yaml")
+        );
+        assert_eq!(log[0].status, 201);
+        assert_eq!(log[1].path, "/api/v1/namespaces/default/secrets/s");
+        assert!(!log[1].is_write());
+        assert_eq!(fake.writes().len(), 1);
+    });
+}
+
+#[test]
+fn direct_store_access_is_visible_through_the_api_and_watches() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let mut s = secret("seeded", &[("k", "v")]);
+        s.metadata.namespace = Some("team-a".into());
+        fake.put(&s);
+        let api: Api<Secret> = Api::namespaced(fake.client().await, "team-a");
+        assert_eq!(
+            data_of(&api.get("seeded").await.expect("seeded object served"))["k"],
+            "v"
+        );
+        let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+        assert!(matches!(next(&mut events).await, Ok(watcher::Event::Init)));
+        assert!(matches!(
+            next(&mut events).await,
+            Ok(watcher::Event::InitApply(_))
+        ));
+        assert!(matches!(
+            next(&mut events).await,
+            Ok(watcher::Event::InitDone)
+        ));
+        fake.put(&secret_in("team-a", "second"));
+        match next(&mut events).await {
+            Ok(watcher::Event::Apply(s)) => assert_eq!(s.name_any(), "second"),
+            other => panic!("expected ADDED from a direct put, got {other:?}"),
+        }
+        assert_eq!(fake.list::<Secret>(Some("team-a")).len(), 2);
+        assert!(
+            fake.writes().is_empty(),
+            "direct access is not logged as API writes"
+        );
+    });
+}
+
+fn secret_in(ns: &str, name: &str) -> Secret {
+    let mut s = secret(name, &[]);
+    s.metadata.namespace = Some(ns.into());
+    s
+}
