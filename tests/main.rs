@@ -4,6 +4,7 @@ mod support;
 
 mod chart;
 mod cli;
+mod controller;
 mod fake_apiserver;
 mod formats_codec;
 mod git;

@@ -160,6 +160,16 @@ pub fn webhook_trigger(client: Client, config: &ControllerConfig) -> Trigger {
     })
 }
 
+/// Whether a reflector store has received its initial list (without waiting).
+fn synced<K>(store: &kube::runtime::reflector::Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    use futures::FutureExt;
+    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+}
+
 async fn wait_true(rx: &mut watch::Receiver<bool>) -> bool {
     rx.wait_for(|v| *v).await.is_ok()
 }
@@ -200,10 +210,17 @@ async fn run_controllers(ctx: Arc<Context>, stop: watch::Receiver<bool>, ready: 
         .with_config(runtime)
         .graceful_shutdown_on(stopped(stop.clone()));
     let (s1, s2) = (c1.store(), c2.store());
+    // Polled rather than awaited: a store's readiness is a oneshot channel that keeps
+    // only the last waker, and the Controller itself waits on the same channel, so a
+    // second waiter is never woken (seen with kube-runtime 5.0).
     let readiness = tokio::spawn(async move {
-        if s1.wait_until_ready().await.is_ok() && s2.wait_until_ready().await.is_ok() {
-            ready.store(true, Ordering::Release);
-            tracing::info!("caches synced; ready");
+        loop {
+            if synced(&s1) && synced(&s2) {
+                ready.store(true, Ordering::Release);
+                tracing::info!("caches synced; ready");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
     futures::join!(

@@ -1,0 +1,877 @@
+//! The real `sopsync controller` binary, run as a child process with a kubeconfig
+//! against the fake API server (tests/support/fake_apiserver), reading SOPS files made
+//! by the real `sops` from a real `git daemon` on loopback.
+//!
+//! Every Secret value in these tests contains [`CANARY`]; each test ends by checking
+//! that the controller's log never carried it.
+
+use crate::support::fake_apiserver::{FakeApiServer, Fault, Match};
+use crate::support::git_server::{free_port, git, git_daemon, make_repo, Server};
+use crate::support::{age_keypair, run_ok, sopsync, tempdir};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::CustomResourceExt;
+use serde_json::{json, Value};
+use sopsync::controller::crd::{SecretSource, SopsSecret, SyncStatus};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Part of every secret value: must never appear in a log.
+const CANARY: &str = "c4n4ry-5ecret";
+
+/// How long a test waits for the controller to converge before failing.
+const CONVERGE: Duration = Duration::from_secs(40);
+
+/// A fake cluster with our CRDs, an age key, and a Git repository served by `git daemon`.
+struct Cluster {
+    fake: FakeApiServer,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    key_file: PathBuf,
+    recipient: String,
+    work: PathBuf,
+    daemon: Server,
+}
+
+impl Cluster {
+    /// A cluster and a repository holding `files` (path -> plaintext Secret manifest
+    /// or raw text), each `*.yaml` Secret encrypted by the real sops.
+    fn new(files: &[(&str, &str)]) -> Cluster {
+        let fake = FakeApiServer::start();
+        fake.register_crd(&SecretSource::crd());
+        fake.register_crd(&SopsSecret::crd());
+        let dir = tempdir();
+        let kubeconfig = dir.path().join("kubeconfig");
+        fake.kubeconfig(&kubeconfig);
+        let (key_file, recipient) = age_keypair(dir.path(), "team");
+        let content = dir.path().join("content");
+        std::fs::create_dir_all(&content).expect("mkdir");
+        let served = dir.path().join("served");
+        std::fs::create_dir_all(&served).expect("mkdir");
+        let mut cluster = Cluster {
+            fake,
+            kubeconfig,
+            key_file,
+            recipient,
+            work: PathBuf::new(),
+            daemon: git_daemon(&served),
+            dir,
+        };
+        for (path, text) in files {
+            cluster.write_file(&content, path, text);
+        }
+        std::fs::write(content.join("README"), "test repository\n").expect("write");
+        let (work, _bare) = make_repo(&served, "gitops", &content);
+        cluster.work = work;
+        cluster
+    }
+
+    fn url(&self) -> String {
+        format!("git://127.0.0.1:{}/gitops.git", self.daemon.port)
+    }
+
+    /// Writes `text` at `root/path`, SOPS-encrypted by the real sops when it is a Secret.
+    fn write_file(&self, root: &Path, path: &str, text: &str) {
+        let target = root.join(path);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        if text.contains("kind: Secret") {
+            std::fs::write(&target, self.sops_encrypt(text)).expect("write");
+        } else {
+            std::fs::write(&target, text).expect("write");
+        }
+    }
+
+    /// A `kind: Secret` manifest encrypted by the real sops (values only).
+    fn sops_encrypt(&self, plaintext: &str) -> String {
+        let plain = self.dir.path().join("plain.yaml");
+        std::fs::write(&plain, plaintext).expect("write");
+        let out = run_ok(
+            crate::support::sops()
+                .args(["encrypt", "--age", &self.recipient])
+                .args(["--encrypted-regex", "^(data|stringData)$"])
+                .arg(&plain),
+        );
+        std::fs::remove_file(&plain).expect("remove plaintext");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    /// Commits the given changes (None deletes) and pushes; returns the new commit id.
+    fn commit(&self, changes: &[(&str, Option<&str>)]) -> String {
+        for (path, text) in changes {
+            match text {
+                Some(t) => self.write_file(&self.work, path, t),
+                None => std::fs::remove_file(self.work.join(path)).expect("remove"),
+            }
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-m", "change"]);
+        git(&self.work, &["push", "-q", "origin", "HEAD:main"]);
+        self.head()
+    }
+
+    fn head(&self) -> String {
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// The `sopsync-age-key` Secret in `ns` holding the test identity.
+    fn key_secret(&self, ns: &str) {
+        self.fake.ensure_namespace(ns);
+        let key = std::fs::read(&self.key_file).expect("key");
+        self.fake.put(&Secret {
+            metadata: meta(ns, "sopsync-age-key"),
+            data: Some(BTreeMap::from([("team.agekey".into(), ByteString(key))])),
+            ..Secret::default()
+        });
+    }
+
+    /// Creates or replaces a SecretSource from its `spec`.
+    fn source(&self, ns: &str, name: &str, spec: Value) -> Value {
+        self.fake.ensure_namespace(ns);
+        let rt = self
+            .fake
+            .resource_type_raw("sopsync.io", "v1alpha1", "secretsources");
+        let mut obj = self.fake.get_raw(&rt, ns, name).unwrap_or_else(|| {
+            json!({"apiVersion": "sopsync.io/v1alpha1", "kind": "SecretSource",
+                   "metadata": {"name": name, "namespace": ns}})
+        });
+        obj["spec"] = spec;
+        self.fake.put_raw(&rt, ns, name, obj)
+    }
+
+    fn status(&self, ns: &str, name: &str) -> Option<SyncStatus> {
+        self.fake
+            .get::<SecretSource>(ns, name)
+            .and_then(|s| s.status)
+    }
+
+    fn secret(&self, ns: &str, name: &str) -> Option<Secret> {
+        self.fake.get::<Secret>(ns, name)
+    }
+
+    /// A Secret's data as text, or None when it does not exist.
+    fn data(&self, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+        self.secret(ns, name).map(|s| data_of(&s))
+    }
+
+    /// Events (events.k8s.io/v1) in `ns` as (type, reason, note).
+    fn events(&self, ns: &str) -> Vec<(String, String, String)> {
+        let rt = self.fake.resource_type_raw("events.k8s.io", "v1", "events");
+        self.fake
+            .list_raw(&rt, Some(ns))
+            .into_iter()
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                (s("type"), s("reason"), s("note"))
+            })
+            .collect()
+    }
+
+    /// Starts the real controller binary against this cluster.
+    fn controller(&self, name: &str, extra: &[&str]) -> ControllerProcess {
+        let port = free_port();
+        let log = self.dir.path().join(format!("{name}.log"));
+        let cache = self.dir.path().join(format!("{name}-cache"));
+        let mut cmd = sopsync();
+        cmd.arg("controller")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["--min-interval", "1", "--base-backoff", "1"])
+            .args(["--git-timeout", "10"])
+            .args(extra)
+            .env("RUST_LOG", "info,kube=warn")
+            .env_remove("POD_NAME")
+            .env_remove("POD_NAMESPACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        let child = cmd.spawn().expect("start sopsync controller");
+        let mut process = ControllerProcess {
+            child,
+            port,
+            log,
+            name: name.into(),
+        };
+        process.wait_listening();
+        process
+    }
+}
+
+fn meta(ns: &str, name: &str) -> kube::api::ObjectMeta {
+    kube::api::ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(ns.into()),
+        ..Default::default()
+    }
+}
+
+fn data_of(s: &Secret) -> BTreeMap<String, String> {
+    s.data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+/// A plaintext Secret manifest with `stringData`.
+fn secret_manifest(name: &str, namespace: Option<&str>, data: &[(&str, &str)]) -> String {
+    let mut s = format!("apiVersion: v1\nkind: Secret\nmetadata:\n    name: {name}\n");
+    if let Some(ns) = namespace {
+        s.push_str(&format!("    namespace: {ns}\n"));
+    }
+    s.push_str("type: Opaque\nstringData:\n");
+    for (k, v) in data {
+        s.push_str(&format!("    {k}: {v}\n"));
+    }
+    s
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn condition<'a>(
+    status: &'a SyncStatus,
+    type_: &str,
+) -> Option<&'a sopsync::controller::crd::Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// True when the object's Ready condition is `want` with `reason`.
+fn ready_is(status: Option<&SyncStatus>, want: &str, reason: &str) -> bool {
+    status
+        .and_then(|s| condition(s, "Ready"))
+        .is_some_and(|c| c.status == want && c.reason == reason)
+}
+
+/// The real controller as a child process; killed on drop.
+struct ControllerProcess {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    name: String,
+}
+
+impl ControllerProcess {
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "controller {} exited early with {status}:\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("controller {} did not listen:\n{}", self.name, self.logs());
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// One HTTP/1.1 request to the controller's server: (status, body).
+    fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).expect("write");
+        s.write_all(body).expect("write");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).expect("read");
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (code, body)
+    }
+
+    /// The value of one metric line (name with labels exactly as exposed), 0 if absent.
+    fn metric(&self, series: &str) -> f64 {
+        let (code, text) = self.http("GET", "/metrics", &[], b"");
+        assert_eq!(code, 200, "/metrics: {text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .map(|v| v.trim().parse().expect("a number"))
+            .unwrap_or(0.0)
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        run_ok(Command::new("kill").args(["-TERM", &self.child.id().to_string()]));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "controller {} ignored SIGTERM:\n{}",
+                self.name,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// No secret value ever reached the log.
+    fn assert_no_canary(&self) {
+        let logs = self.logs();
+        assert!(
+            !logs.is_empty(),
+            "controller {} wrote no log at all",
+            self.name
+        );
+        assert!(
+            !logs.contains(CANARY),
+            "controller {} logged a secret value:\n{logs}",
+            self.name
+        );
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it holds, or fails naming `what` with the controller's log.
+fn wait_until(what: &str, ctl: &ControllerProcess, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + CONVERGE;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "timed out waiting for: {what}\ncontroller log:\n{}",
+        ctl.logs()
+    );
+}
+
+fn db(password: &str) -> String {
+    secret_manifest(
+        "db",
+        None,
+        &[
+            ("username", "app"),
+            ("password", &format!("{CANARY}-{password}")),
+        ],
+    )
+}
+
+fn api(token: &str) -> String {
+    secret_manifest("api", None, &[("token", &format!("{CANARY}-{token}"))])
+}
+
+#[test]
+fn secrets_follow_git_through_create_update_and_delete() {
+    let c = Cluster::new(&[("apps/db.yaml", &db("one")), ("apps/api.yaml", &api("one"))]);
+    c.key_secret("team-a");
+    // A Secret sopsync has nothing to do with: never touched.
+    let bystander = c.fake.put(&Secret {
+        metadata: meta("team-a", "bystander"),
+        data: Some(BTreeMap::from([("x".into(), ByteString(b"y".to_vec()))])),
+        ..Secret::default()
+    });
+    let source = c.source(
+        "team-a",
+        "apps",
+        json!({"url": c.url(), "path": "apps", "interval": "1s"}),
+    );
+    let ctl = c.controller("c1", &["--log-format", "json"]);
+    let first = c.head();
+    wait_until("first sync", &ctl, || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&first))
+    });
+    let want_db = map(&[("username", "app"), ("password", &format!("{CANARY}-one"))]);
+    assert_eq!(c.data("team-a", "db"), Some(want_db));
+    assert_eq!(
+        c.data("team-a", "api"),
+        Some(map(&[("token", &format!("{CANARY}-one"))]))
+    );
+    let status = c.status("team-a", "apps").expect("status");
+    assert!(ready_is(Some(&status), "True", "Synced"), "{status:?}");
+    assert_eq!(status.observed_generation, Some(1));
+    let inventory: Vec<_> = status.inventory.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(inventory, ["api", "db"]);
+    // Ownership: the owner-uid label and an ownerReference to the SecretSource.
+    let uid = source["metadata"]["uid"].as_str().expect("uid").to_string();
+    let db_secret = c.secret("team-a", "db").expect("db");
+    let labels = db_secret.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("sopsync.io/owner-uid"), Some(&uid));
+    let owners = db_secret
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(
+        (owners[0].kind.as_str(), owners[0].uid.as_str()),
+        ("SecretSource", uid.as_str())
+    );
+    let managers: Vec<_> = db_secret
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert_eq!(
+        managers,
+        ["sopsync"],
+        "written by server-side apply as `sopsync` only"
+    );
+
+    // Update one value, delete one Secret, add one.
+    let second = c.commit(&[
+        ("apps/db.yaml", Some(&db("two"))),
+        ("apps/api.yaml", None),
+        (
+            "apps/cache.yaml",
+            Some(&secret_manifest(
+                "cache",
+                None,
+                &[("url", &format!("{CANARY}-redis"))],
+            )),
+        ),
+    ]);
+    wait_until("second sync", &ctl, || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&second))
+    });
+    assert_eq!(
+        c.data("team-a", "db").expect("db")["password"],
+        format!("{CANARY}-two")
+    );
+    assert!(
+        c.secret("team-a", "api").is_none(),
+        "api left Git and was pruned"
+    );
+    assert_eq!(
+        c.data("team-a", "cache").expect("cache")["url"],
+        format!("{CANARY}-redis")
+    );
+    let status = c.status("team-a", "apps").expect("status");
+    let inventory: Vec<_> = status.inventory.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(inventory, ["cache", "db"]);
+    let after = c.secret("team-a", "bystander").expect("bystander kept");
+    assert_eq!(
+        after.metadata.resource_version,
+        bystander.metadata.resource_version
+    );
+
+    let events = c.events("team-a");
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, _)| t == "Normal" && r == "Applied"),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, n)| t == "Normal" && r == "Pruned" && n.contains("api")),
+        "{events:?}"
+    );
+    // --log-format json: every line is a JSON object.
+    for line in ctl.logs().lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+    assert_eq!(
+        ctl.metric(
+            r#"sopsync_secrets_managed{kind="SecretSource",namespace="team-a",name="apps"}"#
+        ),
+        2.0
+    );
+    // db twice, api and cache once each; api deleted once.
+    assert_eq!(ctl.metric("sopsync_secret_writes_total"), 4.0);
+    assert_eq!(ctl.metric("sopsync_secret_deletes_total"), 1.0);
+    ctl.assert_no_canary();
+}
+
+#[test]
+fn with_prune_off_a_secret_that_left_git_is_kept() {
+    let c = Cluster::new(&[("db.yaml", &db("one")), ("api.yaml", &api("one"))]);
+    c.key_secret("team-a");
+    c.source(
+        "team-a",
+        "apps",
+        json!({"url": c.url(), "interval": "1s", "prune": false}),
+    );
+    let ctl = c.controller("c1", &[]);
+    let first = c.head();
+    wait_until("first sync", &ctl, || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&first))
+    });
+    let second = c.commit(&[("api.yaml", None)]);
+    wait_until("second sync", &ctl, || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&second))
+    });
+    assert_eq!(
+        c.data("team-a", "api"),
+        Some(map(&[("token", &format!("{CANARY}-one"))])),
+        "prune: false keeps the Secret as it was"
+    );
+    assert_eq!(ctl.metric("sopsync_secret_deletes_total"), 0.0);
+    ctl.assert_no_canary();
+}
+
+#[test]
+fn an_unowned_secret_is_a_conflict_until_annotated_for_adoption() {
+    let c = Cluster::new(&[("db.yaml", &db("one")), ("api.yaml", &api("one"))]);
+    c.key_secret("team-a");
+    let theirs = c.fake.put(&Secret {
+        metadata: meta("team-a", "db"),
+        data: Some(BTreeMap::from([(
+            "password".into(),
+            ByteString(b"theirs".to_vec()),
+        )])),
+        ..Secret::default()
+    });
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
+    let ctl = c.controller("c1", &[]);
+    wait_until("the conflict reported", &ctl, || {
+        ready_is(c.status("team-a", "apps").as_ref(), "False", "Conflict")
+    });
+    let status = c.status("team-a", "apps").expect("status");
+    let db_result = status
+        .secrets
+        .iter()
+        .find(|r| r.name == "db")
+        .expect("db result");
+    assert_eq!(format!("{:?}", db_result.result), "Conflict");
+    assert!(
+        db_result
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("sopsync.io/adopt=true"),
+        "{db_result:?}"
+    );
+    assert_eq!(
+        status.last_applied_revision, None,
+        "not everything was applied"
+    );
+    // Ours was written, theirs left exactly as it was, and not in the inventory.
+    assert!(c.secret("team-a", "api").is_some());
+    let still = c.secret("team-a", "db").expect("db");
+    assert_eq!(
+        still.metadata.resource_version,
+        theirs.metadata.resource_version
+    );
+    assert_eq!(data_of(&still), map(&[("password", "theirs")]));
+    let inventory: Vec<_> = status.inventory.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(inventory, ["api"]);
+    let events = c.events("team-a");
+    assert!(
+        events
+            .iter()
+            .any(|(t, _, n)| t == "Warning" && n.contains("db")),
+        "a Warning Event names the conflict: {events:?}"
+    );
+
+    // The owner opts in: sopsync takes it over.
+    let mut adopt = still.clone();
+    adopt
+        .metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert("sopsync.io/adopt".into(), "true".into());
+    c.fake.put(&adopt);
+    let head = c.head();
+    wait_until("adoption", &ctl, || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&head))
+    });
+    let adopted = c.data("team-a", "db").expect("db");
+    assert_eq!(adopted["password"], format!("{CANARY}-one"));
+    assert!(ready_is(
+        c.status("team-a", "apps").as_ref(),
+        "True",
+        "Synced"
+    ));
+    ctl.assert_no_canary();
+}
+
+#[test]
+fn a_resync_with_nothing_changed_writes_nothing() {
+    let c = Cluster::new(&[("db.yaml", &db("one")), ("api.yaml", &api("one"))]);
+    c.key_secret("team-a");
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
+    let ctl = c.controller("c1", &[]);
+    let head = c.head();
+    wait_until("first sync", &ctl, || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&head))
+    });
+    // Let the post-sync status and Event writes settle, then count from zero.
+    std::thread::sleep(Duration::from_millis(1500));
+    c.fake.clear_requests();
+    let successes = || {
+        ctl.metric(r#"sopsync_reconcile_total{kind="SecretSource",result="success",error="none"}"#)
+    };
+    let before = successes();
+    wait_until("three more reconciles", &ctl, || {
+        successes() >= before + 3.0
+    });
+    let writes = c.fake.writes();
+    assert!(
+        writes.is_empty(),
+        "a resync with nothing changed must not write; it wrote: {:#?}",
+        writes
+            .iter()
+            .map(|w| format!("{} {}", w.method, w.path))
+            .collect::<Vec<_>>()
+    );
+    // It did read: each reconcile lists the Secrets it owns.
+    let lists = c
+        .fake
+        .requests_matching(&Match::verb("list").resource("secrets").namespace("team-a"));
+    assert!(lists.len() >= 3, "{} lists", lists.len());
+    let (code, text) = ctl.http("GET", "/readyz", &[], b"");
+    assert_eq!(code, 200, "{text}\n{}", ctl.logs());
+    let (code, _) = ctl.http("GET", "/healthz", &[], b"");
+    assert_eq!(code, 200);
+    ctl.assert_no_canary();
+}
+
+#[test]
+fn tenants_use_only_their_own_keys_and_their_own_namespace() {
+    let c = Cluster::new(&[
+        ("a/db.yaml", &db("one")),
+        // A manifest in team-a's folder that names another namespace.
+        (
+            "a/escape.yaml",
+            &secret_manifest("escape", Some("team-b"), &[("k", CANARY)]),
+        ),
+        ("d/db.yaml", &db("d")),
+    ]);
+    c.key_secret("team-a");
+    c.fake.ensure_namespace("team-b");
+    c.fake.ensure_namespace("team-d");
+    c.fake.ensure_namespace("team-e");
+    let controller_key = c.key_file.to_str().expect("utf-8").to_string();
+    // team-b has no key of its own and points at team-a's.
+    c.source(
+        "team-b",
+        "borrow",
+        json!({"url": c.url(), "path": "d", "interval": "1s",
+               "decryption": {"secretRef": {"name": "sopsync-age-key", "namespace": "team-a"}}}),
+    );
+    c.source(
+        "team-a",
+        "apps",
+        json!({"url": c.url(), "path": "a", "interval": "1s"}),
+    );
+    // The controller's own key: allowed in team-d only.
+    c.source(
+        "team-d",
+        "shared",
+        json!({"url": c.url(), "path": "d", "interval": "1s", "decryption": {"useControllerKey": true}}),
+    );
+    c.source(
+        "team-e",
+        "shared",
+        json!({"url": c.url(), "path": "d", "interval": "1s", "decryption": {"useControllerKey": true}}),
+    );
+    let ctl = c.controller(
+        "c1",
+        &[
+            "--controller-key-file",
+            &controller_key,
+            "--controller-key-namespaces",
+            "team-d",
+        ],
+    );
+    wait_until("team-b's borrowed key denied", &ctl, || {
+        c.status("team-b", "borrow")
+            .as_ref()
+            .and_then(|s| condition(s, "Stalled"))
+            .is_some_and(|s| s.status == "True" && s.reason == "KeyDenied")
+    });
+    wait_until("team-e's use of the controller key denied", &ctl, || {
+        c.status("team-e", "shared")
+            .as_ref()
+            .and_then(|s| condition(s, "Stalled"))
+            .is_some_and(|s| s.status == "True" && s.reason == "ControllerKeyDenied")
+    });
+    wait_until("team-a's cross-namespace Secret denied", &ctl, || {
+        ready_is(c.status("team-a", "apps").as_ref(), "False", "Denied")
+    });
+    let head = c.head();
+    wait_until("team-d synced with the controller key", &ctl, || {
+        c.status("team-d", "shared")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&head))
+    });
+    assert_eq!(
+        c.data("team-d", "db").expect("team-d db")["password"],
+        format!("{CANARY}-d")
+    );
+    assert!(
+        c.fake.list::<Secret>(Some("team-b")).is_empty(),
+        "nothing written into team-b"
+    );
+    assert!(
+        c.fake.list::<Secret>(Some("team-e")).is_empty(),
+        "nothing written into team-e"
+    );
+    assert!(
+        c.secret("team-a", "db").is_some(),
+        "team-a's own Secret is written"
+    );
+    let status = c.status("team-a", "apps").expect("status");
+    let escape = status
+        .secrets
+        .iter()
+        .find(|r| r.name == "escape")
+        .expect("escape");
+    assert_eq!(format!("{:?}", escape.result), "Denied");
+    assert_eq!(escape.namespace, "team-b");
+    for ns in ["team-b", "team-e"] {
+        let events = c.events(ns);
+        assert!(
+            events
+                .iter()
+                .any(|(t, _, n)| t == "Warning" && n.contains("namespace")),
+            "{ns}: a Warning Event says why: {events:?}"
+        );
+    }
+    ctl.assert_no_canary();
+}
+
+/// `sha256=<hex>` of the body under `secret`, as GitHub signs a push.
+fn github_signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("hmac key");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+#[test]
+fn a_signed_push_webhook_syncs_at_once_and_a_bad_signature_is_rejected() {
+    let c = Cluster::new(&[("db.yaml", &db("one"))]);
+    c.key_secret("team-a");
+    let secret_file = c.dir.path().join("webhook-secret");
+    std::fs::write(&secret_file, "hook-secret\n").expect("write");
+    // An hour between polls: only the webhook can make the change show up in time.
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1h"}));
+    let ctl = c.controller(
+        "c1",
+        &[
+            "--webhook-secret-file",
+            secret_file.to_str().expect("utf-8"),
+        ],
+    );
+    let first = c.head();
+    wait_until("first sync", &ctl, || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&first))
+    });
+    let second = c.commit(&[("db.yaml", Some(&db("two")))]);
+    let body = json!({"ref": "refs/heads/main", "after": second,
+                      "repository": {"clone_url": c.url()}})
+    .to_string();
+    let push = |signature: &str| {
+        ctl.http(
+            "POST",
+            "/hooks/git",
+            &[
+                ("Content-Type", "application/json"),
+                ("X-GitHub-Event", "push"),
+                ("X-Hub-Signature-256", signature),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let (code, text) = push(&github_signature(b"wrong-secret", body.as_bytes()));
+    assert_eq!(code, 401, "{text}");
+    assert!(!text.contains("hook-secret"));
+    let (code, text) = push("sha256=zz");
+    assert_eq!(code, 401, "{text}");
+    std::thread::sleep(Duration::from_millis(500));
+    let annotations = c
+        .fake
+        .get::<SecretSource>("team-a", "apps")
+        .and_then(|s| s.metadata.annotations)
+        .unwrap_or_default();
+    assert!(
+        !annotations.contains_key("sopsync.io/requested-at"),
+        "a rejected hook triggers nothing"
+    );
+    assert_eq!(
+        c.data("team-a", "db").expect("db")["password"],
+        format!("{CANARY}-one")
+    );
+
+    let (code, text) = push(&github_signature(b"hook-secret", body.as_bytes()));
+    assert_eq!(code, 202, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).expect("json")["triggered"],
+        1
+    );
+    wait_until("the pushed commit synced", &ctl, || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&second))
+    });
+    assert_eq!(
+        c.data("team-a", "db").expect("db")["password"],
+        format!("{CANARY}-two")
+    );
+    assert_eq!(
+        ctl.metric(r#"sopsync_webhook_requests_total{result="unauthorized"}"#),
+        2.0
+    );
+    assert_eq!(
+        ctl.metric(r#"sopsync_webhook_requests_total{result="accepted"}"#),
+        1.0
+    );
+    ctl.assert_no_canary();
+}
