@@ -402,6 +402,35 @@ fn api(token: &str) -> String {
     secret_manifest("api", None, &[("token", &format!("{CANARY}-{token}"))])
 }
 
+/// Waits until the controller has stopped reconciling (the reconcile counter stays
+/// the same for 1.5 s): our own Secret writes trigger one more reconcile through the
+/// watch on owned Secrets, and a test that pushes a commit must not race it.
+fn settle(ctl: &ControllerProcess) {
+    let count = || {
+        let (_, text) = ctl.http("GET", "/metrics", &[], b"");
+        text.lines()
+            .filter(|l| l.starts_with("sopsync_reconcile_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let mut last = count();
+    let mut since = Instant::now();
+    let deadline = Instant::now() + CONVERGE;
+    while since.elapsed() < Duration::from_millis(1500) {
+        assert!(
+            Instant::now() < deadline,
+            "the controller never settled:\n{}",
+            ctl.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let now = count();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+}
+
 #[test]
 fn secrets_follow_git_through_create_update_and_delete() {
     let c = Cluster::new(&[("apps/db.yaml", &db("one")), ("apps/api.yaml", &api("one"))]);
@@ -815,6 +844,7 @@ fn a_signed_push_webhook_syncs_at_once_and_a_bad_signature_is_rejected() {
         c.status("team-a", "apps")
             .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&first))
     });
+    settle(&ctl);
     let second = c.commit(&[("db.yaml", Some(&db("two")))]);
     let body = json!({"ref": "refs/heads/main", "after": second,
                       "repository": {"clone_url": c.url()}})
@@ -873,5 +903,305 @@ fn a_signed_push_webhook_syncs_at_once_and_a_bad_signature_is_rejected() {
         ctl.metric(r#"sopsync_webhook_requests_total{result="accepted"}"#),
         1.0
     );
+    ctl.assert_no_canary();
+}
+
+fn lease_holder(c: &Cluster) -> Option<String> {
+    c.fake
+        .get::<Lease>("default", "sopsync")
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+#[test]
+fn with_leader_election_only_the_leader_writes_and_a_standby_takes_over() {
+    let c = Cluster::new(&[("db.yaml", &db("one"))]);
+    c.key_secret("team-a");
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
+    let elect = |id: &str| {
+        c.controller(
+            id,
+            &[
+                "--leader-elect",
+                "--lease-name",
+                "sopsync",
+                "--lease-namespace",
+                "default",
+                "--identity",
+                id,
+                "--lease-duration",
+                "4",
+                "--lease-grace",
+                "2",
+            ],
+        )
+    };
+    let mut instances = vec![elect("c1"), elect("c2")];
+    let first = c.head();
+    wait_until("first sync by the leader", &instances[0], || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&first))
+    });
+    let leader_id = lease_holder(&c).expect("a lease holder");
+    let (leader, standby) = if leader_id == "c1" { (0, 1) } else { (1, 0) };
+    assert_eq!(instances[leader].metric("sopsync_leader"), 1.0);
+    assert_eq!(instances[standby].metric("sopsync_leader"), 0.0);
+    assert_eq!(instances[leader].metric("sopsync_secret_writes_total"), 1.0);
+    assert_eq!(
+        instances[standby].metric("sopsync_secret_writes_total"),
+        0.0
+    );
+    assert_eq!(
+        instances[standby].metric(
+            r#"sopsync_reconcile_total{kind="SecretSource",result="success",error="none"}"#
+        ),
+        0.0,
+        "the standby does not reconcile"
+    );
+    // A standby is ready (it can take over) and serves its endpoints.
+    assert_eq!(instances[standby].http("GET", "/readyz", &[], b"").0, 200);
+
+    // Graceful stop: the leader releases the lease, the standby takes over at once.
+    let status = instances[leader].terminate();
+    assert!(status.success(), "SIGTERM exits cleanly: {status}");
+    assert!(
+        instances[leader]
+            .logs()
+            .contains("released the leader lease"),
+        "{}",
+        instances[leader].logs()
+    );
+    let next = if leader_id == "c1" { "c2" } else { "c1" };
+    wait_until("the standby holds the lease", &instances[standby], || {
+        lease_holder(&c).as_deref() == Some(next)
+    });
+    let second = c.commit(&[("db.yaml", Some(&db("two")))]);
+    wait_until("the new leader syncs", &instances[standby], || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&second))
+    });
+    assert_eq!(
+        c.data("team-a", "db").expect("db")["password"],
+        format!("{CANARY}-two")
+    );
+    assert!(instances[standby].metric("sopsync_secret_writes_total") >= 1.0);
+
+    // A leader that dies without releasing: a third instance takes over after expiry.
+    instances.push(elect("c3"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        lease_holder(&c).as_deref(),
+        Some(next),
+        "c3 waits as a standby"
+    );
+    let mut dead = instances.remove(standby);
+    dead.child.kill().expect("SIGKILL");
+    dead.child.wait().expect("reaped");
+    let c3 = instances.last().expect("c3");
+    wait_until("c3 holds the expired lease", c3, || {
+        lease_holder(&c).as_deref() == Some("c3")
+    });
+    let third = c.commit(&[("db.yaml", Some(&db("three")))]);
+    wait_until("c3 syncs", c3, || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&third))
+    });
+    assert_eq!(
+        c.data("team-a", "db").expect("db")["password"],
+        format!("{CANARY}-three")
+    );
+    for i in &instances {
+        i.assert_no_canary();
+    }
+    dead.assert_no_canary();
+}
+
+#[test]
+fn api_server_faults_and_git_outages_lose_nothing() {
+    let mut c = Cluster::new(&[("db.yaml", &db("one")), ("api.yaml", &api("one"))]);
+    c.key_secret("team-a");
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
+    let ctl = c.controller("c1", &[]);
+    let first = c.head();
+    wait_until("first sync", &ctl, || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&first))
+    });
+
+    // 500s on Secret writes, a dropped connection on a list, a 409 on the status
+    // write, a slow key read, and every watch cut: the change still lands.
+    c.fake.fail_times(
+        Match::verb("PATCH").resource("secrets"),
+        Fault::Status(500),
+        2,
+    );
+    c.fake.fail_next(
+        Match::verb("list").resource("secrets").namespace("team-a"),
+        Fault::DropConnection,
+    );
+    c.fake.fail_next(
+        Match::verb("PATCH")
+            .resource("secretsources")
+            .subresource("status"),
+        Fault::Conflict,
+    );
+    c.fake.fail_next(
+        Match::verb("get")
+            .resource("secrets")
+            .name("sopsync-age-key"),
+        Fault::Delay(Duration::from_secs(3)),
+    );
+    c.fake.drop_watches();
+    let second = c.commit(&[("db.yaml", Some(&db("two"))), ("api.yaml", None)]);
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        // db is never missing or half-written while the faults play out.
+        let data = c.data("team-a", "db").expect("db must never disappear");
+        assert_eq!(data["username"], "app");
+        assert!(
+            data["password"] == format!("{CANARY}-one")
+                || data["password"] == format!("{CANARY}-two"),
+            "db holds one whole value or the other"
+        );
+        let done = c
+            .status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&second));
+        if done {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no convergence:\n{}", ctl.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        c.data("team-a", "db").expect("db")["password"],
+        format!("{CANARY}-two")
+    );
+    assert!(c.secret("team-a", "api").is_none());
+    let refused = c
+        .fake
+        .requests_matching(&Match::verb("PATCH").resource("secrets"))
+        .iter()
+        .filter(|r| r.status == 500)
+        .count();
+    assert_eq!(refused, 2, "both injected 500s were met and retried");
+    assert!(
+        ctl.metric(r#"sopsync_reconcile_total{kind="SecretSource",result="error",error="write"}"#)
+            >= 1.0
+    );
+
+    // Git goes down: the Secrets stay as they are and the status says why.
+    c.daemon.stop();
+    c.commit(&[("db.yaml", Some(&db("three")))]);
+    wait_until("the fetch failure reported", &ctl, || {
+        c.status("team-a", "apps")
+            .as_ref()
+            .and_then(|s| condition(s, "Reconciling"))
+            .is_some_and(|r| r.status == "True" && r.reason == "GitFetchFailed")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let status = c.status("team-a", "apps").expect("status");
+    assert!(
+        ready_is(Some(&status), "False", "GitFetchFailed"),
+        "{status:?}"
+    );
+    assert_eq!(
+        status.last_applied_revision.as_deref(),
+        Some(second.as_str())
+    );
+    let inventory: Vec<_> = status.inventory.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(inventory, ["db"], "the inventory is kept");
+    assert_eq!(
+        c.data("team-a", "db").expect("db")["password"],
+        format!("{CANARY}-two")
+    );
+    let message = &condition(&status, "Ready").expect("ready").message;
+    assert!(
+        message.contains("127.0.0.1"),
+        "the message names the remote: {message}"
+    );
+    ctl.assert_no_canary();
+}
+
+fn sops_secret(c: &Cluster, ns: &str, name: &str, encrypted: &str) {
+    c.fake.ensure_namespace(ns);
+    let rt = c
+        .fake
+        .resource_type_raw("sopsync.io", "v1alpha1", "sopssecrets");
+    let mut obj = c.fake.get_raw(&rt, ns, name).unwrap_or_else(|| {
+        json!({"apiVersion": "sopsync.io/v1alpha1", "kind": "SopsSecret",
+               "metadata": {"name": name, "namespace": ns}})
+    });
+    obj["spec"] = json!({ "encrypted": encrypted });
+    c.fake.put_raw(&rt, ns, name, obj);
+}
+
+fn sops_secret_status(c: &Cluster, ns: &str, name: &str) -> Option<SyncStatus> {
+    c.fake.get::<SopsSecret>(ns, name).and_then(|s| s.status)
+}
+
+#[test]
+fn an_inline_sops_secret_is_decrypted_and_a_tampered_one_changes_nothing() {
+    let c = Cluster::new(&[]);
+    c.key_secret("team-a");
+    let good = c.sops_encrypt(&secret_manifest(
+        "app",
+        None,
+        &[("token", &format!("{CANARY}-inline"))],
+    ));
+    sops_secret(&c, "team-a", "app", &good);
+    let ctl = c.controller("c1", &[]);
+    wait_until("the inline Secret synced", &ctl, || {
+        ready_is(
+            sops_secret_status(&c, "team-a", "app").as_ref(),
+            "True",
+            "Synced",
+        )
+    });
+    assert_eq!(
+        c.data("team-a", "app"),
+        Some(map(&[("token", &format!("{CANARY}-inline"))]))
+    );
+    let owners = c
+        .secret("team-a", "app")
+        .and_then(|s| s.metadata.owner_references)
+        .unwrap_or_default();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(owners[0].kind, "SopsSecret");
+
+    // Change one character of the MAC: refused, the Secret keeps its last good value.
+    let mac_line = good
+        .lines()
+        .find(|l| l.trim_start().starts_with("mac: ENC["))
+        .expect("mac");
+    let data_at = mac_line.find("data:").expect("data") + 5;
+    let mut tampered_line = mac_line.to_string();
+    let old = tampered_line.as_bytes()[data_at];
+    let new = if old == b'A' { "B" } else { "A" };
+    tampered_line.replace_range(data_at..data_at + 1, new);
+    let tampered = good.replace(mac_line, &tampered_line);
+    sops_secret(&c, "team-a", "app", &tampered);
+    wait_until("the tampered manifest refused", &ctl, || {
+        sops_secret_status(&c, "team-a", "app")
+            .as_ref()
+            .and_then(|s| condition(s, "Stalled"))
+            .is_some_and(|s| s.status == "True" && s.reason == "DecryptFailed")
+    });
+    let status = sops_secret_status(&c, "team-a", "app").expect("status");
+    let message = &condition(&status, "Stalled").expect("stalled").message;
+    assert!(message.to_lowercase().contains("mac"), "{message}");
+    assert!(!message.contains(CANARY));
+    assert_eq!(
+        c.data("team-a", "app"),
+        Some(map(&[("token", &format!("{CANARY}-inline"))]))
+    );
+    let events = c.events("team-a");
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "DecryptFailed"),
+        "{events:?}"
+    );
+    assert!(events.iter().all(|(_, _, n)| !n.contains(CANARY)));
     ctl.assert_no_canary();
 }

@@ -32,7 +32,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Config as RuntimeConfig, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{predicates, Predicate};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Client;
 use std::collections::HashSet;
 use std::future::Future;
@@ -201,11 +202,32 @@ async fn run_controllers(ctx: Arc<Context>, stop: watch::Receiver<bool>, ready: 
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let c1 = Controller::new(sources, wc.clone())
+    // Reconcile on spec changes (generation) and annotation changes (the webhook's
+    // requested-at), not on our own status writes: a status write would otherwise
+    // trigger a second fetch and render right after every sync.
+    let (sources_store, sources_writer) = reflector::store();
+    let source_events = watcher(sources, wc.clone())
+        .default_backoff()
+        .reflect(sources_writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            Default::default(),
+        );
+    let (sopss_store, sopss_writer) = reflector::store();
+    let sops_events = watcher(sopss, wc)
+        .default_backoff()
+        .reflect(sopss_writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            Default::default(),
+        );
+    let c1 = Controller::for_stream(source_events, sources_store)
         .owns(secrets.clone(), owned.clone())
         .with_config(runtime.clone())
         .graceful_shutdown_on(stopped(stop.clone()));
-    let c2 = Controller::new(sopss, wc)
+    let c2 = Controller::for_stream(sops_events, sopss_store)
         .owns(secrets, owned)
         .with_config(runtime)
         .graceful_shutdown_on(stopped(stop.clone()));
