@@ -1205,3 +1205,105 @@ fn an_inline_sops_secret_is_decrypted_and_a_tampered_one_changes_nothing() {
     assert!(events.iter().all(|(_, _, n)| !n.contains(CANARY)));
     ctl.assert_no_canary();
 }
+
+/// A SecretSource with labels.
+fn labelled_source(c: &Cluster, ns: &str, name: &str, labels: Value, spec: Value) {
+    c.source(ns, name, spec);
+    let rt = c
+        .fake
+        .resource_type_raw("sopsync.io", "v1alpha1", "secretsources");
+    let mut obj = c.fake.get_raw(&rt, ns, name).expect("source");
+    obj["metadata"]["labels"] = labels;
+    c.fake.put_raw(&rt, ns, name, obj);
+}
+
+#[test]
+fn shards_split_the_sources_by_label_and_a_suspended_source_is_left_alone() {
+    let c = Cluster::new(&[("a/db.yaml", &db("a")), ("b/db.yaml", &db("b"))]);
+    for ns in ["team-a", "team-b", "team-c"] {
+        c.key_secret(ns);
+    }
+    let spec = |path: &str| json!({"url": c.url(), "path": path, "interval": "1s"});
+    labelled_source(&c, "team-a", "apps", json!({"shard": "one"}), spec("a"));
+    labelled_source(&c, "team-b", "apps", json!({"shard": "two"}), spec("b"));
+    // In no shard: neither instance touches it.
+    c.source("team-c", "apps", spec("a"));
+    let one = c.controller("one", &["--shard-selector", "shard=one"]);
+    let two = c.controller("two", &["--shard-selector", "shard=two"]);
+    let head = c.head();
+    for (ns, ctl) in [("team-a", &one), ("team-b", &two)] {
+        wait_until(&format!("{ns} synced by its shard"), ctl, || {
+            c.status(ns, "apps")
+                .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&head))
+        });
+    }
+    assert_eq!(
+        c.data("team-a", "db").expect("a")["password"],
+        format!("{CANARY}-a")
+    );
+    assert_eq!(
+        c.data("team-b", "db").expect("b")["password"],
+        format!("{CANARY}-b")
+    );
+    let managed = |ctl: &ControllerProcess, ns: &str| {
+        ctl.metric(&format!(
+            r#"sopsync_secrets_managed{{kind="SecretSource",namespace="{ns}",name="apps"}}"#
+        ))
+    };
+    assert_eq!(
+        (managed(&one, "team-a"), managed(&one, "team-b")),
+        (1.0, 0.0)
+    );
+    assert_eq!(
+        (managed(&two, "team-a"), managed(&two, "team-b")),
+        (0.0, 1.0)
+    );
+    // Absence takes a wait: two more intervals of both instances.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        c.status("team-c", "apps").is_none(),
+        "no shard owns team-c's source"
+    );
+    assert!(c.secret("team-c", "db").is_none());
+
+    // Suspend team-a's source, then change Git: nothing is fetched or written for it.
+    let mut suspended = spec("a");
+    suspended["suspend"] = json!(true);
+    labelled_source(&c, "team-a", "apps", json!({"shard": "one"}), suspended);
+    wait_until("the suspension reported", &one, || {
+        ready_is(c.status("team-a", "apps").as_ref(), "False", "Suspended")
+    });
+    let second = c.commit(&[
+        ("a/db.yaml", Some(&db("a2"))),
+        ("b/db.yaml", Some(&db("b2"))),
+    ]);
+    wait_until("team-b follows", &two, || {
+        c.status("team-b", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&second))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.data("team-a", "db").expect("a")["password"],
+        format!("{CANARY}-a")
+    );
+    // Resumed: it catches up.
+    labelled_source(&c, "team-a", "apps", json!({"shard": "one"}), spec("a"));
+    wait_until("team-a resumes", &one, || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&second))
+    });
+    assert_eq!(
+        c.data("team-a", "db").expect("a")["password"],
+        format!("{CANARY}-a2")
+    );
+    // The metrics a dashboard needs are there.
+    for series in [
+        r#"sopsync_git_fetch_duration_seconds_count{result="success"}"#,
+        r#"sopsync_reconcile_duration_seconds_count{kind="SecretSource",result="success",error="none"}"#,
+        r#"sopsync_last_success_timestamp_seconds{kind="SecretSource",namespace="team-a",name="apps"}"#,
+    ] {
+        assert!(one.metric(series) > 0.0, "{series}");
+    }
+    one.assert_no_canary();
+    two.assert_no_canary();
+}
