@@ -1170,16 +1170,7 @@ fn an_inline_sops_secret_is_decrypted_and_a_tampered_one_changes_nothing() {
     assert_eq!(owners[0].kind, "SopsSecret");
 
     // Change one character of the MAC: refused, the Secret keeps its last good value.
-    let mac_line = good
-        .lines()
-        .find(|l| l.trim_start().starts_with("mac: ENC["))
-        .expect("mac");
-    let data_at = mac_line.find("data:").expect("data") + 5;
-    let mut tampered_line = mac_line.to_string();
-    let old = tampered_line.as_bytes()[data_at];
-    let new = if old == b'A' { "B" } else { "A" };
-    tampered_line.replace_range(data_at..data_at + 1, new);
-    let tampered = good.replace(mac_line, &tampered_line);
+    let tampered = tamper_mac(&good);
     sops_secret(&c, "team-a", "app", &tampered);
     wait_until("the tampered manifest refused", &ctl, || {
         sops_secret_status(&c, "team-a", "app")
@@ -1306,4 +1297,69 @@ fn shards_split_the_sources_by_label_and_a_suspended_source_is_left_alone() {
     }
     one.assert_no_canary();
     two.assert_no_canary();
+}
+
+/// `text` with one character of its `mac: ENC[...]` changed.
+fn tamper_mac(text: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("mac: ENC["))
+        .expect("a mac line");
+    let at = line.find("data:").expect("data") + 5;
+    let mut tampered = line.to_string();
+    let new = if tampered.as_bytes()[at] == b'A' {
+        "B"
+    } else {
+        "A"
+    };
+    tampered.replace_range(at..at + 1, new);
+    text.replace(line, &tampered)
+}
+
+#[test]
+fn a_file_that_fails_its_mac_keeps_its_secret_and_stops_pruning() {
+    let c = Cluster::new(&[("db.yaml", &db("one")), ("api.yaml", &api("one"))]);
+    c.key_secret("team-a");
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
+    let ctl = c.controller("c1", &[]);
+    let first = c.head();
+    wait_until("first sync", &ctl, || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&first))
+    });
+    // api.yaml now fails its MAC, and db.yaml leaves Git in the same commit.
+    let tampered = tamper_mac(&std::fs::read_to_string(c.work.join("api.yaml")).expect("read"));
+    std::fs::write(c.work.join("api.yaml"), tampered).expect("write");
+    let second = c.commit(&[("db.yaml", None)]);
+    wait_until("the render failure reported", &ctl, || {
+        c.status("team-a", "apps")
+            .is_some_and(|s| s.last_attempted_revision.as_deref() == Some(&second))
+    });
+    let status = c.status("team-a", "apps").expect("status");
+    assert!(
+        ready_is(Some(&status), "False", "RenderFailed"),
+        "{status:?}"
+    );
+    let message = &condition(&status, "Ready").expect("ready").message;
+    assert!(message.contains("api.yaml"), "names the file: {message}");
+    assert!(
+        message.to_lowercase().contains("mac"),
+        "says why: {message}"
+    );
+    assert_eq!(
+        status.last_applied_revision.as_deref(),
+        Some(first.as_str())
+    );
+    // Nothing pruned while a file fails, and the failing file's Secret is kept.
+    assert_eq!(
+        c.data("team-a", "db").expect("db kept")["password"],
+        format!("{CANARY}-one")
+    );
+    assert_eq!(
+        c.data("team-a", "api").expect("api kept")["token"],
+        format!("{CANARY}-one")
+    );
+    let inventory: Vec<_> = status.inventory.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(inventory, ["api", "db"]);
+    ctl.assert_no_canary();
 }
