@@ -1120,6 +1120,19 @@ fn api_server_faults_and_git_outages_lose_nothing() {
         message.contains("127.0.0.1"),
         "the message names the remote: {message}"
     );
+    // Retries back off exponentially (--base-backoff 1: about 1, 2, 4, 8 s apart), so
+    // an 8 s window holds a few attempts, not the eight a fixed 1 s retry would make.
+    // Load can only lower the count.
+    let failed_fetches =
+        || ctl.metric(r#"sopsync_git_fetch_duration_seconds_count{result="error"}"#);
+    let before = failed_fetches();
+    assert!(before >= 2.0, "it retried: {before}");
+    std::thread::sleep(Duration::from_secs(8));
+    let attempts = failed_fetches() - before;
+    assert!(
+        (1.0..=3.0).contains(&attempts),
+        "{attempts} fetch attempts in 8 s"
+    );
     ctl.assert_no_canary();
 }
 

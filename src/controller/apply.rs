@@ -130,6 +130,24 @@ impl std::fmt::Debug for Write {
     }
 }
 
+impl Drop for Write {
+    /// The body holds decrypted values: wipe them once the write is done.
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for v in self.body.data.iter_mut().flat_map(|d| d.values_mut()) {
+            v.0.zeroize();
+        }
+        for v in self
+            .body
+            .string_data
+            .iter_mut()
+            .flat_map(|d| d.values_mut())
+        {
+            v.zeroize();
+        }
+    }
+}
+
 /// What to do.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {

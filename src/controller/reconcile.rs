@@ -323,7 +323,7 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             let params = params.clone();
             async move {
                 let r = api.patch(&w.name, &params, &Patch::Apply(&w.body)).await;
-                (w.name, r.err().map(|e| e.to_string()))
+                (w.name.clone(), r.err().map(|e| e.to_string()))
             }
         })
         .buffer_unordered(ctx.config.write_concurrency.max(1))
