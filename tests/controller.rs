@@ -402,6 +402,14 @@ fn api(token: &str) -> String {
     secret_manifest("api", None, &[("token", &format!("{CANARY}-{token}"))])
 }
 
+/// Waits until `ns/name` reports `revision` as applied.
+fn wait_applied(c: &Cluster, ctl: &ControllerProcess, ns: &str, name: &str, revision: &str) {
+    wait_until(&format!("{ns}/{name} applied at {revision}"), ctl, || {
+        c.status(ns, name)
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(revision))
+    });
+}
+
 /// Waits until the controller has stopped reconciling (the reconcile counter stays
 /// the same for 1.5 s): our own Secret writes trigger one more reconcile through the
 /// watch on owned Secrets, and a test that pushes a commit must not race it.
@@ -448,10 +456,7 @@ fn secrets_follow_git_through_create_update_and_delete() {
     );
     let ctl = c.controller("c1", &["--log-format", "json"]);
     let first = c.head();
-    wait_until("first sync", &ctl, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&first))
-    });
+    wait_applied(&c, &ctl, "team-a", "apps", &first);
     let want_db = map(&[("username", "app"), ("password", &format!("{CANARY}-one"))]);
     assert_eq!(c.data("team-a", "db"), Some(want_db));
     assert_eq!(
@@ -504,10 +509,7 @@ fn secrets_follow_git_through_create_update_and_delete() {
             )),
         ),
     ]);
-    wait_until("second sync", &ctl, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&second))
-    });
+    wait_applied(&c, &ctl, "team-a", "apps", &second);
     assert_eq!(
         c.data("team-a", "db").expect("db")["password"],
         format!("{CANARY}-two")
@@ -569,15 +571,9 @@ fn with_prune_off_a_secret_that_left_git_is_kept() {
     );
     let ctl = c.controller("c1", &[]);
     let first = c.head();
-    wait_until("first sync", &ctl, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&first))
-    });
+    wait_applied(&c, &ctl, "team-a", "apps", &first);
     let second = c.commit(&[("api.yaml", None)]);
-    wait_until("second sync", &ctl, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&second))
-    });
+    wait_applied(&c, &ctl, "team-a", "apps", &second);
     assert_eq!(
         c.data("team-a", "api"),
         Some(map(&[("token", &format!("{CANARY}-one"))])),
@@ -650,10 +646,7 @@ fn an_unowned_secret_is_a_conflict_until_annotated_for_adoption() {
         .insert("sopsync.io/adopt".into(), "true".into());
     c.fake.put(&adopt);
     let head = c.head();
-    wait_until("adoption", &ctl, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&head))
-    });
+    wait_applied(&c, &ctl, "team-a", "apps", &head);
     let adopted = c.data("team-a", "db").expect("db");
     assert_eq!(adopted["password"], format!("{CANARY}-one"));
     assert!(ready_is(
@@ -671,10 +664,7 @@ fn a_resync_with_nothing_changed_writes_nothing() {
     c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
     let ctl = c.controller("c1", &[]);
     let head = c.head();
-    wait_until("first sync", &ctl, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&head))
-    });
+    wait_applied(&c, &ctl, "team-a", "apps", &head);
     // Let the post-sync status and Event writes settle, then count from zero.
     std::thread::sleep(Duration::from_millis(1500));
     c.fake.clear_requests();
@@ -770,10 +760,7 @@ fn tenants_use_only_their_own_keys_and_their_own_namespace() {
         ready_is(c.status("team-a", "apps").as_ref(), "False", "Denied")
     });
     let head = c.head();
-    wait_until("team-d synced with the controller key", &ctl, || {
-        c.status("team-d", "shared")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&head))
-    });
+    wait_applied(&c, &ctl, "team-d", "shared", &head);
     assert_eq!(
         c.data("team-d", "db").expect("team-d db")["password"],
         format!("{CANARY}-d")
@@ -840,10 +827,7 @@ fn a_signed_push_webhook_syncs_at_once_and_a_bad_signature_is_rejected() {
         ],
     );
     let first = c.head();
-    wait_until("first sync", &ctl, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&first))
-    });
+    wait_applied(&c, &ctl, "team-a", "apps", &first);
     settle(&ctl);
     let second = c.commit(&[("db.yaml", Some(&db("two")))]);
     let body = json!({"ref": "refs/heads/main", "after": second,
@@ -887,10 +871,7 @@ fn a_signed_push_webhook_syncs_at_once_and_a_bad_signature_is_rejected() {
         serde_json::from_str::<Value>(&text).expect("json")["triggered"],
         1
     );
-    wait_until("the pushed commit synced", &ctl, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&second))
-    });
+    wait_applied(&c, &ctl, "team-a", "apps", &second);
     assert_eq!(
         c.data("team-a", "db").expect("db")["password"],
         format!("{CANARY}-two")
@@ -939,10 +920,7 @@ fn with_leader_election_only_the_leader_writes_and_a_standby_takes_over() {
     };
     let mut instances = vec![elect("c1"), elect("c2")];
     let first = c.head();
-    wait_until("first sync by the leader", &instances[0], || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&first))
-    });
+    wait_applied(&c, &instances[0], "team-a", "apps", &first);
     let leader_id = lease_holder(&c).expect("a lease holder");
     let (leader, standby) = if leader_id == "c1" { (0, 1) } else { (1, 0) };
     assert_eq!(instances[leader].metric("sopsync_leader"), 1.0);
@@ -977,10 +955,7 @@ fn with_leader_election_only_the_leader_writes_and_a_standby_takes_over() {
         lease_holder(&c).as_deref() == Some(next)
     });
     let second = c.commit(&[("db.yaml", Some(&db("two")))]);
-    wait_until("the new leader syncs", &instances[standby], || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&second))
-    });
+    wait_applied(&c, &instances[standby], "team-a", "apps", &second);
     assert_eq!(
         c.data("team-a", "db").expect("db")["password"],
         format!("{CANARY}-two")
@@ -1003,10 +978,7 @@ fn with_leader_election_only_the_leader_writes_and_a_standby_takes_over() {
         lease_holder(&c).as_deref() == Some("c3")
     });
     let third = c.commit(&[("db.yaml", Some(&db("three")))]);
-    wait_until("c3 syncs", c3, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&third))
-    });
+    wait_applied(&c, c3, "team-a", "apps", &third);
     assert_eq!(
         c.data("team-a", "db").expect("db")["password"],
         format!("{CANARY}-three")
@@ -1024,10 +996,7 @@ fn api_server_faults_and_git_outages_lose_nothing() {
     c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
     let ctl = c.controller("c1", &[]);
     let first = c.head();
-    wait_until("first sync", &ctl, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&first))
-    });
+    wait_applied(&c, &ctl, "team-a", "apps", &first);
 
     // 500s on Secret writes, a dropped connection on a list, a 409 on the status
     // write, a slow key read, and every watch cut: the change still lands.
@@ -1236,10 +1205,7 @@ fn shards_split_the_sources_by_label_and_a_suspended_source_is_left_alone() {
     let two = c.controller("two", &["--shard-selector", "shard=two"]);
     let head = c.head();
     for (ns, ctl) in [("team-a", &one), ("team-b", &two)] {
-        wait_until(&format!("{ns} synced by its shard"), ctl, || {
-            c.status(ns, "apps")
-                .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&head))
-        });
+        wait_applied(&c, ctl, ns, "apps", &head);
     }
     assert_eq!(
         c.data("team-a", "db").expect("a")["password"],
@@ -1281,10 +1247,7 @@ fn shards_split_the_sources_by_label_and_a_suspended_source_is_left_alone() {
         ("a/db.yaml", Some(&db("a2"))),
         ("b/db.yaml", Some(&db("b2"))),
     ]);
-    wait_until("team-b follows", &two, || {
-        c.status("team-b", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&second))
-    });
+    wait_applied(&c, &two, "team-b", "apps", &second);
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         c.data("team-a", "db").expect("a")["password"],
@@ -1292,10 +1255,7 @@ fn shards_split_the_sources_by_label_and_a_suspended_source_is_left_alone() {
     );
     // Resumed: it catches up.
     labelled_source(&c, "team-a", "apps", json!({"shard": "one"}), spec("a"));
-    wait_until("team-a resumes", &one, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&second))
-    });
+    wait_applied(&c, &one, "team-a", "apps", &second);
     assert_eq!(
         c.data("team-a", "db").expect("a")["password"],
         format!("{CANARY}-a2")
@@ -1336,10 +1296,7 @@ fn a_file_that_fails_its_mac_keeps_its_secret_and_stops_pruning() {
     c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
     let ctl = c.controller("c1", &[]);
     let first = c.head();
-    wait_until("first sync", &ctl, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(&first))
-    });
+    wait_applied(&c, &ctl, "team-a", "apps", &first);
     // api.yaml now fails its MAC, and db.yaml leaves Git in the same commit.
     let tampered = tamper_mac(&std::fs::read_to_string(c.work.join("api.yaml")).expect("read"));
     std::fs::write(c.work.join("api.yaml"), tampered).expect("write");
