@@ -1333,3 +1333,121 @@ fn a_file_that_fails_its_mac_keeps_its_secret_and_stops_pruning() {
     assert_eq!(inventory, ["api", "db"]);
     ctl.assert_no_canary();
 }
+
+#[test]
+fn git_credentials_come_from_a_secret_in_the_sources_namespace_and_are_never_shown() {
+    let c = Cluster::new(&[("db.yaml", &db("one"))]);
+    c.key_secret("team-a");
+    let password = format!("{CANARY}-git-password");
+    let http =
+        crate::support::git_server::git_http(&c.dir.path().join("served"), "deploy", &password);
+    let url = format!("http://127.0.0.1:{}/gitops.git", http.port);
+    let creds = |pass: &str| Secret {
+        metadata: meta("team-a", "git-creds"),
+        data: Some(BTreeMap::from([
+            ("username".into(), ByteString(b"deploy".to_vec())),
+            ("password".into(), ByteString(pass.as_bytes().to_vec())),
+        ])),
+        ..Secret::default()
+    };
+    c.fake.put(&creds("wrong"));
+    c.source(
+        "team-a",
+        "apps",
+        json!({"url": url, "interval": "1s", "authSecretRef": {"name": "git-creds"}}),
+    );
+    let ctl = c.controller("c1", &[]);
+    wait_until("wrong credentials reported", &ctl, || {
+        ready_is(
+            c.status("team-a", "apps").as_ref(),
+            "False",
+            "GitFetchFailed",
+        )
+    });
+    let status = c.status("team-a", "apps").expect("status");
+    let message = &condition(&status, "Ready").expect("ready").message;
+    assert!(message.contains("Authentication failed"), "{message}");
+    assert!(c.secret("team-a", "db").is_none());
+    // The right password (fixed in the Secret) is picked up on the next retry.
+    c.fake.put(&creds(&password));
+    wait_applied(&c, &ctl, "team-a", "apps", &c.head());
+    assert_eq!(
+        c.data("team-a", "db").expect("db")["password"],
+        format!("{CANARY}-one")
+    );
+    let status = serde_json::to_string(&c.status("team-a", "apps")).expect("json");
+    assert!(!status.contains(CANARY), "no credential in the status");
+    assert!(c
+        .events("team-a")
+        .iter()
+        .all(|(_, _, n)| !n.contains(CANARY)));
+    ctl.assert_no_canary();
+}
+
+#[test]
+fn an_ssh_source_uses_the_identity_and_known_hosts_from_its_auth_secret() {
+    let c = Cluster::new(&[("db.yaml", &db("ssh"))]);
+    c.key_secret("team-a");
+    let ssh_dir = c.dir.path().join("ssh");
+    std::fs::create_dir_all(&ssh_dir).expect("mkdir");
+    let sshd = crate::support::git_server::sshd(&ssh_dir);
+    let bare = c.dir.path().join("served/gitops.git");
+    let url = format!(
+        "ssh://{}@127.0.0.1:{}{}",
+        sshd.user,
+        sshd.server.port,
+        bare.display()
+    );
+    let read = |p: &Path| ByteString(std::fs::read(p).expect("read"));
+    let auth = |known_hosts: ByteString| Secret {
+        metadata: meta("team-a", "git-ssh"),
+        data: Some(BTreeMap::from([
+            ("identity".into(), read(&sshd.user_key)),
+            ("known_hosts".into(), known_hosts),
+        ])),
+        ..Secret::default()
+    };
+    // A known_hosts entry with another key for the host: refused, nothing written.
+    let other_host = ssh_dir.join("other_ed25519");
+    run_ok(
+        Command::new(crate::support::tool("ssh-keygen"))
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&other_host),
+    );
+    let other_pub = std::fs::read_to_string(ssh_dir.join("other_ed25519.pub")).expect("pub");
+    let mut parts = other_pub.split_whitespace();
+    let wrong = format!(
+        "[127.0.0.1]:{} {} {}\n",
+        sshd.server.port,
+        parts.next().expect("type"),
+        parts.next().expect("key")
+    );
+    c.fake.put(&auth(ByteString(wrong.into_bytes())));
+    c.source(
+        "team-a",
+        "apps",
+        json!({"url": url, "interval": "1s", "authSecretRef": {"name": "git-ssh"}}),
+    );
+    let ctl = c.controller("c1", &[]);
+    wait_until("the wrong host key refused", &ctl, || {
+        ready_is(
+            c.status("team-a", "apps").as_ref(),
+            "False",
+            "GitFetchFailed",
+        )
+    });
+    assert!(c.secret("team-a", "db").is_none());
+    // The right known_hosts: synced over ssh.
+    c.fake.put(&auth(read(&sshd.known_hosts)));
+    wait_applied(&c, &ctl, "team-a", "apps", &c.head());
+    assert_eq!(
+        c.data("team-a", "db").expect("db")["password"],
+        format!("{CANARY}-ssh")
+    );
+    let logs = ctl.logs();
+    assert!(
+        !logs.contains("PRIVATE KEY"),
+        "the identity never reaches the log"
+    );
+    ctl.assert_no_canary();
+}
