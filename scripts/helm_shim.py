@@ -13,6 +13,10 @@ def _parse_set(values, expr):
     parts = key.split(".")
     for p in parts[:-1]:
         node = node.setdefault(p, {})
+    if raw.startswith("{") and raw.endswith("}"):
+        # Helm's list syntax: --set k={a,b}
+        node[parts[-1]] = [x for x in raw[1:-1].split(",") if x]
+        return
     try:
         node[parts[-1]] = json.loads(raw)
     except ValueError:

@@ -1,8 +1,15 @@
 //! The Helm chart, rendered by the real Helm engine (the `helm` shim over the Helm
 //! SDK), and the CRDs in it checked against `sopsync crd` (STYLE.md 20, 23).
 
-use crate::support::{run, run_ok, sopsync, tempdir};
-use std::collections::BTreeMap;
+use crate::support::{run, run_ok, sopsync, tempdir, tool};
+use serde_json::{json, Value};
+use sopsync::core::formats::{codec, Format, FormatOptions};
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+fn chart_dir() -> std::path::PathBuf {
+    crate::support::project_root().join("charts/sopsync")
+}
 
 fn crd_dir() -> std::path::PathBuf {
     crate::support::project_root().join("charts/sopsync/crds")
@@ -50,4 +57,369 @@ fn sopsync_crd_prints_both_definitions() {
     assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 2);
     assert!(text.contains("name: secretsources.sopsync.io"));
     assert!(text.contains("name: sopssecrets.sopsync.io"));
+}
+
+/// `helm template rel charts/sopsync -n sopsync-system ARGS`, each document as JSON
+/// (read with our own YAML codec, written with our JSON codec).
+fn template(args: &[&str]) -> Vec<Value> {
+    let out = run_ok(
+        Command::new(tool("helm"))
+            .args(["template", "rel"])
+            .arg(chart_dir())
+            .args(["-n", "sopsync-system"])
+            .args(args),
+    );
+    let opts = FormatOptions::default();
+    let docs = codec(Format::Yaml, &opts)
+        .parse_plain(&out)
+        .unwrap_or_else(|e| panic!("helm output is not YAML: {e}"));
+    let json = codec(Format::Json, &opts);
+    docs.iter()
+        .filter(|d| !d.entries.is_empty())
+        .map(|d| {
+            let bytes = json.emit_plain(std::slice::from_ref(d)).expect("as JSON");
+            serde_json::from_slice(&bytes).expect("JSON")
+        })
+        .collect()
+}
+
+/// A rendered `helm template` that must fail, with its error text.
+fn template_error(args: &[&str]) -> String {
+    let out = run(Command::new(tool("helm"))
+        .args(["template", "rel"])
+        .arg(chart_dir())
+        .args(args));
+    assert!(!out.status.success(), "rendering {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn kinds(docs: &[Value]) -> BTreeSet<String> {
+    docs.iter()
+        .map(|d| d["kind"].as_str().expect("kind").to_string())
+        .collect()
+}
+
+fn one<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<_> = docs.iter().filter(|d| d["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "one {kind} in {:?}", kinds(docs));
+    found[0]
+}
+
+fn container(docs: &[Value]) -> &Value {
+    &one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn args(docs: &[Value]) -> Vec<String> {
+    container(docs)["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("string arg").to_string())
+        .collect()
+}
+
+#[test]
+fn the_chart_passes_helm_lint() {
+    let out = run(Command::new(tool("helm")).arg("lint").arg(chart_dir()));
+    assert!(
+        out.status.success(),
+        "helm lint: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn the_default_render_runs_two_hardened_replicas_with_leader_election() {
+    let docs = template(&[]);
+    assert_eq!(
+        kinds(&docs),
+        BTreeSet::from(
+            [
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Deployment",
+                "PodDisruptionBudget",
+                "Role",
+                "RoleBinding",
+                "Service",
+                "ServiceAccount"
+            ]
+            .map(String::from)
+        )
+    );
+    for d in &docs {
+        if d["kind"] != "ClusterRole" && d["kind"] != "ClusterRoleBinding" {
+            assert_eq!(
+                d["metadata"]["namespace"], "sopsync-system",
+                "{}",
+                d["kind"]
+            );
+        }
+    }
+    let deployment = one(&docs, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "rel-sopsync");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = container(&docs);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+    let a = args(&docs);
+    assert_eq!(a[0], "controller");
+    for want in [
+        "--leader-elect",
+        "--lease-name=rel-sopsync",
+        "--log-format=json",
+    ] {
+        assert!(a.iter().any(|x| x == want), "{want} in {a:?}");
+    }
+    assert!(
+        !a.iter().any(|x| x.starts_with("--namespace")),
+        "all namespaces"
+    );
+    let env: BTreeMap<String, Value> = c["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| (e["name"].as_str().expect("name").to_string(), e.clone()))
+        .collect();
+    assert_eq!(
+        env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    assert_eq!(
+        env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    // Scratch files (staged SSH keys) are in memory; the Git cache is an emptyDir.
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    let tmp = volumes.iter().find(|v| v["name"] == "tmp").expect("tmp");
+    assert_eq!(tmp["emptyDir"]["medium"], "Memory");
+    let service = one(&docs, "Service");
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    let pdb = one(&docs, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+}
+
+#[test]
+fn every_flag_the_chart_passes_is_one_the_binary_accepts() {
+    let help = String::from_utf8(run_ok(sopsync().args(["controller", "--help"]))).expect("utf-8");
+    let everything_on = [
+        "--set",
+        "watchNamespace=team-a",
+        "--set",
+        "shardSelector=shard=a",
+        "--set",
+        "controllerKey.existingSecret=ctl-key",
+        "--set",
+        "controllerKey.namespaces={team-a,team-b}",
+        "--set",
+        "webhook.existingSecret=hook",
+    ];
+    let a = args(&template(&everything_on));
+    let flags: Vec<&str> = a
+        .iter()
+        .filter_map(|x| x.strip_prefix("--"))
+        .map(|x| x.split('=').next().expect("name"))
+        .collect();
+    assert!(flags.len() >= 15, "{flags:?}");
+    for flag in &flags {
+        assert!(
+            help.contains(&format!("--{flag}")),
+            "the chart passes --{flag}, which `sopsync controller` does not have"
+        );
+    }
+    // And the binary parses the whole argument list (it stops at the missing cluster).
+    let out = run(sopsync()
+        .args(&a)
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        !stderr.contains("unexpected argument") && !stderr.contains("invalid value"),
+        "{stderr}"
+    );
+    // Parsing succeeded: it got as far as reading the mounted webhook secret.
+    assert!(stderr.contains("/etc/sopsync/webhook/secret"), "{stderr}");
+}
+
+/// The rules of the (Cluster)Role as (apiGroup, resource, sorted verbs).
+fn rules(role: &Value) -> BTreeSet<(String, String, Vec<String>)> {
+    let mut out = BTreeSet::new();
+    for r in role["rules"].as_array().expect("rules") {
+        let mut verbs: Vec<String> = r["verbs"]
+            .as_array()
+            .expect("verbs")
+            .iter()
+            .map(|v| v.as_str().expect("verb").to_string())
+            .collect();
+        verbs.sort();
+        for g in r["apiGroups"].as_array().expect("groups") {
+            for res in r["resources"].as_array().expect("resources") {
+                out.insert((
+                    g.as_str().expect("group").to_string(),
+                    res.as_str().expect("resource").to_string(),
+                    verbs.clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn rule(group: &str, resource: &str, verbs: &[&str]) -> (String, String, Vec<String>) {
+    let mut v: Vec<String> = verbs.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    (group.into(), resource.into(), v)
+}
+
+#[test]
+fn rbac_is_exactly_what_the_controller_calls() {
+    let docs = template(&[]);
+    let cluster_role = one(&docs, "ClusterRole");
+    assert_eq!(
+        rules(cluster_role),
+        BTreeSet::from([
+            rule(
+                "sopsync.io",
+                "secretsources",
+                &["get", "list", "watch", "patch"]
+            ),
+            rule(
+                "sopsync.io",
+                "sopssecrets",
+                &["get", "list", "watch", "patch"]
+            ),
+            rule("sopsync.io", "secretsources/status", &["get", "patch"]),
+            rule("sopsync.io", "sopssecrets/status", &["get", "patch"]),
+            rule(
+                "",
+                "secrets",
+                &["get", "list", "watch", "create", "patch", "delete"]
+            ),
+            rule("events.k8s.io", "events", &["create", "patch"]),
+        ])
+    );
+    // Leases only in the release namespace.
+    let lease_role = one(&docs, "Role");
+    assert_eq!(lease_role["metadata"]["namespace"], "sopsync-system");
+    assert_eq!(
+        rules(lease_role),
+        BTreeSet::from([rule(
+            "coordination.k8s.io",
+            "leases",
+            &["get", "create", "update", "patch"]
+        )])
+    );
+    let binding = one(&docs, "ClusterRoleBinding");
+    assert_eq!(binding["roleRef"]["name"], "rel-sopsync");
+    assert_eq!(binding["subjects"][0]["name"], "rel-sopsync");
+    assert_eq!(binding["subjects"][0]["namespace"], "sopsync-system");
+}
+
+#[test]
+fn watching_one_namespace_needs_only_roles_there() {
+    let docs = template(&["--set", "watchNamespace=team-a"]);
+    assert!(!kinds(&docs).contains("ClusterRole"));
+    assert!(!kinds(&docs).contains("ClusterRoleBinding"));
+    let roles: Vec<_> = docs.iter().filter(|d| d["kind"] == "Role").collect();
+    assert_eq!(roles.len(), 2, "the watch Role and the lease Role");
+    let watch = roles
+        .iter()
+        .find(|r| r["metadata"]["namespace"] == "team-a")
+        .expect("a Role in team-a");
+    assert!(rules(watch).contains(&rule(
+        "",
+        "secrets",
+        &["get", "list", "watch", "create", "patch", "delete"]
+    )));
+    assert!(args(&docs).iter().any(|a| a == "--namespace=team-a"));
+}
+
+#[test]
+fn optional_parts_appear_only_when_asked_for() {
+    let default = kinds(&template(&[]));
+    for k in ["ServiceMonitor", "NetworkPolicy"] {
+        assert!(!default.contains(k), "{k} is off by default");
+    }
+    let docs = template(&[
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "replicaCount=1",
+    ]);
+    assert_eq!(
+        one(&docs, "ServiceMonitor")["spec"]["endpoints"][0]["path"],
+        "/metrics"
+    );
+    assert_eq!(
+        one(&docs, "NetworkPolicy")["spec"]["policyTypes"],
+        json!(["Ingress"])
+    );
+    assert!(
+        !kinds(&docs).contains("PodDisruptionBudget"),
+        "no PDB for one replica"
+    );
+    let no_election = template(&[
+        "--set",
+        "replicaCount=1",
+        "--set",
+        "leaderElection.enabled=false",
+    ]);
+    assert!(!args(&no_election).iter().any(|a| a == "--leader-elect"));
+    assert!(
+        !kinds(&no_election).contains("Role"),
+        "no lease Role without election"
+    );
+}
+
+#[test]
+fn keys_and_the_webhook_secret_are_mounted_from_existing_secrets_never_held_by_the_chart() {
+    let docs = template(&[
+        "--set",
+        "controllerKey.existingSecret=ctl-key",
+        "--set",
+        "controllerKey.namespaces={team-a,team-b}",
+        "--set",
+        "webhook.existingSecret=hook",
+    ]);
+    let a = args(&docs);
+    assert!(a
+        .iter()
+        .any(|x| x == "--controller-key-file=/etc/sopsync/controller-key/age.agekey"));
+    assert!(a
+        .iter()
+        .any(|x| x == "--controller-key-namespaces=team-a,team-b"));
+    assert!(a
+        .iter()
+        .any(|x| x == "--webhook-secret-file=/etc/sopsync/webhook/secret"));
+    let pod = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    let secret_of = |name: &str| {
+        volumes
+            .iter()
+            .find(|v| v["name"] == name)
+            .map(|v| v["secret"]["secretName"].clone())
+    };
+    assert_eq!(secret_of("controller-key"), Some(json!("ctl-key")));
+    assert_eq!(secret_of("webhook"), Some(json!("hook")));
+    // The chart renders no Secret and no ConfigMap: it never carries key material.
+    assert!(!kinds(&docs).contains("Secret"));
+    assert!(!kinds(&docs).contains("ConfigMap"));
+    // Misconfigurations fail at render time with a message saying what to do.
+    let err = template_error(&["--set", "controllerKey.existingSecret=ctl-key"]);
+    assert!(err.contains("controllerKey.namespaces"), "{err}");
+    let err = template_error(&["--set", "leaderElection.enabled=false"]);
+    assert!(err.contains("leaderElection.enabled"), "{err}");
 }
