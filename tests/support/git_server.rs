@@ -39,6 +39,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// The server's process id (for measuring its CPU time in benches).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the server now (the port then refuses connections).
     pub fn stop(&mut self) {
         let _ = self.child.kill();
