@@ -22,6 +22,8 @@
 //!
 //! Options: `--secrets N` (10000), `--namespaces N` (10), `--keys N` (3),
 //! `--interval SECONDS` (10), `--concurrency N` (the controller's default),
+//! `--cache-dir DIR` (where the controller's checkouts go; default a temp dir),
+//! `--env NAME=VALUE` (extra environment for the controller, for experiments),
 //! `--json PATH` (also write the figures as JSON, for bench/run), `--quick` (100
 //! Secrets in 2 namespaces, 2 s interval: keeps the harness from rotting).
 
@@ -51,7 +53,7 @@ use support::fake_apiserver::{FakeApiServer, Match, RequestRecord};
 use support::git_server::{free_port, git_daemon, make_repo};
 
 /// Bump when the generated repository changes shape, so stale caches are not reused.
-const DATA_VERSION: u32 = 1;
+const DATA_VERSION: u32 = 2;
 
 /// How long the initial sync may take before the bench gives up (not a target).
 const GIVE_UP: Duration = Duration::from_secs(600);
@@ -62,6 +64,8 @@ struct Options {
     keys: usize,
     interval: u64,
     concurrency: Option<u16>,
+    cache_dir: Option<PathBuf>,
+    env: Vec<(String, String)>,
     json: Option<PathBuf>,
 }
 
@@ -72,6 +76,8 @@ fn options() -> Options {
         keys: 3,
         interval: 10,
         concurrency: None,
+        cache_dir: None,
+        env: Vec::new(),
         json: None,
     };
     let mut args = std::env::args().skip(1);
@@ -98,6 +104,12 @@ fn options() -> Options {
             "--interval" => o.interval = number("--interval", value("--interval")) as u64,
             "--concurrency" => {
                 o.concurrency = Some(number("--concurrency", value("--concurrency")) as u16)
+            }
+            "--cache-dir" => o.cache_dir = Some(PathBuf::from(value("--cache-dir"))),
+            "--env" => {
+                let v = value("--env");
+                let (k, v) = v.split_once('=').expect("--env takes NAME=VALUE");
+                o.env.push((k.to_string(), v.to_string()));
             }
             "--json" => o.json = Some(PathBuf::from(value("--json"))),
             other => panic!("controller_sync: unknown argument {other:?} (see the file's doc comment)"),
@@ -199,8 +211,13 @@ fn data(o: &Options) -> Data {
             .join(format!("{}.yaml", secret_name(i)));
         std::fs::write(path, bytes).expect("write an encrypted manifest");
     });
-    let (work, _bare) = make_repo(&served, "gitops", &content);
+    let (work, bare) = make_repo(&served, "gitops", &content);
     let commit = support::git_server::git(&work, &["rev-parse", "HEAD"]);
+    // A local clone leaves loose objects, and serving 10,000 loose objects makes
+    // git-upload-pack deflate and delta-search every blob on every fetch. Hosting
+    // services keep repositories packed: do the same, so the server is not what
+    // this benchmark measures.
+    support::git_server::git(&bare, &["repack", "-a", "-d", "-q"]);
     std::fs::remove_dir_all(&work).expect("remove the work tree");
     std::fs::remove_dir_all(&content).expect("remove the generated files");
     std::fs::write(&commit_file, format!("{commit}\n")).expect("write COMMIT");
@@ -401,13 +418,22 @@ fn main() {
 
     let port = free_port();
     let log = run_dir.path().join("controller.log");
+    // The controller's Git checkouts; `--cache-dir` puts them elsewhere (e.g. on a
+    // tmpfs, like an emptyDir with `medium: Memory`).
+    let cache_parent = match &o.cache_dir {
+        Some(d) => tempfile::Builder::new()
+            .prefix("sopsync-bench-cache-")
+            .tempdir_in(d)
+            .expect("a cache directory under --cache-dir"),
+        None => support::tempdir(),
+    };
     let mut cmd = support::sopsync();
     cmd.arg("controller")
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--cache-dir")
-        .arg(run_dir.path().join("cache"))
+        .arg(cache_parent.path())
         .args(["--min-interval", &o.interval.to_string()])
         .env("RUST_LOG", "info,kube=warn")
         .env_remove("POD_NAME")
@@ -415,6 +441,9 @@ fn main() {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"));
+    for (k, v) in &o.env {
+        cmd.env(k, v);
+    }
     if let Some(c) = o.concurrency {
         cmd.args(["--concurrency", &c.to_string()]);
     }
