@@ -112,7 +112,9 @@ fn options() -> Options {
                 o.env.push((k.to_string(), v.to_string()));
             }
             "--json" => o.json = Some(PathBuf::from(value("--json"))),
-            other => panic!("controller_sync: unknown argument {other:?} (see the file's doc comment)"),
+            other => {
+                panic!("controller_sync: unknown argument {other:?} (see the file's doc comment)")
+            }
         }
     }
     assert!(
@@ -170,7 +172,10 @@ fn data(o: &Options) -> Data {
     let key_file = dir.join("bench.agekey");
     let commit_file = dir.join("COMMIT");
     if let Ok(commit) = std::fs::read_to_string(&commit_file) {
-        eprintln!("controller_sync: using the cached repository {}", dir.display());
+        eprintln!(
+            "controller_sync: using the cached repository {}",
+            dir.display()
+        );
         return Data {
             served,
             key_file,
@@ -482,7 +487,9 @@ fn main() {
     let cpu_bench = cpu_seconds("self").0 - bench_cpu_before;
     let daemon_cpu = cpu_seconds(&daemon.pid().to_string());
     let cpu_daemon = (daemon_cpu.0 + daemon_cpu.1) - (daemon_cpu_before.0 + daemon_cpu_before.1);
-    let peak_rss_kib = status_kib(pid, "VmHWM").unwrap_or(sampled_rss).max(sampled_rss);
+    let peak_rss_kib = status_kib(pid, "VmHWM")
+        .unwrap_or(sampled_rss)
+        .max(sampled_rss);
     let writes = fake.writes();
     let reconciles = metric_sum(port, "sopsync_reconcile_total");
 

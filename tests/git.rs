@@ -317,3 +317,73 @@ fn file_urls_render_and_a_silent_server_times_out() {
     );
     holder.join().unwrap();
 }
+
+#[test]
+fn a_source_path_checks_out_only_its_folder_and_a_changed_or_symlinked_path_still_reads_right() {
+    use sopsync::repo::git::{fetch_path, GitAuth};
+    use std::time::Duration;
+    let dir = tempdir();
+    let content = dir.path().join("content");
+    for (path, text) in [
+        ("a/one.yaml", "a\n"),
+        ("a/deep/two.yaml", "a2\n"),
+        ("b/three.yaml", "b\n"),
+        ("README", "root\n"),
+    ] {
+        let p = content.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let serve = dir.path().join("serve");
+    std::fs::create_dir_all(&serve).unwrap();
+    let (work, bare) = make_repo(&serve, "ops", &content);
+    std::os::unix::fs::symlink("b", work.join("link")).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "a symlinked folder"]);
+    git(&work, &["push", "-q", "origin", "HEAD:main"]);
+    let url = format!("file://{}", bare.display());
+    let fetch_into = |cache: &str, path: Option<&str>| {
+        fetch_path(
+            &url,
+            None,
+            path,
+            &dir.path().join(cache),
+            &GitAuth::default(),
+            Duration::from_secs(30),
+        )
+        .expect("fetch")
+        .dir
+    };
+    let fetch = |path: Option<&str>| fetch_into("cache", path);
+    let present = |root: &Path, p: &str| root.join(p).exists();
+
+    let tree = fetch(Some("/a/"));
+    assert!(present(&tree, "a/one.yaml") && present(&tree, "a/deep/two.yaml"));
+    assert!(!present(&tree, "b/three.yaml"), "b/ is outside the path");
+    assert!(
+        present(&tree, "README"),
+        "files at the root come with the cone"
+    );
+
+    // The same cache with another path: the working tree follows.
+    let tree = fetch(Some("b"));
+    assert!(present(&tree, "b/three.yaml"));
+    assert!(!present(&tree, "a/one.yaml"));
+
+    // A path through a symlink falls back to a full checkout, so it still resolves:
+    // in a fresh cache (the cone is set, then undone) and in one where git refuses
+    // the cone because the current checkout has the symlink.
+    for cache in ["fresh", "cache"] {
+        let tree = fetch_into(cache, Some("link"));
+        assert_eq!(
+            std::fs::read_to_string(tree.join("link/three.yaml")).unwrap(),
+            "b\n"
+        );
+    }
+
+    // No path (or one the caller will refuse): everything, as before.
+    for path in [None, Some("a/../b")] {
+        let tree = fetch(path);
+        assert!(present(&tree, "a/one.yaml") && present(&tree, "b/three.yaml"));
+    }
+}

@@ -18,7 +18,7 @@ use super::crd::{
     VERSION,
 };
 use super::status::{next_status, ready, StatusUpdate, Verdict};
-use crate::repo::git::{fetch, redact_url, GitError};
+use crate::repo::git::{fetch_path, redact_url, GitError};
 use crate::repo::render::{render_files, DesiredSecret, FileError, RenderOptions};
 use crate::repo::walk::{list_files, read_limited, secure_join, WalkError, WalkLimits};
 use futures::StreamExt;
@@ -499,14 +499,23 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
         Err(e) => return Outcome::from_load(e, interval),
     };
     let cache_root = ctx.config.cache_dir.join(&owner.uid);
-    let (url, reference, timeout) = (
+    let (url, reference, path, timeout) = (
         spec.url.clone(),
         spec.git_ref.clone(),
+        spec.path.clone(),
         ctx.config.git_timeout,
     );
     let started = Instant::now();
+    // Only spec.path is checked out: read_tree below reads nothing else.
     let fetched = tokio::task::spawn_blocking(move || {
-        fetch(&url, reference.as_deref(), &cache_root, &auth, timeout)
+        fetch_path(
+            &url,
+            reference.as_deref(),
+            path.as_deref(),
+            &cache_root,
+            &auth,
+            timeout,
+        )
     })
     .await;
     drop(staged);
