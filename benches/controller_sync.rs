@@ -23,9 +23,13 @@
 //! Options: `--secrets N` (10000), `--namespaces N` (10), `--keys N` (3),
 //! `--interval SECONDS` (10), `--concurrency N` (the controller's default),
 //! `--cache-dir DIR` (where the controller's checkouts go; default a temp dir),
+//! `--runs N` (3; each from a fresh cluster and empty cache, the median time and the
+//! highest RSS are reported; the no-op resync is checked after the last),
 //! `--env NAME=VALUE` (extra environment for the controller, for experiments),
+//! `--wrap 'CMD ARGS'` (run the controller under a profiler, e.g. `heaptrack -o F`;
+//! the RSS and CPU figures are then the wrapper's),
 //! `--json PATH` (also write the figures as JSON, for bench/run), `--quick` (100
-//! Secrets in 2 namespaces, 2 s interval: keeps the harness from rotting).
+//! Secrets in 2 namespaces, 2 s interval, one run: keeps the harness from rotting).
 
 #![allow(dead_code)]
 
@@ -46,11 +50,12 @@ use sopsync::core::{self as core_ops, CryptoEnv, EncryptConfig};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use support::fake_apiserver::{FakeApiServer, Match, RequestRecord};
-use support::git_server::{free_port, git_daemon, make_repo};
+use support::git_server::{free_port, git_daemon, make_repo, Server};
 
 /// Bump when the generated repository changes shape, so stale caches are not reused.
 const DATA_VERSION: u32 = 2;
@@ -66,6 +71,8 @@ struct Options {
     concurrency: Option<u16>,
     cache_dir: Option<PathBuf>,
     env: Vec<(String, String)>,
+    wrap: Option<String>,
+    runs: usize,
     json: Option<PathBuf>,
 }
 
@@ -78,6 +85,8 @@ fn options() -> Options {
         concurrency: None,
         cache_dir: None,
         env: Vec::new(),
+        wrap: None,
+        runs: 3,
         json: None,
     };
     let mut args = std::env::args().skip(1);
@@ -97,6 +106,7 @@ fn options() -> Options {
                 o.secrets = 100;
                 o.namespaces = 2;
                 o.interval = 2;
+                o.runs = 1;
             }
             "--secrets" => o.secrets = number("--secrets", value("--secrets")),
             "--namespaces" => o.namespaces = number("--namespaces", value("--namespaces")),
@@ -111,6 +121,8 @@ fn options() -> Options {
                 let (k, v) = v.split_once('=').expect("--env takes NAME=VALUE");
                 o.env.push((k.to_string(), v.to_string()));
             }
+            "--runs" => o.runs = number("--runs", value("--runs")),
+            "--wrap" => o.wrap = Some(value("--wrap")),
             "--json" => o.json = Some(PathBuf::from(value("--json"))),
             other => {
                 panic!("controller_sync: unknown argument {other:?} (see the file's doc comment)")
@@ -118,7 +130,7 @@ fn options() -> Options {
         }
     }
     assert!(
-        o.namespaces > 0 && o.secrets >= o.namespaces && o.keys > 0 && o.interval > 0,
+        o.runs > 0 && o.namespaces > 0 && o.secrets >= o.namespaces && o.keys > 0 && o.interval > 0,
         "need at least one Secret per namespace, one key and a positive interval"
     );
     o
@@ -366,27 +378,20 @@ struct Figures {
     peak_rss_kib: u64,
     writes: usize,
     writes_detail: String,
-    noop_writes: usize,
-    noop_resynced: usize,
     cpu_controller: f64,
     cpu_git: f64,
     cpu_bench: f64,
     cpu_daemon: f64,
     reconciles: Option<f64>,
+    /// The no-op resync (last run only): (writes, sources seen resyncing).
+    noop: Option<(usize, usize)>,
 }
 
-fn main() {
-    let o = options();
-    let data = data(&o);
+/// A fake cluster holding the key Secret and one SecretSource per namespace.
+fn cluster(o: &Options, url: &str, key: &[u8]) -> FakeApiServer {
     let fake = FakeApiServer::start();
     fake.register_crd(&SecretSource::crd());
     fake.register_crd(&SopsSecret::crd());
-    let run_dir = support::tempdir();
-    let kubeconfig = run_dir.path().join("kubeconfig");
-    fake.kubeconfig(&kubeconfig);
-    let daemon = git_daemon(&data.served);
-    let url = format!("git://127.0.0.1:{}/gitops.git", daemon.port);
-    let key = std::fs::read(&data.key_file).expect("read the bench key");
     for n in 0..o.namespaces {
         let ns = format!("ns-{n}");
         fake.ensure_namespace(&ns);
@@ -398,14 +403,14 @@ fn main() {
             },
             data: Some(BTreeMap::from([(
                 "key.agekey".to_string(),
-                ByteString(key.clone()),
+                ByteString(key.to_vec()),
             )])),
             ..Secret::default()
         });
         let mut source = SecretSource::new(
             "gitops",
             SecretSourceSpec {
-                url: url.clone(),
+                url: url.to_string(),
                 git_ref: None,
                 path: Some(ns.clone()),
                 interval: format!("{}s", o.interval),
@@ -420,7 +425,37 @@ fn main() {
         source.metadata.namespace = Some(ns.clone());
         fake.put(&source);
     }
+    fake
+}
 
+/// Stops the controller (and a --wrap wrapper's children): SIGTERM to its process
+/// group, SIGKILL after 10 s.
+fn stop(child: &mut Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", "--", &format!("-{}", child.id())])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status();
+    let _ = child.wait();
+}
+
+/// One initial sync from a fresh cluster and an empty cache; with `noop`, then the
+/// no-op resync check.
+fn run_once(o: &Options, data: &Data, daemon: &Server, noop: bool) -> Figures {
+    let url = format!("git://127.0.0.1:{}/gitops.git", daemon.port);
+    let key = std::fs::read(&data.key_file).expect("read the bench key");
+    let fake = cluster(o, &url, &key);
+    let run_dir = support::tempdir();
+    let kubeconfig = run_dir.path().join("kubeconfig");
+    fake.kubeconfig(&kubeconfig);
     let port = free_port();
     let log = run_dir.path().join("controller.log");
     // The controller's Git checkouts; `--cache-dir` puts them elsewhere (e.g. on a
@@ -432,7 +467,15 @@ fn main() {
             .expect("a cache directory under --cache-dir"),
         None => support::tempdir(),
     };
-    let mut cmd = support::sopsync();
+    let mut cmd = match &o.wrap {
+        None => support::sopsync(),
+        Some(w) => {
+            let mut words = w.split_whitespace();
+            let mut c = std::process::Command::new(words.next().expect("--wrap names a command"));
+            c.args(words).arg(env!("CARGO_BIN_EXE_sopsync"));
+            c
+        }
+    };
     cmd.arg("controller")
         .arg("--kubeconfig")
         .arg(&kubeconfig)
@@ -443,6 +486,7 @@ fn main() {
         .env("RUST_LOG", "info,kube=warn")
         .env_remove("POD_NAME")
         .env_remove("POD_NAMESPACE")
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"));
@@ -462,7 +506,7 @@ fn main() {
     loop {
         std::thread::sleep(Duration::from_millis(100));
         sampled_rss = sampled_rss.max(status_kib(pid, "VmRSS").unwrap_or(0));
-        if all_ready(&fake, &o, &data.commit) {
+        if all_ready(&fake, o, &data.commit) {
             break;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -472,7 +516,7 @@ fn main() {
             );
         }
         if started.elapsed() > GIVE_UP {
-            let _ = child.kill();
+            stop(&mut child);
             panic!(
                 "the controller did not sync {} Secrets within {}s; the end of its log:\n{}",
                 o.secrets,
@@ -482,8 +526,7 @@ fn main() {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let pid_s = pid.to_string();
-    let (cpu_controller, cpu_git) = cpu_seconds(&pid_s);
+    let (cpu_controller, cpu_git) = cpu_seconds(&pid.to_string());
     let cpu_bench = cpu_seconds("self").0 - bench_cpu_before;
     let daemon_cpu = cpu_seconds(&daemon.pid().to_string());
     let cpu_daemon = (daemon_cpu.0 + daemon_cpu.1) - (daemon_cpu_before.0 + daemon_cpu_before.1);
@@ -493,18 +536,36 @@ fn main() {
     let writes = fake.writes();
     let reconciles = metric_sum(port, "sopsync_reconcile_total");
 
-    // The no-op resync: one more interval (plus time to finish it) must write nothing.
     fake.clear_requests();
-    let problems = verify(&fake, &o);
+    let problems = verify(&fake, o);
     if !problems.is_empty() {
-        let _ = child.kill();
+        stop(&mut child);
         panic!(
             "the controller reported Ready but the Secrets are not what Git holds: {}",
             problems.join("; ")
         );
     }
+    let noop = noop.then(|| noop_resync(o, &fake));
+    stop(&mut child);
+    Figures {
+        seconds,
+        peak_rss_kib,
+        writes: writes.len(),
+        writes_detail: describe_writes(&writes),
+        cpu_controller,
+        cpu_git,
+        cpu_bench,
+        cpu_daemon,
+        reconciles,
+        noop,
+    }
+}
+
+/// Waits one more interval (and until every source has resynced, which lists its
+/// own Secrets) and returns (writes meanwhile, sources seen resyncing).
+fn noop_resync(o: &Options, fake: &FakeApiServer) -> (usize, usize) {
     let window_start = Instant::now();
-    let resynced = |fake: &FakeApiServer| -> usize {
+    let resynced = || -> usize {
         (0..o.namespaces)
             .filter(|n| {
                 let ns = format!("ns-{n}");
@@ -517,37 +578,40 @@ fn main() {
     let window = Duration::from_secs(o.interval) + Duration::from_secs(2);
     let deadline = Duration::from_secs(o.interval * 3 + 60);
     while window_start.elapsed() < window
-        || (resynced(&fake) < o.namespaces && window_start.elapsed() < deadline)
+        || (resynced() < o.namespaces && window_start.elapsed() < deadline)
     {
         std::thread::sleep(Duration::from_millis(200));
     }
     // Let the last resync's writes (if any) arrive.
     std::thread::sleep(Duration::from_secs(1));
-    let noop = fake.writes();
-    let noop_resynced = resynced(&fake);
-    let _ = child.kill();
-    let _ = child.wait();
-
-    let f = Figures {
-        seconds,
-        peak_rss_kib,
-        writes: writes.len(),
-        writes_detail: describe_writes(&writes),
-        noop_writes: noop.len(),
-        noop_resynced,
-        cpu_controller,
-        cpu_git,
-        cpu_bench,
-        cpu_daemon,
-        reconciles,
-    };
-    if f.noop_writes > 0 {
+    let writes = fake.writes();
+    if !writes.is_empty() {
         eprintln!(
             "controller_sync: the no-op resync wrote: {}",
-            describe_writes(&noop)
+            describe_writes(&writes)
         );
     }
-    report(&o, &f);
+    (writes.len(), resynced())
+}
+
+fn main() {
+    let o = options();
+    let data = data(&o);
+    let daemon = git_daemon(&data.served);
+    let runs: Vec<Figures> = (0..o.runs)
+        .map(|i| {
+            let f = run_once(&o, &data, &daemon, i + 1 == o.runs);
+            eprintln!(
+                "controller_sync: run {}/{}: {:.2} s, VmHWM {:.1} MiB",
+                i + 1,
+                o.runs,
+                f.seconds,
+                f.peak_rss_kib as f64 / 1024.0
+            );
+            f
+        })
+        .collect();
+    report(&o, &runs);
 }
 
 fn tail(log: &Path) -> String {
@@ -564,10 +628,20 @@ fn met(ok: bool) -> &'static str {
     }
 }
 
-fn report(o: &Options, f: &Figures) {
+fn report(o: &Options, runs: &[Figures]) {
+    // The median run by time; the highest peak RSS of all runs.
+    let mut order: Vec<&Figures> = runs.iter().collect();
+    order.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let f = order[order.len() / 2];
+    let times: Vec<String> = runs.iter().map(|r| format!("{:.2}", r.seconds)).collect();
+    let peak_rss_kib = runs.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0);
+    let (noop_writes, noop_resynced) = runs
+        .last()
+        .and_then(|r| r.noop)
+        .expect("the last run checks the no-op resync");
     let per = o.secrets / o.namespaces;
     let rate = o.secrets as f64 / f.seconds;
-    let rss_mib = f.peak_rss_kib as f64 / 1024.0;
+    let rss_mib = peak_rss_kib as f64 / 1024.0;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mut t = String::new();
     t.push_str(&format!(
@@ -581,12 +655,14 @@ fn report(o: &Options, f: &Figures) {
     ));
     t.push_str("| measurement | value | target | met |\n|---|---|---|---|\n");
     t.push_str(&format!(
-        "| initial sync, spawn to all Ready (data verified) | {:.2} s ({rate:.0} Secrets/s) | <= 10 s | {} |\n",
+        "| initial sync, spawn to all Ready (data verified); median of {} run(s): {} s | {:.2} s ({rate:.0} Secrets/s) | <= 10 s | {} |\n",
+        runs.len(),
+        times.join(", "),
         f.seconds,
         met(f.seconds <= 10.0)
     ));
     t.push_str(&format!(
-        "| controller peak RSS (VmHWM) | {rss_mib:.1} MiB | <= 64 MiB | {} |\n",
+        "| controller peak RSS (VmHWM, highest run) | {rss_mib:.1} MiB | <= 64 MiB | {} |\n",
         met(rss_mib <= 64.0)
     ));
     t.push_str(&format!(
@@ -595,13 +671,13 @@ fn report(o: &Options, f: &Figures) {
     ));
     t.push_str(&format!(
         "| API write requests, no-op resync ({} of {} sources resynced) | {} | 0 | {} |\n",
-        f.noop_resynced,
+        noop_resynced,
         o.namespaces,
-        f.noop_writes,
-        met(f.noop_writes == 0 && f.noop_resynced == o.namespaces)
+        noop_writes,
+        met(noop_writes == 0 && noop_resynced == o.namespaces)
     ));
     t.push_str(&format!(
-        "| CPU during the sync: controller / its git children / git daemon / bench process (fake API server) | {:.2} s / {:.2} s / {:.2} s / {:.2} s | | |\n",
+        "| CPU during the (median) sync: controller / its git children / git daemon / bench process (fake API server) | {:.2} s / {:.2} s / {:.2} s / {:.2} s | | |\n",
         f.cpu_controller, f.cpu_git, f.cpu_daemon, f.cpu_bench
     ));
     if let Some(r) = f.reconciles {
@@ -613,13 +689,15 @@ fn report(o: &Options, f: &Figures) {
             "secrets": o.secrets,
             "namespaces": o.namespaces,
             "keys": o.keys,
+            "runs": runs.len(),
             "seconds": f.seconds,
+            "seconds_all": runs.iter().map(|r| r.seconds).collect::<Vec<_>>(),
             "secrets_per_second": rate,
-            "peak_rss_kib": f.peak_rss_kib,
+            "peak_rss_kib": peak_rss_kib,
             "writes": f.writes,
             "writes_detail": f.writes_detail,
-            "noop_writes": f.noop_writes,
-            "noop_resynced": f.noop_resynced,
+            "noop_writes": noop_writes,
+            "noop_resynced": noop_resynced,
             "cpu_controller": f.cpu_controller,
             "cpu_git": f.cpu_git,
             "cpu_daemon": f.cpu_daemon,
