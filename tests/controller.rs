@@ -1451,3 +1451,93 @@ fn an_ssh_source_uses_the_identity_and_known_hosts_from_its_auth_secret() {
     );
     ctl.assert_no_canary();
 }
+
+#[test]
+fn a_source_with_more_secrets_than_a_list_page_syncs_them_all_and_sees_a_conflict_on_a_later_page()
+{
+    // 150 Secrets in one multi-document file (one sops call), and 110 unowned
+    // Secrets already in the namespace: both lists of a sync take several pages of
+    // 100, and the conflicting `zz-taken` comes last in the listing.
+    let mut docs: Vec<String> = (0..150)
+        .map(|i| {
+            secret_manifest(
+                &format!("app-{i:03}"),
+                None,
+                &[("v", &format!("{CANARY}-{i}"))],
+            )
+        })
+        .collect();
+    docs.push(secret_manifest("zz-taken", None, &[("v", CANARY)]));
+    let c = Cluster::new(&[("many/all.yaml", &docs.join("---\n"))]);
+    c.key_secret("team-a");
+    for i in 0..110 {
+        c.fake.put(&Secret {
+            metadata: meta("team-a", &format!("other-{i:03}")),
+            ..Secret::default()
+        });
+    }
+    c.fake.put(&Secret {
+        metadata: meta("team-a", "zz-taken"),
+        data: Some(BTreeMap::from([(
+            "v".into(),
+            ByteString(b"theirs".to_vec()),
+        )])),
+        ..Secret::default()
+    });
+    c.source(
+        "team-a",
+        "apps",
+        json!({"url": c.url(), "path": "many", "interval": "2s"}),
+    );
+    let ctl = c.controller("c1", &[]);
+    wait_until("the conflict reported", &ctl, || {
+        ready_is(c.status("team-a", "apps").as_ref(), "False", "Conflict")
+    });
+    let status = c.status("team-a", "apps").expect("status");
+    let conflicts: Vec<_> = status
+        .secrets
+        .iter()
+        .filter(|r| format!("{:?}", r.result) == "Conflict")
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(conflicts, ["zz-taken"]);
+    assert_eq!(status.inventory.len(), 150);
+    for i in [0, 99, 100, 149] {
+        let data = c.data("team-a", &format!("app-{i:03}")).expect("written");
+        assert_eq!(data["v"], format!("{CANARY}-{i}"));
+    }
+    assert_eq!(
+        data_of(&c.secret("team-a", "zz-taken").expect("theirs")),
+        map(&[("v", "theirs")])
+    );
+
+    // Once everything is written, a resync reads its 150 Secrets in pages and
+    // writes nothing.
+    settle(&ctl);
+    c.fake.clear_requests();
+    let degraded = || {
+        ctl.metric(
+            r#"sopsync_reconcile_total{kind="SecretSource",result="error",error="Conflict"}"#,
+        )
+    };
+    let before = degraded();
+    wait_until("two more reconciles", &ctl, || degraded() >= before + 2.0);
+    let writes = c.fake.writes();
+    assert!(
+        writes.is_empty(),
+        "nothing changed, yet it wrote: {:?}",
+        writes.iter().map(|w| &w.path).collect::<Vec<_>>()
+    );
+    let pages = c
+        .fake
+        .requests_matching(&Match::verb("list").resource("secrets").namespace("team-a"));
+    assert!(
+        pages.iter().all(|r| r.query.contains("limit=100")),
+        "every list is paged"
+    );
+    assert!(
+        pages.iter().any(|r| r.query.contains("continue=")),
+        "150 owned Secrets take more than one page"
+    );
+    ctl.assert_no_canary();
+}
