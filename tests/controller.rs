@@ -411,8 +411,8 @@ fn wait_applied(c: &Cluster, ctl: &ControllerProcess, ns: &str, name: &str, revi
 }
 
 /// Waits until the controller has stopped reconciling (the reconcile counter stays
-/// the same for 1.5 s): our own Secret writes trigger one more reconcile through the
-/// watch on owned Secrets, and a test that pushes a commit must not race it.
+/// the same for 1.5 s), so that a test that pushes a commit does not race a
+/// reconcile still under way.
 fn settle(ctl: &ControllerProcess) {
     let count = || {
         let (_, text) = ctl.http("GET", "/metrics", &[], b"");
@@ -1539,5 +1539,55 @@ fn a_source_with_more_secrets_than_a_list_page_syncs_them_all_and_sees_a_conflic
         pages.iter().any(|r| r.query.contains("continue=")),
         "150 owned Secrets take more than one page"
     );
+    ctl.assert_no_canary();
+}
+
+#[test]
+fn a_secret_changed_or_deleted_by_someone_else_is_restored_at_once_and_our_own_writes_do_not_resync(
+) {
+    use kube::api::{Api, Patch, PatchParams};
+    let c = Cluster::new(&[("db.yaml", &db("one")), ("api.yaml", &api("one"))]);
+    c.key_secret("team-a");
+    // An hour: anything restored below was restored by the watch, not a resync.
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1h"}));
+    let ctl = c.controller("c1", &[]);
+    let head = c.head();
+    wait_applied(&c, &ctl, "team-a", "apps", &head);
+    settle(&ctl);
+    let reconciles = || {
+        ctl.metric(r#"sopsync_reconcile_total{kind="SecretSource",result="success",error="none"}"#)
+    };
+    assert_eq!(
+        reconciles(),
+        1.0,
+        "the watch brought back our own two writes; they must not reconcile the source again"
+    );
+
+    // Someone edits a value with another field manager: put back without waiting.
+    c.fake.block_on(async {
+        let secrets: Api<Secret> = Api::namespaced(c.fake.client().await, "team-a");
+        let edit = PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..PatchParams::default()
+        };
+        let patch = json!({"data": {"password": "dGFtcGVyZWQ="}});
+        secrets
+            .patch("db", &edit, &Patch::Merge(&patch))
+            .await
+            .expect("edit the Secret");
+    });
+    wait_until("db restored from Git", &ctl, || {
+        c.data("team-a", "db")
+            .is_some_and(|d| d["password"] == format!("{CANARY}-one"))
+    });
+
+    // Someone deletes one: written again.
+    c.fake
+        .delete_raw(&c.fake.resource_type::<Secret>(), "team-a", "api")
+        .expect("delete the Secret");
+    wait_until("api written again", &ctl, || {
+        c.data("team-a", "api")
+            .is_some_and(|d| d["token"] == format!("{CANARY}-one"))
+    });
     ctl.assert_no_canary();
 }

@@ -64,6 +64,19 @@ impl Owner {
     }
 }
 
+/// Whether every field of a Secret was last written by this controller: its
+/// managedFields name only our field manager. An event for such a Secret is our own
+/// server-side apply coming back through the watch. Anything else (another manager
+/// edited its data, labels or annotations; no managedFields at all) may be drift.
+pub fn written_only_by_us(meta: &ObjectMeta) -> bool {
+    meta.managed_fields.as_ref().is_some_and(|fields| {
+        !fields.is_empty()
+            && fields
+                .iter()
+                .all(|f| f.manager.as_deref() == Some(FIELD_MANAGER))
+    })
+}
+
 /// What the reconciler knows about an existing Secret.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LiveSecret {
@@ -666,5 +679,24 @@ mod tests {
         );
         assert!(!format!("{p:?}").contains("canary"));
         assert!(!format!("{:?}", p.inventory).contains("canary"));
+    }
+
+    #[test]
+    fn only_a_secret_every_field_of_which_is_ours_counts_as_our_own_write() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let entry = |manager: &str| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some("Apply".into()),
+            ..ManagedFieldsEntry::default()
+        };
+        let with = |managers: &[&str]| ObjectMeta {
+            managed_fields: Some(managers.iter().map(|m| entry(m)).collect()),
+            ..ObjectMeta::default()
+        };
+        assert!(written_only_by_us(&with(&[FIELD_MANAGER])));
+        assert!(!written_only_by_us(&with(&[FIELD_MANAGER, "kubectl-edit"])));
+        assert!(!written_only_by_us(&with(&["kubectl-edit"])));
+        assert!(!written_only_by_us(&with(&[])));
+        assert!(!written_only_by_us(&ObjectMeta::default()));
     }
 }
