@@ -214,6 +214,26 @@ fn now_rfc3339() -> String {
         .to_string()
 }
 
+/// Runs a render (reading and decrypting a tree) on rayon's pool, where
+/// [`render_files`] decrypts in parallel anyway, instead of tokio's blocking pool.
+/// The render's allocations then stay on the pool's few threads (one per core) rather
+/// than on a blocking thread per concurrent reconcile: with glibc's per-thread malloc
+/// arenas, each of those threads kept its own high-water mark, which showed in the
+/// controller's RSS (benches/controller_sync.rs). A panic comes back as an error.
+async fn on_render_pool<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)));
+    });
+    match rx.await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(_)) => Err("the render panicked".into()),
+        Err(_) => Err("the render was cancelled".into()),
+    }
+}
+
 /// Reads every file under `root/sub` (limits apply; `.git` skipped).
 fn read_tree(root: &Path, sub: Option<&str>) -> Result<BTreeMap<String, Vec<u8>>, WalkError> {
     let base = match sub.map(|s| s.trim_matches('/')) {
@@ -572,7 +592,7 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
         revision: revision.clone(),
         default_namespace: owner.namespace.clone(),
     };
-    let rendered = tokio::task::spawn_blocking(move || {
+    let rendered = on_render_pool(move || {
         let files = read_tree(&checkout.dir, sub.as_deref())?;
         // The keys move into this task and are dropped with it.
         Ok::<_, WalkError>(render_files(&files, &keys, &opts))
@@ -585,7 +605,7 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
             o.update.attempted_revision = Some(revision);
             return o;
         }
-        Err(e) => return Outcome::retry("Internal", Error::Internal(e.to_string()), None),
+        Err(e) => return Outcome::retry("Internal", Error::Internal(e), None),
     };
     let previous = src
         .status
