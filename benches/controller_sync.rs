@@ -383,6 +383,8 @@ struct Figures {
     cpu_bench: f64,
     cpu_daemon: f64,
     reconciles: Option<f64>,
+    /// The 1-minute load average when the run started (other work on the machine).
+    load: String,
     /// The no-op resync (last run only): (writes, sources seen resyncing).
     noop: Option<(usize, usize)>,
 }
@@ -497,6 +499,10 @@ fn run_once(o: &Options, data: &Data, daemon: &Server, noop: bool) -> Figures {
         cmd.args(["--concurrency", &c.to_string()]);
     }
     fake.clear_requests();
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".into());
     let bench_cpu_before = cpu_seconds("self").0;
     let daemon_cpu_before = cpu_seconds(&daemon.pid().to_string());
     let started = Instant::now();
@@ -557,6 +563,7 @@ fn run_once(o: &Options, data: &Data, daemon: &Server, noop: bool) -> Figures {
         cpu_bench,
         cpu_daemon,
         reconciles,
+        load,
         noop,
     }
 }
@@ -677,8 +684,13 @@ fn report(o: &Options, runs: &[Figures]) {
         met(noop_writes == 0 && noop_resynced == o.namespaces)
     ));
     t.push_str(&format!(
-        "| CPU during the (median) sync: controller / its git children / git daemon / bench process (fake API server) | {:.2} s / {:.2} s / {:.2} s / {:.2} s | | |\n",
-        f.cpu_controller, f.cpu_git, f.cpu_daemon, f.cpu_bench
+        "| CPU during the (median) sync: controller / its git children / git daemon / bench process (fake API server); load average at its start | {:.2} s / {:.2} s / {:.2} s / {:.2} s = {:.2} s; load {} | | |\n",
+        f.cpu_controller,
+        f.cpu_git,
+        f.cpu_daemon,
+        f.cpu_bench,
+        f.cpu_controller + f.cpu_git + f.cpu_daemon + f.cpu_bench,
+        f.load
     ));
     if let Some(r) = f.reconciles {
         t.push_str(&format!("| reconciles during the sync | {r:.0} | | |\n"));
@@ -703,6 +715,7 @@ fn report(o: &Options, runs: &[Figures]) {
             "cpu_daemon": f.cpu_daemon,
             "cpu_bench": f.cpu_bench,
             "reconciles": f.reconciles,
+            "load_average": f.load,
             "binary": env!("CARGO_BIN_EXE_sopsync"),
         });
         std::fs::write(path, serde_json::to_vec_pretty(&json).expect("json"))
