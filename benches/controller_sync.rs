@@ -188,6 +188,7 @@ fn data(o: &Options) -> Data {
             "controller_sync: using the cached repository {}",
             dir.display()
         );
+        allow_filters(&served);
         return Data {
             served,
             key_file,
@@ -237,6 +238,7 @@ fn data(o: &Options) -> Data {
     support::git_server::git(&bare, &["repack", "-a", "-d", "-q"]);
     std::fs::remove_dir_all(&work).expect("remove the work tree");
     std::fs::remove_dir_all(&content).expect("remove the generated files");
+    allow_filters(&served);
     std::fs::write(&commit_file, format!("{commit}\n")).expect("write COMMIT");
     eprintln!(
         "controller_sync: generated {} encrypted Secrets in {:.1}s ({})",
@@ -249,6 +251,15 @@ fn data(o: &Options) -> Data {
         key_file,
         commit,
     }
+}
+
+/// Lets clients ask for filtered packs (partial clones), as GitHub, GitLab and Gitea
+/// do; the controller fetches a source's folder that way.
+fn allow_filters(served: &Path) {
+    support::git_server::git(
+        &served.join("gitops.git"),
+        &["config", "uploadpack.allowFilter", "true"],
+    );
 }
 
 /// `utime + stime` and `cutime + cstime` of a process, in seconds.

@@ -387,3 +387,72 @@ fn a_source_path_checks_out_only_its_folder_and_a_changed_or_symlinked_path_stil
         assert!(present(&tree, "a/one.yaml") && present(&tree, "b/three.yaml"));
     }
 }
+
+#[test]
+fn a_source_path_from_a_server_that_filters_downloads_only_that_folders_files() {
+    use sopsync::repo::git::{fetch_path, GitAuth};
+    use std::time::Duration;
+    let dir = tempdir();
+    let content = dir.path().join("content");
+    for i in 0..3 {
+        let p = content.join(format!("a/{i}.yaml"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, format!("a{i}\n")).unwrap();
+    }
+    for i in 0..50 {
+        let p = content.join(format!("b/{i}.yaml"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, format!("b{i}\n")).unwrap();
+    }
+    std::fs::write(content.join("README"), "root\n").unwrap();
+    let serve = dir.path().join("serve");
+    std::fs::create_dir_all(&serve).unwrap();
+    let (_work, bare) = make_repo(&serve, "ops", &content);
+    // As hosting services do: let clients ask for a filtered pack.
+    git(&bare, &["config", "uploadpack.allowFilter", "true"]);
+    let daemon = git_server::git_daemon(&serve);
+    let url = format!("git://127.0.0.1:{}/ops.git", daemon.port);
+    let cache = dir.path().join("cache");
+    let fetch = |path: Option<&str>| {
+        fetch_path(
+            &url,
+            None,
+            path,
+            &cache,
+            &GitAuth::default(),
+            Duration::from_secs(30),
+        )
+        .expect("fetch")
+        .dir
+    };
+    let local_blobs = |tree: &Path| {
+        git(tree, &["cat-file", "--batch-all-objects", "--batch-check"])
+            .lines()
+            .filter(|l| l.contains(" blob "))
+            .count()
+    };
+
+    let tree = fetch(Some("a"));
+    assert_eq!(
+        std::fs::read_to_string(tree.join("a/2.yaml")).unwrap(),
+        "a2\n"
+    );
+    assert_eq!(
+        local_blobs(&tree),
+        4,
+        "a/'s three files and the README, not b/'s fifty"
+    );
+
+    // Another path and then none: the missing files come from the server on demand.
+    let tree = fetch(Some("b"));
+    assert_eq!(
+        std::fs::read_to_string(tree.join("b/49.yaml")).unwrap(),
+        "b49\n"
+    );
+    let tree = fetch(None);
+    assert_eq!(
+        std::fs::read_to_string(tree.join("a/0.yaml")).unwrap(),
+        "a0\n"
+    );
+    assert_eq!(local_blobs(&tree), 54);
+}

@@ -287,17 +287,37 @@ fn sparse_dir(path: Option<&str>) -> Option<&str> {
     plain.then_some(p)
 }
 
-/// Whether a cached repository has a sparse checkout switched on, read from its config
-/// files rather than by starting git on every fetch (`sparse-checkout set` writes it to
-/// `config.worktree`).
-fn sparse_enabled(dir: &Path) -> bool {
+/// Whether a cached repository's config sets `key=value` (whitespace ignored, case
+/// folded) in `[section]` or `[section "sub"]` (written as `section.sub`), read from
+/// its config files rather than by starting git on every fetch (`sparse-checkout set`
+/// writes to `config.worktree`).
+fn config_says(dir: &Path, section: &str, key_value: &str) -> bool {
+    let header = match section.split_once('.') {
+        Some((s, sub)) => format!("[{s}\"{sub}\"]"),
+        None => format!("[{section}]"),
+    };
     ["config", "config.worktree"].iter().any(|f| {
-        std::fs::read_to_string(dir.join(".git").join(f)).is_ok_and(|c| {
-            c.to_ascii_lowercase()
-                .lines()
-                .any(|l| l.split_whitespace().collect::<String>() == "sparsecheckout=true")
+        let Ok(text) = std::fs::read_to_string(dir.join(".git").join(f)) else {
+            return false;
+        };
+        let mut inside = false;
+        text.lines().any(|l| {
+            let l: String = l
+                .split_whitespace()
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if l.starts_with('[') {
+                inside = l == header.to_ascii_lowercase();
+                return false;
+            }
+            inside && l == key_value
         })
     })
+}
+
+/// Whether a cached repository has a sparse checkout switched on.
+fn sparse_enabled(dir: &Path) -> bool {
+    config_says(dir, "core", "sparsecheckout=true")
 }
 
 /// Like [`fetch`], but when `path` names a directory only that directory (and the
@@ -328,36 +348,59 @@ pub fn fetch_path(
     } else {
         runner.run("init", &dir, &["remote", "set-url", "origin", url])?;
     }
+    // With a path, a partial clone: blobs come only for the files checked out, when
+    // git checks them out (`--filter=blob:none`), so a folder of a large repository
+    // costs that folder rather than the whole repository. Servers that do not support
+    // filters send everything, as before. `promisor` lets git fetch a missing blob
+    // later (another path, or none) from the same remote, with the same credentials.
+    let partial = sparse_dir(path).is_some();
+    if partial && !config_says(&dir, "remote.origin", "promisor=true") {
+        runner.run("init", &dir, &["config", "remote.origin.promisor", "true"])?;
+    }
+    let filter: &[&str] = if partial {
+        &["--filter=blob:none"]
+    } else {
+        &[]
+    };
+    let fetch_args = |rest: &[&'static str], r: &str| -> Vec<String> {
+        ["fetch", "-q"]
+            .iter()
+            .chain(filter)
+            .chain(rest)
+            .map(|a| a.to_string())
+            .chain([r.to_string()])
+            .collect()
+    };
     let target = match reference {
         Some(r) if is_commit_id(r) => {
             // Servers need not serve arbitrary commits by id: fetch the branches
             // (incrementally) and check the commit out.
+            let args = fetch_args(
+                &["--no-tags", "origin"],
+                "+refs/heads/*:refs/remotes/origin/*",
+            );
             runner.run(
                 "fetch",
                 &dir,
-                &[
-                    "fetch",
-                    "-q",
-                    "--no-tags",
-                    "origin",
-                    "+refs/heads/*:refs/remotes/origin/*",
-                ],
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
             )?;
             r.to_string()
         }
         Some(r) => {
+            let args = fetch_args(&["--depth", "1", "--no-tags", "origin"], r);
             runner.run(
                 "fetch",
                 &dir,
-                &["fetch", "-q", "--depth", "1", "--no-tags", "origin", r],
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
             )?;
             "FETCH_HEAD".to_string()
         }
         None => {
+            let args = fetch_args(&["--depth", "1", "--no-tags", "origin"], "HEAD");
             runner.run(
                 "fetch",
                 &dir,
-                &["fetch", "-q", "--depth", "1", "--no-tags", "origin", "HEAD"],
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
             )?;
             "FETCH_HEAD".to_string()
         }
