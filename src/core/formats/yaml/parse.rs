@@ -11,7 +11,7 @@ use crate::core::secret::Text;
 use crate::core::tree::{MapEntry, Mapping, SeqEntry, Sequence, Value};
 use base64::Engine;
 use granit_parser::{Event, Parser, Placement, ScalarStyle, Span, StructureStyle};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use zeroize::Zeroizing;
 
 /// Deepest nesting accepted.
@@ -312,17 +312,6 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn next_is_end_of_top(events: &[(Event, Span)], idx: usize) -> bool {
-        for (ev, _) in &events[idx + 1..] {
-            match ev {
-                Event::Comment(..) => continue,
-                Event::SequenceEnd | Event::MappingEnd => return true,
-                _ => return false,
-            }
-        }
-        false
-    }
-
     fn full_line_comment(&mut self, text: Secret, col: usize, next_closes_top: bool) {
         if self.stack.is_empty() {
             match &mut self.root {
@@ -450,27 +439,12 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
         None
     };
     let src: &str = fixed.as_ref().map_or(src, |t| t.as_str());
-    let mut parser = Parser::new_from_str(src);
-    let mut events: Vec<(Event, Span)> = Vec::new();
-    while let Some(r) = parser.next_event() {
-        let (ev, span) = r.map_err(|e| match e.kind() {
-            // The parser's own nesting guard (flow and block) is our depth limit too.
-            granit_parser::ErrorKind::RecursionLimitExceeded => FormatError::Limit {
-                format: "yaml",
-                reason: format!(
-                    "nesting deeper than the parser allows at line {}",
-                    e.marker().line()
-                ),
-            },
-            _ => perr(e.marker().line(), e.info().to_string()),
-        })?;
-        check_yaml11(src, &ev, &span)?;
-        let end = matches!(ev, Event::StreamEnd);
-        events.push((ev, span));
-        if end {
-            break;
-        }
-    }
+    let mut events = Events {
+        parser: Parser::new_from_str(src),
+        src,
+        ahead: VecDeque::new(),
+        done: false,
+    };
     let mut b = Builder {
         src_lines: src.split('\n').collect(),
         stack: Vec::new(),
@@ -482,107 +456,15 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
         root: None,
         in_doc: false,
     };
-    for idx in 0..events.len() {
-        let (ev, span) = &events[idx];
-        let line = span.start.line();
-        match ev {
-            Event::StreamStart | Event::StreamEnd | Event::Anchor(..) => {}
-            Event::DocumentStart(..) => {
-                b.in_doc = true;
-                b.root = None;
-            }
-            Event::DocumentEnd => {
-                let root = b.root.take();
-                let held = std::mem::take(&mut b.held);
-                b.docs.push((root, held));
-                b.in_doc = false;
-            }
-            Event::Comment(text, placement) => {
-                let text = Secret::new(text.to_string());
-                if *placement == Placement::Right {
-                    b.trailing_comment(text, line);
-                } else if !b.in_doc && b.stack.is_empty() {
-                    // Between documents: the foot of the previous one, or the head of the next.
-                    match b.docs.last_mut() {
-                        Some((Some(Node::Map(m)), _)) => m.items.push(MItem::Comment(text)),
-                        _ => b.held.push(text),
-                    }
-                } else {
-                    let closes = Builder::next_is_end_of_top(&events, idx);
-                    b.full_line_comment(text, span.start.col(), closes);
-                }
-            }
-            Event::Scalar(text, style, anchor, tag) => {
-                b.count(1, line)?;
-                let text = match style {
-                    ScalarStyle::SingleQuoted | ScalarStyle::Plain
-                        if text.contains(['\u{2028}', '\u{2029}']) =>
-                    {
-                        fold_unicode_breaks(text)
-                    }
-                    _ => Secret::new(text.to_string()),
-                };
-                let node = Node::Scalar(Scalar {
-                    text,
-                    style: *style,
-                    tag: tag
-                        .as_ref()
-                        .map(|t| (t.handle().to_string(), t.suffix().to_string())),
-                    line,
-                });
-                if *anchor != 0 {
-                    b.anchors.insert(*anchor, node.clone());
-                }
-                b.attach(node)?;
-            }
-            Event::Alias(id) => {
-                b.aliases += 1;
-                if b.aliases > MAX_ALIASES {
-                    return Err(FormatError::Limit {
-                        format: "yaml",
-                        reason: format!("more than {MAX_ALIASES} aliases (at line {line})"),
-                    });
-                }
-                let node = b
-                    .anchors
-                    .get(id)
-                    .cloned()
-                    .ok_or_else(|| perr(line, "alias to an unknown anchor"))?;
-                b.count(count_nodes(&node), line)?;
-                b.attach(node)?;
-            }
-            Event::MappingStart(style, anchor, _) => {
-                let node = MapNode {
-                    items: Vec::new(),
-                    flow: *style == StructureStyle::Flow,
-                    end_line: line,
-                };
-                b.start(
-                    FrameKind::Map {
-                        node,
-                        pending_key: None,
-                    },
-                    span,
-                    *anchor,
-                )?;
-            }
-            Event::SequenceStart(style, anchor, _) => {
-                let node = SeqNode {
-                    items: Vec::new(),
-                    flow: *style == StructureStyle::Flow,
-                    end_line: line,
-                };
-                b.start(
-                    FrameKind::Seq {
-                        node,
-                        compact: false,
-                    },
-                    span,
-                    *anchor,
-                )?;
-            }
-            Event::MappingEnd | Event::SequenceEnd => b.finish_container(line)?,
-            _ => {}
+    while let Some((ev, span)) = events.next()? {
+        // A comment's placement depends on whether the next node closes a container.
+        let closes = matches!(ev, Event::Comment(_, p) if p != Placement::Right)
+            && events.next_is_end_of_top()?;
+        if let Err(e) = b.step(ev, &span, closes) {
+            // A syntax error anywhere in the input is reported before a structural one,
+            // as when every event was read first.
+            while events.next()?.is_some() {}
+            return Err(e);
         }
     }
     if b.docs.is_empty() {
@@ -639,6 +521,180 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
         out.push(m);
     }
     Ok(out)
+}
+
+impl Builder<'_> {
+    /// Folds one event into the tree. `closes`: for a comment, whether the next
+    /// non-comment event ends a container.
+    fn step(&mut self, ev: Event<'_>, span: &Span, closes: bool) -> Result<(), FormatError> {
+        let line = span.start.line();
+        match &ev {
+            Event::StreamStart | Event::StreamEnd | Event::Anchor(..) => {}
+            Event::DocumentStart(..) => {
+                self.in_doc = true;
+                self.root = None;
+            }
+            Event::DocumentEnd => {
+                let root = self.root.take();
+                let held = std::mem::take(&mut self.held);
+                self.docs.push((root, held));
+                self.in_doc = false;
+            }
+            Event::Comment(text, placement) => {
+                let text = Secret::new(text.to_string());
+                if *placement == Placement::Right {
+                    self.trailing_comment(text, line);
+                } else if !self.in_doc && self.stack.is_empty() {
+                    // Between documents: the foot of the previous one, or the head of the next.
+                    match self.docs.last_mut() {
+                        Some((Some(Node::Map(m)), _)) => m.items.push(MItem::Comment(text)),
+                        _ => self.held.push(text),
+                    }
+                } else {
+                    self.full_line_comment(text, span.start.col(), closes);
+                }
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                self.count(1, line)?;
+                let text = match style {
+                    ScalarStyle::SingleQuoted | ScalarStyle::Plain
+                        if text.contains(['\u{2028}', '\u{2029}']) =>
+                    {
+                        fold_unicode_breaks(text)
+                    }
+                    _ => Secret::new(text.to_string()),
+                };
+                let node = Node::Scalar(Scalar {
+                    text,
+                    style: *style,
+                    tag: tag
+                        .as_ref()
+                        .map(|t| (t.handle().to_string(), t.suffix().to_string())),
+                    line,
+                });
+                if *anchor != 0 {
+                    self.anchors.insert(*anchor, node.clone());
+                }
+                self.attach(node)?;
+            }
+            Event::Alias(id) => {
+                self.aliases += 1;
+                if self.aliases > MAX_ALIASES {
+                    return Err(FormatError::Limit {
+                        format: "yaml",
+                        reason: format!("more than {MAX_ALIASES} aliases (at line {line})"),
+                    });
+                }
+                let node = self
+                    .anchors
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| perr(line, "alias to an unknown anchor"))?;
+                self.count(count_nodes(&node), line)?;
+                self.attach(node)?;
+            }
+            Event::MappingStart(style, anchor, _) => {
+                let node = MapNode {
+                    items: Vec::new(),
+                    flow: *style == StructureStyle::Flow,
+                    end_line: line,
+                };
+                self.start(
+                    FrameKind::Map {
+                        node,
+                        pending_key: None,
+                    },
+                    span,
+                    *anchor,
+                )?;
+            }
+            Event::SequenceStart(style, anchor, _) => {
+                let node = SeqNode {
+                    items: Vec::new(),
+                    flow: *style == StructureStyle::Flow,
+                    end_line: line,
+                };
+                self.start(
+                    FrameKind::Seq {
+                        node,
+                        compact: false,
+                    },
+                    span,
+                    *anchor,
+                )?;
+            }
+            Event::MappingEnd | Event::SequenceEnd => self.finish_container(line)?,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The parser's events, read one at a time with a lookahead over comments (keeping
+/// every event of a large file in memory first cost a quarter of its decryption time
+/// in allocation and page faults).
+struct Events<'s, P> {
+    parser: P,
+    src: &'s str,
+    ahead: VecDeque<(Event<'s>, Span)>,
+    done: bool,
+}
+
+impl<'s, P> Events<'s, P>
+where
+    P: Iterator<Item = Result<(Event<'s>, Span), granit_parser::ScanError>>,
+{
+    /// The next event from the parser, checked for YAML 1.1 differences.
+    fn pull(&mut self) -> Result<Option<(Event<'s>, Span)>, FormatError> {
+        if self.done {
+            return Ok(None);
+        }
+        let Some(r) = self.parser.next() else {
+            self.done = true;
+            return Ok(None);
+        };
+        let (ev, span) = r.map_err(|e| match e.kind() {
+            // The parser's own nesting guard (flow and block) is our depth limit too.
+            granit_parser::ErrorKind::RecursionLimitExceeded => FormatError::Limit {
+                format: "yaml",
+                reason: format!(
+                    "nesting deeper than the parser allows at line {}",
+                    e.marker().line()
+                ),
+            },
+            _ => perr(e.marker().line(), e.info().to_string()),
+        })?;
+        check_yaml11(self.src, &ev, &span)?;
+        if matches!(ev, Event::StreamEnd) {
+            self.done = true;
+        }
+        Ok(Some((ev, span)))
+    }
+
+    fn next(&mut self) -> Result<Option<(Event<'s>, Span)>, FormatError> {
+        match self.ahead.pop_front() {
+            Some(e) => Ok(Some(e)),
+            None => self.pull(),
+        }
+    }
+
+    /// Whether the next event that is not a comment ends a container.
+    fn next_is_end_of_top(&mut self) -> Result<bool, FormatError> {
+        let mut i = 0;
+        loop {
+            if i == self.ahead.len() {
+                match self.pull()? {
+                    Some(e) => self.ahead.push_back(e),
+                    None => return Ok(false),
+                }
+            }
+            match &self.ahead[i].0 {
+                Event::Comment(..) => i += 1,
+                Event::SequenceEnd | Event::MappingEnd => return Ok(true),
+                _ => return Ok(false),
+            }
+        }
+    }
 }
 
 /// Most double-quoted scalars with the YAML 1.1 escape `\'` a document may hold.
@@ -927,16 +983,14 @@ fn convert_map(m: MapNode, dups: bool) -> Result<Mapping, FormatError> {
     if !dups {
         return Ok(out);
     }
-    // Duplicate keys are an error (§1.6). Checked on borrowed keys after sorting:
-    // hashing a clone of every key cost a tenth of decrypting a 10,000-key file.
-    let mut keys: Vec<(&str, usize)> = out
-        .pairs()
-        .map(|(k, _)| k)
-        .zip(lines.iter().copied())
-        .collect();
-    keys.sort_unstable();
-    if let Some(w) = keys.windows(2).find(|w| w[0].0 == w[1].0) {
-        return Err(perr(w[1].1, format!("duplicate key `{}`", w[1].0)));
+    // Duplicate keys are an error (§1.6). Checked on borrowed keys in a hash set:
+    // hashing a clone of every key, or sorting them, each cost a tenth of decrypting a
+    // 10,000-key file. The first repeat in document order is reported.
+    let mut seen: HashSet<&str> = HashSet::with_capacity(lines.len());
+    for ((k, _), line) in out.pairs().zip(lines.iter().copied()) {
+        if !seen.insert(k) {
+            return Err(perr(line, format!("duplicate key `{k}`")));
+        }
     }
     Ok(out)
 }
