@@ -314,17 +314,23 @@ pub struct KeyPath(pub Vec<String>);
 impl KeyPath {
     /// The AES-GCM additional data: keys joined with `:` plus a trailing `:`.
     pub fn aad(&self) -> String {
-        let mut s = String::new();
-        for k in &self.0 {
-            s.push_str(k);
-            s.push(':');
-        }
-        if self.0.is_empty() {
-            // A top-level comment has the AAD ":" (spec §2.2).
-            s.push(':');
-        }
-        s
+        aad_of(&self.0)
     }
+}
+
+/// The AES-GCM additional data of the key path `keys` (see [`KeyPath::aad`]), without
+/// building a `KeyPath` first: the walks call this once per value.
+pub fn aad_of(keys: &[String]) -> String {
+    let mut s = String::with_capacity(keys.iter().map(|k| k.len() + 1).sum::<usize>() + 1);
+    for k in keys {
+        s.push_str(k);
+        s.push(':');
+    }
+    if keys.is_empty() {
+        // A top-level comment has the AAD ":" (spec §2.2).
+        s.push(':');
+    }
+    s
 }
 
 impl fmt::Display for KeyPath {

@@ -130,7 +130,7 @@ impl Encryptor<'_> {
         if plain.bytes.is_empty() {
             return None;
         }
-        let aad = KeyPath(path.to_vec()).aad();
+        let aad = crate::core::tree::aad_of(path);
         // §2.4: reuse the IV of an unchanged value.
         let iv = match self.stash.and_then(|s| s.get(&aad, plain)) {
             Some(iv) => iv,
@@ -329,7 +329,7 @@ impl Decryptor<'_> {
         if text.is_empty() || !self.rule.should_encrypt(path, stack, true) {
             return None;
         }
-        let aad = KeyPath(path.to_vec()).aad();
+        let aad = crate::core::tree::aad_of(path);
         let decrypted = cipher::open(self.key, text.expose_secret(), aad.as_bytes())
             .ok()
             .and_then(|opened| {
@@ -373,7 +373,7 @@ impl Decryptor<'_> {
                 // §1.4: an empty string is returned as it is.
                 Value::Str(t) if t.is_empty() => Plain::Value(v.clone()),
                 Value::Str(t) => {
-                    let aad = KeyPath(path.to_vec()).aad();
+                    let aad = crate::core::tree::aad_of(path);
                     let fail = |failure| CoreError::DecryptValue {
                         path: KeyPath(path.to_vec()),
                         failure,
