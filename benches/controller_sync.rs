@@ -564,6 +564,14 @@ fn run_once(o: &Options, data: &Data, daemon: &Server, noop: bool) -> Figures {
     }
     let noop = noop.then(|| noop_resync(o, &fake));
     stop(&mut child);
+    // A git process the controller started may still be exiting and writing: retry
+    // so that ~100 MB of checkouts are not left behind in the temp dir.
+    for _ in 0..10 {
+        if std::fs::remove_dir_all(cache_parent.path()).is_ok() || !cache_parent.path().exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Figures {
         seconds,
         peak_rss_kib,
