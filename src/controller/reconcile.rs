@@ -14,10 +14,11 @@
 use super::apply::{self, LiveSecret, Owner, FIELD_MANAGER, LABEL_OWNER_UID};
 use super::context::{Context, LoadError};
 use super::crd::{
-    InventoryEntry, SecretOutcome, SecretSource, SopsSecret, SyncStatus, TargetOptions, GROUP,
-    VERSION,
+    Decryption, InventoryEntry, SecretOutcome, SecretSource, SopsSecret, SyncStatus, TargetOptions,
+    GROUP, VERSION,
 };
 use super::status::{next_status, ready, StatusUpdate, Verdict};
+use crate::core::keys::AgeIdentities;
 use crate::repo::git::{fetch_path, redact_url, GitError};
 use crate::repo::render::{render_files, DesiredSecret, FileError, RenderOptions};
 use crate::repo::walk::{list_files, read_limited, secure_join, WalkError, WalkLimits};
@@ -118,6 +119,18 @@ impl Outcome {
         }
     }
 
+    /// `spec.suspend`: nothing is fetched, written or deleted, and no requeue.
+    fn suspended() -> Outcome {
+        Outcome {
+            verdict: Verdict::Suspended,
+            update: StatusUpdate::default(),
+            error: None,
+            requeue: None,
+            events: Vec::new(),
+            managed: None,
+        }
+    }
+
     fn retry(reason: &str, error: Error, attempted: Option<String>) -> Outcome {
         Outcome {
             verdict: Verdict::Retrying {
@@ -197,6 +210,27 @@ fn owner_of<K: Resource<DynamicType = ()>>(obj: &K) -> Option<Owner> {
         namespace: obj.meta().namespace.clone()?,
         uid: obj.meta().uid.clone()?,
     })
+}
+
+/// The object as an owner of Secrets, and the age keys it may use; or the outcome
+/// that ends this sync (an incomplete object, a denied or missing key).
+async fn owner_and_keys<K: Resource<DynamicType = ()>>(
+    obj: &K,
+    decryption: &Decryption,
+    ctx: &Context,
+    requeue: Duration,
+) -> Result<(Owner, AgeIdentities), Outcome> {
+    let Some(owner) = owner_of(obj) else {
+        return Err(Outcome::stalled(
+            "InvalidObject",
+            "the object has no name, namespace or uid".into(),
+            requeue,
+        ));
+    };
+    match ctx.load_keys(&owner.namespace, decryption).await {
+        Ok(keys) => Ok((owner, keys)),
+        Err(e) => Err(Outcome::from_load(e, requeue)),
+    }
 }
 
 fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
@@ -518,28 +552,14 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
         Err(m) => return Outcome::stalled("InvalidSpec", m, default_requeue),
     };
     if spec.suspend {
-        return Outcome {
-            verdict: Verdict::Suspended,
-            update: StatusUpdate::default(),
-            error: None,
-            requeue: None,
-            events: Vec::new(),
-            managed: None,
-        };
+        return Outcome::suspended();
     }
     if let Some(m) = super::rotation::unsupported(spec.rotation.as_ref()) {
         return Outcome::stalled("RotationUnsupported", m, interval);
     }
-    let Some(owner) = owner_of(src) else {
-        return Outcome::stalled(
-            "InvalidObject",
-            "the object has no name, namespace or uid".into(),
-            interval,
-        );
-    };
-    let keys = match ctx.load_keys(&owner.namespace, &spec.decryption).await {
-        Ok(k) => k,
-        Err(e) => return Outcome::from_load(e, interval),
+    let (owner, keys) = match owner_and_keys(src, &spec.decryption, ctx, interval).await {
+        Ok(found) => found,
+        Err(stop) => return stop,
     };
     let (auth, staged) = match ctx
         .load_git_auth(&owner.namespace, spec.auth_secret_ref.as_ref())
@@ -631,25 +651,11 @@ const SOPS_SECRET_RESYNC: Duration = Duration::from_secs(600);
 async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
     let spec = &obj.spec;
     if spec.suspend {
-        return Outcome {
-            verdict: Verdict::Suspended,
-            update: StatusUpdate::default(),
-            error: None,
-            requeue: None,
-            events: Vec::new(),
-            managed: None,
-        };
+        return Outcome::suspended();
     }
-    let Some(owner) = owner_of(obj) else {
-        return Outcome::stalled(
-            "InvalidObject",
-            "the object has no name, namespace or uid".into(),
-            SOPS_SECRET_RESYNC,
-        );
-    };
-    let keys = match ctx.load_keys(&owner.namespace, &spec.decryption).await {
-        Ok(k) => k,
-        Err(e) => return Outcome::from_load(e, SOPS_SECRET_RESYNC),
+    let (owner, keys) = match owner_and_keys(obj, &spec.decryption, ctx, SOPS_SECRET_RESYNC).await {
+        Ok(found) => found,
+        Err(stop) => return stop,
     };
     let revision = format!("generation-{}", obj.meta().generation.unwrap_or(0));
     let file = if spec.encrypted.trim_start().starts_with('{') {
