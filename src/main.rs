@@ -1,13 +1,11 @@
 //! The `sopsync` binary: parse arguments, run, map errors to exit codes.
 
-use clap::Parser;
-
 fn main() {
     // Invoked by git as GIT_ASKPASS for an HTTP fetch: answer from the environment.
     if let Some(code) = sopsync::repo::git::askpass_main() {
         std::process::exit(code);
     }
-    let cli = sopsync::cli::Cli::parse();
+    let cli = sopsync::cli::Cli::parse_from_args(std::env::args_os().collect());
     if let Err(err) = sopsync::cli::run(cli) {
         // Errors carry the file and key path, never a value (STYLE 8).
         eprintln!("sopsync: {err}");

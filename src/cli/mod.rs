@@ -24,6 +24,15 @@ use std::path::{Path, PathBuf};
 #[derive(Parser, Debug)]
 #[command(name = "sopsync", version, about)]
 pub struct Cli {
+    #[command(flatten)]
+    globals: Globals,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand takes (sops' global flags).
+#[derive(clap::Args, Debug)]
+struct Globals {
     /// Path to `.sops.yaml` (default: search from the current directory upwards).
     #[arg(long, global = true, env = "SOPS_CONFIG")]
     config: Option<PathBuf>,
@@ -33,8 +42,47 @@ pub struct Cli {
     /// Key types to try first, comma-separated, e.g. `age,pgp`.
     #[arg(long, global = true, env = "SOPS_DECRYPTION_ORDER")]
     decryption_order: Option<String>,
-    #[command(subcommand)]
-    command: Command,
+}
+
+impl Cli {
+    /// Parses `args` (the program name first); prints help or the error and exits
+    /// like `clap::Parser::parse`.
+    ///
+    /// The file commands that tools run once per file (`decrypt`, `encrypt`,
+    /// `filestatus`) are first parsed by a parser holding only that subcommand:
+    /// building the whole command tree (the controller alone has dozens of flags) was a
+    /// tenth of a small decrypt. Anything that parser does not accept, help and errors
+    /// included, goes to the full parser, so what is printed is always the same.
+    pub fn parse_from_args(args: Vec<std::ffi::OsString>) -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let narrow = args
+            .get(1)
+            .and_then(|a| a.to_str())
+            .and_then(Self::narrow_command);
+        if let Some(cmd) = narrow {
+            if let Ok(cli) = cmd
+                .try_get_matches_from(&args)
+                .and_then(|m| Cli::from_arg_matches(&m))
+            {
+                return cli;
+            }
+        }
+        let matches = Cli::command().get_matches_from(args);
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// The parser for `sopsync NAME …` alone, for the file commands.
+    fn narrow_command(name: &str) -> Option<clap::Command> {
+        use clap::Args as _;
+        let sub = match name {
+            "decrypt" => decrypt::Args::augment_args(clap::Command::new("decrypt")),
+            "encrypt" => encrypt::Args::augment_args(clap::Command::new("encrypt")),
+            "filestatus" => filestatus::Args::augment_args(clap::Command::new("filestatus")),
+            _ => return None,
+        };
+        let top = clap::Command::new("sopsync").subcommand_required(true);
+        Some(Globals::augment_args(top).subcommand(sub))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -70,9 +118,9 @@ enum Command {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let ctx = Context {
-        config: cli.config,
-        indent: cli.indent,
-        decryption_order: cli.decryption_order,
+        config: cli.globals.config,
+        indent: cli.globals.indent,
+        decryption_order: cli.globals.decryption_order,
     };
     match cli.command {
         Command::Keygen(a) => keygen::run(a),
@@ -352,6 +400,96 @@ pub fn timestamp_from_unix(secs: i64) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_narrow_parsers_read_argv_as_the_full_parser_does() {
+        use clap::{CommandFactory, FromArgMatches};
+        let cases: &[&[&str]] = &[
+            &["decrypt", "a.yaml"],
+            &[
+                "decrypt",
+                "--extract",
+                "[\"a\"][0]",
+                "--output-type",
+                "json",
+                "a.enc.yaml",
+            ],
+            &[
+                "decrypt",
+                "-i",
+                "--ignore-mac",
+                "--indent",
+                "4",
+                "a.yaml",
+                "--config",
+                "c.yaml",
+            ],
+            &[
+                "decrypt",
+                "--decryption-order",
+                "age",
+                "--filename-override",
+                "x.json",
+                "f",
+            ],
+            &[
+                "encrypt",
+                "--age",
+                "age1x,age1y",
+                "--encrypted-regex",
+                "^data$",
+                "p.yaml",
+            ],
+            &[
+                "encrypt",
+                "-a",
+                "age1x",
+                "--mac-only-encrypted",
+                "--output",
+                "o",
+                "p.env",
+            ],
+            &[
+                "encrypt",
+                "--shamir-secret-sharing-threshold",
+                "2",
+                "--indent=-1",
+                "p",
+            ],
+            &["filestatus", "f.yaml"],
+        ];
+        for case in cases {
+            let argv: Vec<std::ffi::OsString> = std::iter::once("sopsync")
+                .chain(case.iter().copied())
+                .map(Into::into)
+                .collect();
+            let full = Cli::from_arg_matches(&Cli::command().try_get_matches_from(&argv).unwrap())
+                .unwrap();
+            let narrow_cmd = Cli::narrow_command(case[0]).expect("a narrow parser");
+            let narrow =
+                Cli::from_arg_matches(&narrow_cmd.try_get_matches_from(&argv).unwrap()).unwrap();
+            assert_eq!(format!("{narrow:?}"), format!("{full:?}"), "{case:?}");
+            assert_eq!(
+                format!("{:?}", Cli::parse_from_args(argv.clone())),
+                format!("{full:?}")
+            );
+        }
+        // Help and mistakes are left to the full parser (same text, same exit).
+        for bad in [
+            &["decrypt", "--help"][..],
+            &["decrypt", "--nope", "f"],
+            &["decrypt"],
+        ] {
+            let argv: Vec<&str> = std::iter::once("sopsync")
+                .chain(bad.iter().copied())
+                .collect();
+            assert!(Cli::narrow_command(bad[0])
+                .unwrap()
+                .try_get_matches_from(&argv)
+                .is_err());
+        }
+        assert!(Cli::narrow_command("controller").is_none());
+    }
 
     #[test]
     fn unix_time_converts_to_utc_civil_time() {

@@ -320,10 +320,10 @@ impl KeyPath {
 
 /// The AES-GCM additional data of the key path `keys` (see [`KeyPath::aad`]), without
 /// building a `KeyPath` first: the walks call this once per value.
-pub fn aad_of(keys: &[String]) -> String {
-    let mut s = String::with_capacity(keys.iter().map(|k| k.len() + 1).sum::<usize>() + 1);
+pub fn aad_of<K: AsRef<str>>(keys: &[K]) -> String {
+    let mut s = String::with_capacity(keys.iter().map(|k| k.as_ref().len() + 1).sum::<usize>() + 1);
     for k in keys {
-        s.push_str(k);
+        s.push_str(k.as_ref());
         s.push(':');
     }
     if keys.is_empty() {
