@@ -7,7 +7,7 @@
 //! comment-regex rules can disagree between the two walks exactly as in sops.
 
 use super::cipher::{
-    self, canonical, canonical_comment, Canonical, Opened, Opener, Plain, TypeTag, IV_LEN,
+    self, canonical, canonical_comment, Canonical, Envelope, Opened, Opener, Plain, TypeTag, IV_LEN,
 };
 use super::error::{CoreError, ValueFailure};
 use super::mac::MacHasher;
@@ -268,7 +268,9 @@ fn clear_level(stack: &mut [Vec<Text>]) {
 /// the result once a batch opener has opened it.
 pub struct SealedValue<'a> {
     aad: String,
-    envelope: &'a [u8],
+    /// The text the envelope was found in (its address identifies it to the walk).
+    text: &'a [u8],
+    envelope: Envelope<'a>,
     opened: Option<Result<Opened, ValueFailure>>,
 }
 
@@ -276,7 +278,7 @@ impl SealedValue<'_> {
     /// Opens it and keeps the result. Values are independent of each other, so a shell
     /// may open a batch of them on several threads (the core never starts one, STYLE 1).
     pub fn open(&mut self, opener: &Opener) {
-        self.opened = Some(opener.open(self.envelope, self.aad.as_bytes()));
+        self.opened = Some(opener.open_envelope(self.envelope, self.aad.as_bytes()));
     }
 }
 
@@ -290,10 +292,12 @@ pub type BatchOpen<'f> = &'f (dyn Fn(&Opener, &mut [SealedValue<'_>]) + Sync);
 /// drops those of values it leaves sealed.
 pub fn sealed_values(docs: &[Mapping]) -> Vec<SealedValue<'_>> {
     fn text<'a>(out: &mut Vec<SealedValue<'a>>, path: &[&str], t: &'a Text) {
-        if looks_sealed(t) {
+        let text = t.expose_secret();
+        if let Some(envelope) = Envelope::find(text) {
             out.push(SealedValue {
                 aad: crate::core::tree::aad_of(path),
-                envelope: t.expose_secret(),
+                text,
+                envelope,
                 opened: None,
             });
         }
@@ -332,23 +336,19 @@ pub fn sealed_values(docs: &[Mapping]) -> Vec<SealedValue<'_>> {
     out
 }
 
-/// True for the texts [`sealed_values`] lists.
-fn looks_sealed(text: &Text) -> bool {
-    !text.is_empty() && cipher::is_envelope(text.expose_secret())
-}
-
 /// A value of [`sealed_values`] opened ahead of the walk.
 struct OpenedAhead {
     aad: String,
-    /// The address of the envelope's bytes: the walk uses the result only for the very
-    /// text it was made from (the tree is not changed before the walk reaches it).
-    at: usize,
+    /// The address and length of the envelope's text: the walk uses the result only
+    /// for the very text it was made from (the tree is not changed before the walk
+    /// reaches it), which also tells it, without parsing again, which texts were listed.
+    at: (usize, usize),
     /// `None` when the batch opener left it: the walk opens it then.
     result: Option<Result<Opened, ValueFailure>>,
 }
 
 /// [`OpenedAhead`] values in walk order.
-type Prefetched = std::vec::IntoIter<OpenedAhead>;
+type Prefetched = std::iter::Peekable<std::vec::IntoIter<OpenedAhead>>;
 
 /// [`decrypt_documents_keeping`] with the envelopes opened first, as one batch by
 /// `open_batch` (which may use threads); the walk then takes each result in turn.
@@ -366,12 +366,13 @@ pub fn decrypt_documents_batched(
     let prefetched = sealed
         .into_iter()
         .map(|s| OpenedAhead {
-            at: s.envelope.as_ptr() as usize,
+            at: (s.text.as_ptr() as usize, s.text.len()),
             aad: s.aad,
             result: s.opened,
         })
         .collect::<Vec<_>>()
-        .into_iter();
+        .into_iter()
+        .peekable();
     walk_decrypt(
         docs,
         &opener,
@@ -459,13 +460,14 @@ struct Decryptor<'a> {
 }
 
 impl Decryptor<'_> {
-    /// The prefetched result for `text`, taken in step with [`sealed_values`]: called
-    /// once for every string leaf and comment, in walk order, whether selected or not.
+    /// The prefetched result for `text` when it is the next one listed by
+    /// [`sealed_values`]: called for every string leaf and comment, in walk order,
+    /// whether selected or not.
     fn take_prefetched(&mut self, text: &Text) -> Option<OpenedAhead> {
-        if !looks_sealed(text) {
-            return None;
-        }
-        self.prefetched.as_mut()?.next()
+        let bytes = text.expose_secret();
+        self.prefetched
+            .as_mut()?
+            .next_if(|ahead| ahead.at == (bytes.as_ptr() as usize, bytes.len()))
     }
 
     fn take_prefetched_value(&mut self, v: &Value) -> Option<OpenedAhead> {
@@ -488,7 +490,7 @@ impl Decryptor<'_> {
                 aad: ahead_aad,
                 at,
                 result: Some(result),
-            }) if ahead_aad == aad && at == text.as_ptr() as usize => result,
+            }) if ahead_aad == aad && at == (text.as_ptr() as usize, text.len()) => result,
             _ => self.opener.open(text, aad.as_bytes()),
         }
     }
