@@ -531,19 +531,16 @@ fn secrets_follow_git_through_create_update_and_delete() {
         bystander.metadata.resource_version
     );
 
-    let events = c.events("team-a");
-    assert!(
-        events
+    wait_until("a Normal Applied Event", &ctl, || {
+        c.events("team-a")
             .iter()
-            .any(|(t, r, _)| t == "Normal" && r == "Applied"),
-        "{events:?}"
-    );
-    assert!(
-        events
+            .any(|(t, r, _)| t == "Normal" && r == "Applied")
+    });
+    wait_until("a Normal Pruned Event naming api", &ctl, || {
+        c.events("team-a")
             .iter()
-            .any(|(t, r, n)| t == "Normal" && r == "Pruned" && n.contains("api")),
-        "{events:?}"
-    );
+            .any(|(t, r, n)| t == "Normal" && r == "Pruned" && n.contains("api"))
+    });
     // --log-format json: every line is a JSON object.
     for line in ctl.logs().lines() {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
@@ -629,13 +626,12 @@ fn an_unowned_secret_is_a_conflict_until_annotated_for_adoption() {
     assert_eq!(data_of(&still), map(&[("password", "theirs")]));
     let inventory: Vec<_> = status.inventory.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(inventory, ["api"]);
-    let events = c.events("team-a");
-    assert!(
-        events
+    // The Event is posted on its own, after the status: wait for it rather than race it.
+    wait_until("a Warning Event naming the conflict", &ctl, || {
+        c.events("team-a")
             .iter()
-            .any(|(t, _, n)| t == "Warning" && n.contains("db")),
-        "a Warning Event names the conflict: {events:?}"
-    );
+            .any(|(t, _, n)| t == "Warning" && n.contains("db"))
+    });
 
     // The owner opts in: sopsync takes it over.
     let mut adopt = still.clone();
@@ -786,13 +782,11 @@ fn tenants_use_only_their_own_keys_and_their_own_namespace() {
     assert_eq!(format!("{:?}", escape.result), "Denied");
     assert_eq!(escape.namespace, "team-b");
     for ns in ["team-b", "team-e"] {
-        let events = c.events(ns);
-        assert!(
-            events
+        wait_until(&format!("{ns}: a Warning Event saying why"), &ctl, || {
+            c.events(ns)
                 .iter()
-                .any(|(t, _, n)| t == "Warning" && n.contains("namespace")),
-            "{ns}: a Warning Event says why: {events:?}"
-        );
+                .any(|(t, _, n)| t == "Warning" && n.contains("namespace"))
+        });
     }
     ctl.assert_no_canary();
 }
@@ -1168,14 +1162,15 @@ fn an_inline_sops_secret_is_decrypted_and_a_tampered_one_changes_nothing() {
         c.data("team-a", "app"),
         Some(map(&[("token", &format!("{CANARY}-inline"))]))
     );
-    let events = c.events("team-a");
-    assert!(
-        events
+    wait_until("a Warning DecryptFailed Event", &ctl, || {
+        c.events("team-a")
             .iter()
-            .any(|(t, r, _)| t == "Warning" && r == "DecryptFailed"),
-        "{events:?}"
-    );
-    assert!(events.iter().all(|(_, _, n)| !n.contains(CANARY)));
+            .any(|(t, r, _)| t == "Warning" && r == "DecryptFailed")
+    });
+    assert!(c
+        .events("team-a")
+        .iter()
+        .all(|(_, _, n)| !n.contains(CANARY)));
     ctl.assert_no_canary();
 }
 

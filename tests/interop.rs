@@ -438,3 +438,67 @@ fn global_indent_matches_sops_and_a_bad_decryption_order_exits_112() {
         assert!(dup.stdout.is_empty());
     }
 }
+
+/// A file with enough values to be opened on several threads (`src/parallel.rs` starts
+/// at 1,024): comments, nested maps, lists of strings sharing one AAD, numbers. sops'
+/// encryption decrypts byte-identically; one value tampered deep inside is reported
+/// with its path and nothing is printed.
+#[test]
+fn a_large_file_opened_on_every_core_matches_sops() {
+    let dir = tempdir();
+    let (key, r) = age_keypair(dir.path(), "large");
+    let mut text = String::from("# top comment\n");
+    for i in 0..700 {
+        text.push_str(&format!(
+            "svc_{i}:\n    # the password\n    password: pw-{i}-x\n    port: {}\n    hosts:\n        - a{i}\n        - b{i}\n",
+            1000 + i
+        ));
+    }
+    let input = dir.path().join("large.yaml");
+    std::fs::write(&input, &text).unwrap();
+    let enc = dir.path().join("large.enc.yaml");
+    std::fs::write(&enc, sops_encrypt(&input, &r, &[], &[])).unwrap();
+    let want = decrypt_with(&mut sops(), &key, &enc);
+    let got = decrypt_with(&mut sopsync(), &key, &enc);
+    assert!(
+        want.status.success(),
+        "{}",
+        String::from_utf8_lossy(&want.stderr)
+    );
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(got.stdout, want.stdout);
+    assert_eq!(String::from_utf8_lossy(&got.stdout), text);
+
+    // Swap the ciphertexts of two list items far apart: both still parse, neither
+    // authenticates under the other's AAD.
+    let sealed = std::fs::read_to_string(&enc).unwrap();
+    let first_item_of = |svc: usize| -> String {
+        let at = sealed.find(&format!("svc_{svc}:")).unwrap();
+        let line = sealed[at..]
+            .lines()
+            .find(|l| l.trim_start().starts_with("- ENC["))
+            .unwrap();
+        line.trim_start().trim_start_matches("- ").to_string()
+    };
+    let (early, late) = (first_item_of(5), first_item_of(650));
+    let tampered = sealed
+        .replacen(&early, "@EARLY@", 1)
+        .replacen(&late, &early, 1)
+        .replacen("@EARLY@", &late, 1);
+    let bad = dir.path().join("tampered.enc.yaml");
+    std::fs::write(&bad, tampered).unwrap();
+    let out = decrypt_with(&mut sopsync(), &key, &bad);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "no plaintext on a failure");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("svc_5") && err.contains("hosts"), "{err}");
+    assert_eq!(sops_exit(&bad, &key), out.status.code());
+}
+
+fn sops_exit(file: &Path, key: &Path) -> Option<i32> {
+    decrypt_with(&mut sops(), key, file).status.code()
+}
