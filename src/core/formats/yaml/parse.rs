@@ -562,8 +562,11 @@ impl Builder<'_> {
             Event::Scalar(text, style, anchor, tag) => {
                 self.count(1, line)?;
                 let text = match style {
+                    // U+2028 and U+2029 both start with the byte E2: a byte search
+                    // first (a char search decoded every scalar of a large file).
                     ScalarStyle::SingleQuoted | ScalarStyle::Plain
-                        if text.contains(['\u{2028}', '\u{2029}']) =>
+                        if text.as_bytes().contains(&0xE2)
+                            && text.contains(['\u{2028}', '\u{2029}']) =>
                     {
                         fold_unicode_breaks(text)
                     }
