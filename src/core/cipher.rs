@@ -122,6 +122,20 @@ pub enum Plain {
     Comment(Text),
 }
 
+/// [`parse_typed`] taking the plaintext buffer: a string or comment keeps it, uncopied.
+pub fn parse_typed_owned(
+    tag: TypeTag,
+    mut bytes: Zeroizing<Vec<u8>>,
+) -> Result<Plain, ValueFailure> {
+    match tag {
+        TypeTag::Str | TypeTag::Bytes => Ok(Plain::Value(Value::Str(Text::new(std::mem::take(
+            &mut *bytes,
+        ))))),
+        TypeTag::Comment => Ok(Plain::Comment(Text::new(std::mem::take(&mut *bytes)))),
+        _ => parse_typed(tag, &bytes),
+    }
+}
+
 /// Parses decrypted bytes as the given type, as Go does (spec §1.2 "parse on decrypt").
 pub fn parse_typed(tag: TypeTag, bytes: &[u8]) -> Result<Plain, ValueFailure> {
     let bad = || ValueFailure::BadPlaintext { tag: tag.name() };

@@ -333,6 +333,24 @@ pub fn aad_of<K: AsRef<str>>(keys: &[K]) -> String {
     s
 }
 
+/// Whether `aad` is [`aad_of`]`(keys)`, without building it.
+pub fn aad_is(aad: &str, keys: &[String]) -> bool {
+    if keys.is_empty() {
+        return aad == ":";
+    }
+    let mut rest = aad.as_bytes();
+    for k in keys {
+        match rest
+            .strip_prefix(k.as_bytes())
+            .and_then(|r| r.strip_prefix(b":"))
+        {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 impl fmt::Display for KeyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Paths are shown like sops' --extract syntax: ["a"]["b"].
@@ -374,5 +392,22 @@ mod tests {
         let dbg = format!("{:?}", Value::Map(m));
         assert!(dbg.contains("password"));
         assert!(!dbg.contains("hunter2"));
+    }
+
+    #[test]
+    fn aad_is_agrees_with_aad_of() {
+        let paths: [&[&str]; 5] = [&[], &["a"], &["a", "b"], &["a:b"], &["", "x"]];
+        for p in paths {
+            let keys: Vec<String> = p.iter().map(|k| k.to_string()).collect();
+            for q in paths {
+                let other: Vec<String> = q.iter().map(|k| k.to_string()).collect();
+                assert_eq!(
+                    aad_is(&aad_of(&other), &keys),
+                    aad_of(&other) == aad_of(&keys)
+                );
+            }
+        }
+        assert!(!aad_is("a:b", &["a".to_string()]));
+        assert!(!aad_is("a", &["a".to_string()]));
     }
 }

@@ -477,8 +477,31 @@ impl Decryptor<'_> {
         }
     }
 
-    /// Opens `text` with `aad`, using the prefetched result when it was made from this
-    /// text with this AAD (always, unless the walks fell out of step: then it opens here).
+    /// Opens `text` under the AAD of `path`, using the prefetched result when it was
+    /// made from this text with that AAD (always, unless the walks fell out of step).
+    fn open_at(
+        &self,
+        prefetched: Option<OpenedAhead>,
+        path: &[String],
+        text: &[u8],
+    ) -> Result<Opened, ValueFailure> {
+        match prefetched {
+            Some(OpenedAhead {
+                aad,
+                at,
+                result: Some(result),
+            }) if at == (text.as_ptr() as usize, text.len())
+                && crate::core::tree::aad_is(&aad, path) =>
+            {
+                result
+            }
+            _ => self
+                .opener
+                .open(text, crate::core::tree::aad_of(path).as_bytes()),
+        }
+    }
+
+    /// [`Self::open_at`] with the AAD already built.
     fn open(
         &self,
         prefetched: Option<OpenedAhead>,
@@ -547,25 +570,28 @@ impl Decryptor<'_> {
                 // §1.4: an empty string is returned as it is.
                 Value::Str(t) if t.is_empty() => Plain::Value(v.clone()),
                 Value::Str(t) => {
-                    let aad = crate::core::tree::aad_of(path);
                     let fail = |failure| CoreError::DecryptValue {
                         path: KeyPath(path.to_vec()),
                         failure,
                     };
                     let opened = self
-                        .open(prefetched, &aad, t.expose_secret())
+                        .open_at(prefetched, path, t.expose_secret())
                         .map_err(fail)?;
-                    let plain = cipher::parse_typed(opened.tag, &opened.plaintext).map_err(fail)?;
-                    if self.keep_ivs {
+                    if !self.keep_ivs {
+                        cipher::parse_typed_owned(opened.tag, opened.plaintext).map_err(fail)?
+                    } else {
+                        let plain =
+                            cipher::parse_typed(opened.tag, &opened.plaintext).map_err(fail)?;
                         let canon = match &plain {
                             Plain::Value(pv) => canonical(pv),
                             Plain::Comment(c) => Some(canonical_comment(c)),
                         };
                         if let Some(c) = canon {
+                            let aad = crate::core::tree::aad_of(path);
                             self.stash.insert(&aad, &c, &opened.plaintext, &opened.iv);
                         }
+                        plain
                     }
-                    plain
                 }
                 // §2.3: sops 3.11 panics on a non-string under an encrypted path.
                 other => {
@@ -579,8 +605,14 @@ impl Decryptor<'_> {
         // §4.1: hash the re-serialised parsed value; comments never.
         if let Plain::Value(pv) = &plain {
             if !self.mac_only_encrypted || encrypted {
-                if let Some(c) = canonical(pv) {
-                    self.hasher.update(&c.bytes);
+                match pv {
+                    // A string's canonical bytes are its bytes: hashed without a copy.
+                    Value::Str(t) => self.hasher.update(t.expose_secret()),
+                    other => {
+                        if let Some(c) = canonical(other) {
+                            self.hasher.update(&c.bytes);
+                        }
+                    }
                 }
             }
         }

@@ -100,10 +100,22 @@ fn is_simple(s: &str) -> bool {
     let b = s.as_bytes();
     b[0].is_ascii_alphanumeric()
         && b[b.len() - 1] != b' '
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"_ .-/+=".contains(c))
+        && b[1..].iter().all(|&c| SIMPLE_INNER[usize::from(c)])
 }
+
+/// The bytes [`is_simple`] allows after the first, as a table (one load per byte: this
+/// runs over every string of a file).
+static SIMPLE_INNER: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric()
+            || matches!(b, b'_' | b' ' | b'.' | b'-' | b'/' | b'+' | b'=');
+        c += 1;
+    }
+    table
+};
 
 /// The character-by-character analysis (non-empty `s`).
 fn analyze_full(s: &str) -> Analysis {
