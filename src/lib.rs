@@ -3,7 +3,6 @@
 //! Architecture map (see ARCHITECTURE.md):
 //! - [`core`]: pure format and crypto (no I/O): tree, codecs, cipher, MAC, keys.
 //! - [`keysource`]: the only reader of the SOPS_AGE_* environment and key files.
-//! - [`parallel`]: opening a large file's values on every core (for the shells).
 //! - [`repo`]: Git fetch, safe tree walking, rendering SOPS files into Secrets.
 //! - [`cli`]: the command-line shell over the core.
 //! - [`controller`]: the in-cluster controller (CRDs, reconcile, status, metrics).
@@ -17,6 +16,5 @@ pub mod core;
 pub mod ephemeral;
 pub mod error;
 pub mod keysource;
-pub mod parallel;
 pub mod repo;
 pub mod server;

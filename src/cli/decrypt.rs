@@ -82,14 +82,13 @@ pub(crate) fn decrypt_file(
         .map_err(core_err(path))?;
     let ids = crate::keysource::age_identities();
     let key = ctx.unwrap_key(&file.metadata, &ids, path)?;
-    let plain = core_ops::decrypt_owned_batched(
+    let plain = core_ops::decrypt_owned(
         file,
         &key,
         &DecryptOptions {
             ignore_mac,
             skip_iv_stash: true,
         },
-        &crate::parallel::open_all,
     )
     .map_err(core_err(path))?;
     Ok(plain.documents)

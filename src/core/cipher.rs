@@ -273,23 +273,8 @@ pub fn is_envelope(text: &[u8]) -> bool {
     envelope_fields(text).is_some()
 }
 
-/// The four fields of an envelope's text, found but not yet decoded.
-#[derive(Clone, Copy)]
-pub struct Envelope<'a>([&'a [u8]; 4]);
-
-impl<'a> Envelope<'a> {
-    /// Splits `text` when it has an envelope's shape (§2.3).
-    pub fn find(text: &'a [u8]) -> Option<Envelope<'a>> {
-        envelope_fields(text).map(Envelope)
-    }
-}
-
 fn split_envelope(text: &[u8]) -> Result<Parts<'_>, ValueFailure> {
-    decode_envelope(Envelope::find(text).ok_or(ValueFailure::NotAnEnvelope)?)
-}
-
-fn decode_envelope(envelope: Envelope<'_>) -> Result<Parts<'_>, ValueFailure> {
-    let [data, iv, tag, type_tag] = envelope.0;
+    let [data, iv, tag, type_tag] = envelope_fields(text).ok_or(ValueFailure::NotAnEnvelope)?;
     let b64 = |bytes: &[u8], field: &'static str| {
         decode_base64_go(bytes).ok_or(ValueFailure::BadBase64 { field })
     };
@@ -418,15 +403,6 @@ impl<'k> Opener<'k> {
     /// Decrypts one envelope with `aad`; see [`open`].
     pub fn open(&self, text: &[u8], aad: &[u8]) -> Result<Opened, ValueFailure> {
         self.open_parts(split_envelope(text)?, aad)
-    }
-
-    /// [`Opener::open`] for an envelope already split with [`Envelope::find`].
-    pub fn open_envelope(
-        &self,
-        envelope: Envelope<'_>,
-        aad: &[u8],
-    ) -> Result<Opened, ValueFailure> {
-        self.open_parts(decode_envelope(envelope)?, aad)
     }
 
     fn open_parts(&self, parts: Parts<'_>, aad: &[u8]) -> Result<Opened, ValueFailure> {

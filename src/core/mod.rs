@@ -213,7 +213,7 @@ pub fn decrypt(
     data_key: &DataKey,
     opts: &DecryptOptions,
 ) -> Result<Decrypted, CoreError> {
-    decrypt_documents_of(file.documents.clone(), &file.metadata, data_key, opts, None)
+    decrypt_documents_of(file.documents.clone(), &file.metadata, data_key, opts)
 }
 
 /// [`decrypt`] for a caller that no longer needs the encrypted file: the documents
@@ -224,25 +224,7 @@ pub fn decrypt_owned(
     data_key: &DataKey,
     opts: &DecryptOptions,
 ) -> Result<Decrypted, CoreError> {
-    decrypt_documents_of(file.documents, &file.metadata, data_key, opts, None)
-}
-
-/// [`decrypt_owned`] with every envelope opened first, as one batch by `open_batch`:
-/// a shell passes one that spreads a large file's values over threads (the result is
-/// the same as [`decrypt_owned`]'s, errors included).
-pub fn decrypt_owned_batched(
-    file: EncryptedFile,
-    data_key: &DataKey,
-    opts: &DecryptOptions,
-    open_batch: walk::BatchOpen<'_>,
-) -> Result<Decrypted, CoreError> {
-    decrypt_documents_of(
-        file.documents,
-        &file.metadata,
-        data_key,
-        opts,
-        Some(open_batch),
-    )
+    decrypt_documents_of(file.documents, &file.metadata, data_key, opts)
 }
 
 fn decrypt_documents_of(
@@ -250,27 +232,15 @@ fn decrypt_documents_of(
     md: &Metadata,
     data_key: &DataKey,
     opts: &DecryptOptions,
-    open_batch: Option<walk::BatchOpen<'_>>,
 ) -> Result<Decrypted, CoreError> {
     let rule = Rule::compile(&md.effective_rule())?;
-    let keep_ivs = !opts.skip_iv_stash;
-    let walk = match open_batch {
-        None => walk::decrypt_documents_keeping(
-            &mut documents,
-            data_key,
-            &rule,
-            md.mac_only_encrypted,
-            keep_ivs,
-        ),
-        Some(batch) => walk::decrypt_documents_batched(
-            &mut documents,
-            data_key,
-            &rule,
-            md.mac_only_encrypted,
-            keep_ivs,
-            batch,
-        ),
-    }?;
+    let walk = walk::decrypt_documents_keeping(
+        &mut documents,
+        data_key,
+        &rule,
+        md.mac_only_encrypted,
+        !opts.skip_iv_stash,
+    )?;
     if !opts.ignore_mac {
         mac::verify(data_key, &md.mac, &md.last_modified, &walk.mac)?;
     }

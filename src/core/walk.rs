@@ -7,9 +7,9 @@
 //! comment-regex rules can disagree between the two walks exactly as in sops.
 
 use super::cipher::{
-    self, canonical, canonical_comment, Canonical, Envelope, Opened, Opener, Plain, TypeTag, IV_LEN,
+    self, canonical, canonical_comment, Canonical, Opener, Plain, TypeTag, IV_LEN,
 };
-use super::error::{CoreError, ValueFailure};
+use super::error::CoreError;
 use super::mac::MacHasher;
 use super::rules::Rule;
 use super::secret::{DataKey, Text};
@@ -264,125 +264,6 @@ fn clear_level(stack: &mut [Vec<Text>]) {
     }
 }
 
-/// An envelope the decrypt walk will meet, with the AAD it would open it with, and
-/// the result once a batch opener has opened it.
-pub struct SealedValue<'a> {
-    aad: String,
-    /// The text the envelope was found in (its address identifies it to the walk).
-    text: &'a [u8],
-    envelope: Envelope<'a>,
-    opened: Option<Result<Opened, ValueFailure>>,
-}
-
-impl SealedValue<'_> {
-    /// Opens it and keeps the result. Values are independent of each other, so a shell
-    /// may open a batch of them on several threads (the core never starts one, STYLE 1).
-    pub fn open(&mut self, opener: &Opener) {
-        self.opened = Some(opener.open_envelope(self.envelope, self.aad.as_bytes()));
-    }
-}
-
-/// Opens a batch of [`SealedValue`]s in place (each result stays with its value, so no
-/// order can be lost); a value left unopened is opened by the walk itself.
-pub type BatchOpen<'f> = &'f (dyn Fn(&Opener, &mut [SealedValue<'_>]) + Sync);
-
-/// Every non-empty string leaf and comment of `docs` that has an envelope's shape, in
-/// the order the decrypt walk visits them. It is a superset of what the walk opens
-/// (the selection rule is not applied here): the walk takes the results in step and
-/// drops those of values it leaves sealed.
-pub fn sealed_values(docs: &[Mapping]) -> Vec<SealedValue<'_>> {
-    fn text<'a>(out: &mut Vec<SealedValue<'a>>, path: &[&str], t: &'a Text) {
-        let text = t.expose_secret();
-        if let Some(envelope) = Envelope::find(text) {
-            out.push(SealedValue {
-                aad: crate::core::tree::aad_of(path),
-                text,
-                envelope,
-                opened: None,
-            });
-        }
-    }
-    fn value<'a>(out: &mut Vec<SealedValue<'a>>, path: &mut Vec<&'a str>, v: &'a Value) {
-        match v {
-            Value::Map(m) => map(out, path, m),
-            Value::Seq(s) => {
-                for item in &s.items {
-                    match item {
-                        SeqEntry::Comment(t) => text(out, path, t),
-                        SeqEntry::Value(v) => value(out, path, v),
-                    }
-                }
-            }
-            Value::Str(t) => text(out, path, t),
-            _ => {}
-        }
-    }
-    fn map<'a>(out: &mut Vec<SealedValue<'a>>, path: &mut Vec<&'a str>, m: &'a Mapping) {
-        for entry in &m.entries {
-            match entry {
-                MapEntry::Comment(t) => text(out, path, t),
-                MapEntry::Pair { key, value: v } => {
-                    path.push(key);
-                    value(out, path, v);
-                    path.pop();
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for doc in docs {
-        map(&mut out, &mut Vec::new(), doc);
-    }
-    out
-}
-
-/// A value of [`sealed_values`] opened ahead of the walk.
-struct OpenedAhead {
-    aad: String,
-    /// The address and length of the envelope's text: the walk uses the result only
-    /// for the very text it was made from (the tree is not changed before the walk
-    /// reaches it), which also tells it, without parsing again, which texts were listed.
-    at: (usize, usize),
-    /// `None` when the batch opener left it: the walk opens it then.
-    result: Option<Result<Opened, ValueFailure>>,
-}
-
-/// [`OpenedAhead`] values in walk order.
-type Prefetched = std::iter::Peekable<std::vec::IntoIter<OpenedAhead>>;
-
-/// [`decrypt_documents_keeping`] with the envelopes opened first, as one batch by
-/// `open_batch` (which may use threads); the walk then takes each result in turn.
-pub fn decrypt_documents_batched(
-    docs: &mut [Mapping],
-    key: &DataKey,
-    rule: &Rule,
-    mac_only_encrypted: bool,
-    keep_ivs: bool,
-    open_batch: BatchOpen<'_>,
-) -> Result<DecryptWalk, CoreError> {
-    let opener = Opener::new(key);
-    let mut sealed = sealed_values(docs);
-    open_batch(&opener, &mut sealed);
-    let prefetched = sealed
-        .into_iter()
-        .map(|s| OpenedAhead {
-            at: (s.text.as_ptr() as usize, s.text.len()),
-            aad: s.aad,
-            result: s.opened,
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .peekable();
-    walk_decrypt(
-        docs,
-        &opener,
-        rule,
-        mac_only_encrypted,
-        keep_ivs,
-        Some(prefetched),
-    )
-}
-
 /// What the decrypt walk found besides the plaintext.
 #[derive(Debug)]
 pub struct DecryptWalk {
@@ -416,23 +297,11 @@ pub fn decrypt_documents_keeping(
     keep_ivs: bool,
 ) -> Result<DecryptWalk, CoreError> {
     let opener = Opener::new(key);
-    walk_decrypt(docs, &opener, rule, mac_only_encrypted, keep_ivs, None)
-}
-
-fn walk_decrypt(
-    docs: &mut [Mapping],
-    opener: &Opener,
-    rule: &Rule,
-    mac_only_encrypted: bool,
-    keep_ivs: bool,
-    prefetched: Option<Prefetched>,
-) -> Result<DecryptWalk, CoreError> {
     let mut w = Decryptor {
-        opener,
+        opener: &opener,
         rule,
         mac_only_encrypted,
         keep_ivs,
-        prefetched,
         stash: IvStash::default(),
         hasher: MacHasher::new(mac_only_encrypted),
         unreadable_comments: Vec::new(),
@@ -448,85 +317,26 @@ fn walk_decrypt(
 }
 
 struct Decryptor<'a> {
+    /// The file's data key, its AES key schedule expanded once for all values.
     opener: &'a Opener<'a>,
     rule: &'a Rule,
     mac_only_encrypted: bool,
     keep_ivs: bool,
-    /// Opened ahead of the walk; `None` opens each value when met.
-    prefetched: Option<Prefetched>,
     stash: IvStash,
     hasher: MacHasher,
     unreadable_comments: Vec<KeyPath>,
 }
 
 impl Decryptor<'_> {
-    /// The prefetched result for `text` when it is the next one listed by
-    /// [`sealed_values`]: called for every string leaf and comment, in walk order,
-    /// whether selected or not.
-    fn take_prefetched(&mut self, text: &Text) -> Option<OpenedAhead> {
-        let bytes = text.expose_secret();
-        self.prefetched
-            .as_mut()?
-            .next_if(|ahead| ahead.at == (bytes.as_ptr() as usize, bytes.len()))
-    }
-
-    fn take_prefetched_value(&mut self, v: &Value) -> Option<OpenedAhead> {
-        match v {
-            Value::Str(t) => self.take_prefetched(t),
-            _ => None,
-        }
-    }
-
-    /// Opens `text` under the AAD of `path`, using the prefetched result when it was
-    /// made from this text with that AAD (always, unless the walks fell out of step).
-    fn open_at(
-        &self,
-        prefetched: Option<OpenedAhead>,
-        path: &[String],
-        text: &[u8],
-    ) -> Result<Opened, ValueFailure> {
-        match prefetched {
-            Some(OpenedAhead {
-                aad,
-                at,
-                result: Some(result),
-            }) if at == (text.as_ptr() as usize, text.len())
-                && crate::core::tree::aad_is(&aad, path) =>
-            {
-                result
-            }
-            _ => self
-                .opener
-                .open(text, crate::core::tree::aad_of(path).as_bytes()),
-        }
-    }
-
-    /// [`Self::open_at`] with the AAD already built.
-    fn open(
-        &self,
-        prefetched: Option<OpenedAhead>,
-        aad: &str,
-        text: &[u8],
-    ) -> Result<Opened, ValueFailure> {
-        match prefetched {
-            Some(OpenedAhead {
-                aad: ahead_aad,
-                at,
-                result: Some(result),
-            }) if ahead_aad == aad && at == (text.as_ptr() as usize, text.len()) => result,
-            _ => self.opener.open(text, aad.as_bytes()),
-        }
-    }
-
     /// A comment item: decrypted when selected; any failure keeps it as is (§1.5).
     fn comment(&mut self, path: &[String], text: &Text, stack: &[Vec<Text>]) -> Option<Text> {
-        let prefetched = self.take_prefetched(text);
         if text.is_empty() || !self.rule.should_encrypt(path, stack, true) {
             return None;
         }
         let aad = crate::core::tree::aad_of(path);
         let decrypted = self
-            .open(prefetched, &aad, text.expose_secret())
+            .opener
+            .open(text.expose_secret(), aad.as_bytes())
             .ok()
             .and_then(|opened| {
                 let text = match cipher::parse_typed(opened.tag, &opened.plaintext).ok()? {
@@ -560,7 +370,6 @@ impl Decryptor<'_> {
         v: &Value,
         path: &[String],
         stack: &[Vec<Text>],
-        prefetched: Option<OpenedAhead>,
     ) -> Result<Plain, CoreError> {
         let encrypted = self.rule.should_encrypt(path, stack, false);
         let plain = if !encrypted {
@@ -570,14 +379,17 @@ impl Decryptor<'_> {
                 // §1.4: an empty string is returned as it is.
                 Value::Str(t) if t.is_empty() => Plain::Value(v.clone()),
                 Value::Str(t) => {
+                    let aad = crate::core::tree::aad_of(path);
                     let fail = |failure| CoreError::DecryptValue {
                         path: KeyPath(path.to_vec()),
                         failure,
                     };
                     let opened = self
-                        .open_at(prefetched, path, t.expose_secret())
+                        .opener
+                        .open(t.expose_secret(), aad.as_bytes())
                         .map_err(fail)?;
                     if !self.keep_ivs {
+                        // Strings take the plaintext buffer as it is (no copy).
                         cipher::parse_typed_owned(opened.tag, opened.plaintext).map_err(fail)?
                     } else {
                         let plain =
@@ -587,7 +399,6 @@ impl Decryptor<'_> {
                             Plain::Comment(c) => Some(canonical_comment(c)),
                         };
                         if let Some(c) = canon {
-                            let aad = crate::core::tree::aad_of(path);
                             self.stash.insert(&aad, &c, &opened.plaintext, &opened.iv);
                         }
                         plain
@@ -641,8 +452,7 @@ impl Decryptor<'_> {
                         Value::Map(inner) => self.map(inner, path, stack)?,
                         Value::Seq(inner) => self.seq(inner, path, stack)?,
                         leaf => {
-                            let prefetched = self.take_prefetched_value(leaf);
-                            *leaf = match self.leaf(leaf, path, stack, prefetched)? {
+                            *leaf = match self.leaf(leaf, path, stack)? {
                                 Plain::Value(v) => v,
                                 // A comment-typed value under a key: keep its text.
                                 Plain::Comment(c) => Value::Str(c),
@@ -678,15 +488,12 @@ impl Decryptor<'_> {
                         Value::Null => {}
                         Value::Map(inner) => self.map(inner, path, stack)?,
                         Value::Seq(inner) => self.seq(inner, path, stack)?,
-                        leaf => {
-                            let prefetched = self.take_prefetched_value(leaf);
-                            match self.leaf(leaf, path, stack, prefetched)? {
-                                Plain::Value(pv) => *leaf = pv,
-                                // §3.3: `- ENC[…type:comment]` decrypts to a comment
-                                // again, after being judged as a non-comment item.
-                                Plain::Comment(c) => *item = SeqEntry::Comment(c),
-                            }
-                        }
+                        leaf => match self.leaf(leaf, path, stack)? {
+                            Plain::Value(pv) => *leaf = pv,
+                            // §3.3: `- ENC[…type:comment]` decrypts to a comment again,
+                            // after being judged as a non-comment item.
+                            Plain::Comment(c) => *item = SeqEntry::Comment(c),
+                        },
                     }
                     clear_level(stack);
                 }
@@ -891,112 +698,6 @@ mod tests {
         let walk = decrypt_documents(&mut docs, &key, &rule, false).unwrap();
         assert_eq!(docs[0], before);
         assert_eq!(walk.unreadable_comments, vec![KeyPath(vec!["a".into()])]);
-    }
-
-    /// `sample()` plus a list of strings (one AAD for several values) and a clear value
-    /// that has an envelope's shape, encrypted under `rule`.
-    fn sealed_sample(rule: &Rule, key: &DataKey) -> Vec<Mapping> {
-        let mut m = sample();
-        let strings = ["x", "y", "z"].map(|s| SeqEntry::Value(Value::str(s)));
-        m.push(
-            "strings",
-            Value::Seq(Sequence {
-                items: strings.into(),
-            }),
-        );
-        let mut docs = vec![m];
-        encrypt_documents(&mut docs, key, rule, false, None, &mut CountingRng(0)).unwrap();
-        // A clear value shaped like an envelope: listed by `sealed_values`, never used.
-        let lookalike = match docs[0].get("strings") {
-            Some(Value::Seq(s)) => match &s.items[0] {
-                SeqEntry::Value(v) => v.clone(),
-                _ => panic!("a string item"),
-            },
-            _ => panic!("the list"),
-        };
-        if !rule.should_encrypt(&["copy_unencrypted".to_string()], &[], false) {
-            docs[0].push("copy_unencrypted", lookalike);
-        }
-        docs
-    }
-
-    fn serial_batch(opener: &Opener, values: &mut [SealedValue<'_>]) {
-        values.iter_mut().for_each(|v| v.open(opener));
-    }
-
-    #[test]
-    fn batched_decryption_equals_the_walk_under_every_rule() {
-        let key = DataKey::from_bytes([4; 32]);
-        let rules = [
-            SelectionRule::default(),
-            SelectionRule::EncryptedRegex("^(b|strings)$".into()),
-            SelectionRule::EncryptedCommentRegex("^ *in".into()),
-            SelectionRule::UnencryptedCommentRegex("^ *top".into()),
-        ];
-        for selection in rules {
-            let rule = Rule::compile(&selection).unwrap();
-            let sealed = sealed_sample(&rule, &key);
-            let mut walked = sealed.clone();
-            let expected = decrypt_documents(&mut walked, &key, &rule, false).unwrap();
-            let mut batched = sealed.clone();
-            let got =
-                decrypt_documents_batched(&mut batched, &key, &rule, false, true, &serial_batch)
-                    .unwrap();
-            assert_eq!(batched, walked, "{selection:?}");
-            assert_eq!(got.mac, expected.mac, "{selection:?}");
-            assert_eq!(got.stash.len(), expected.stash.len(), "{selection:?}");
-            assert_eq!(got.unreadable_comments, expected.unreadable_comments);
-            // The clear lookalike was opened ahead (when it is one) but left as it was.
-            assert_eq!(
-                batched[0].get("copy_unencrypted"),
-                sealed[0].get("copy_unencrypted"),
-                "{selection:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn values_a_batch_opener_leaves_are_opened_by_the_walk() {
-        let key = DataKey::from_bytes([5; 32]);
-        let rule = Rule::compile(&SelectionRule::default()).unwrap();
-        let sealed = sealed_sample(&rule, &key);
-        let mut walked = sealed.clone();
-        let expected = decrypt_documents(&mut walked, &key, &rule, false).unwrap();
-        let nothing = |_: &Opener, _: &mut [SealedValue<'_>]| {};
-        let every_other = |o: &Opener, v: &mut [SealedValue<'_>]| {
-            v.iter_mut().step_by(2).for_each(|v| v.open(o));
-        };
-        let batches: [BatchOpen<'_>; 2] = [&nothing, &every_other];
-        for batch in batches {
-            let mut docs = sealed.clone();
-            let got =
-                decrypt_documents_batched(&mut docs, &key, &rule, false, false, batch).unwrap();
-            assert_eq!(docs, walked);
-            assert_eq!(got.mac, expected.mac);
-        }
-    }
-
-    #[test]
-    fn batched_decryption_reports_a_tampered_value_like_the_walk() {
-        let key = DataKey::from_bytes([6; 32]);
-        let rule = Rule::compile(&SelectionRule::default()).unwrap();
-        let mut sealed = sealed_sample(&rule, &key);
-        // `a.b`'s ciphertext moved to `empty` fails authentication under the new path.
-        let b = sealed[0]
-            .get("a")
-            .unwrap()
-            .as_map()
-            .unwrap()
-            .get("b")
-            .unwrap()
-            .clone();
-        *sealed[0].get_mut("empty").unwrap() = b;
-        let walk_err = decrypt_documents(&mut sealed.clone(), &key, &rule, false).unwrap_err();
-        let batch_err =
-            decrypt_documents_batched(&mut sealed, &key, &rule, false, false, &serial_batch)
-                .unwrap_err();
-        assert_eq!(batch_err.to_string(), walk_err.to_string());
-        assert!(batch_err.to_string().contains("empty"), "{batch_err}");
     }
 
     #[test]

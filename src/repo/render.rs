@@ -118,8 +118,7 @@ fn decrypt_one(
         skip_iv_stash: true,
         ..DecryptOptions::default()
     };
-    let plain = core_ops::decrypt_owned_batched(file, &key, &opts, &crate::parallel::open_all)
-        .map_err(fail)?;
+    let plain = core_ops::decrypt_owned(file, &key, &opts).map_err(fail)?;
     Ok(Decrypted {
         format,
         docs: plain.documents,
