@@ -374,27 +374,27 @@ pub struct Opened {
 }
 
 /// Decrypts one envelope with `aad` (spec §2.3). For many values under one key, build
-/// an [`Opener`] once instead.
+/// a [`FileCipher`] once instead.
 ///
 /// Errors: [`ValueFailure`] naming the first thing that is wrong. An unknown type is
 /// reported before the GCM check, as sops does.
 pub fn open(key: &DataKey, text: &[u8], aad: &[u8]) -> Result<Opened, ValueFailure> {
-    Opener::new(key).open(text, aad)
+    FileCipher::new(key).open(text, aad)
 }
 
-/// AES-256-GCM for one data key, with the key schedule for sops' 32-byte IVs expanded
-/// once: every value of a file shares the key, and expanding it per value was a
-/// measurable part of decrypting a large file. Shared across threads by reference;
-/// the round keys are wiped on drop (the `zeroize` features of `aes` and `aes-gcm`).
-pub struct Opener<'k> {
+/// AES-256-GCM under one file's data key, with the key schedule for sops' 32-byte IVs
+/// expanded once: every value of a file shares the key, and expanding it per value was
+/// a measurable part of decrypting a large file. The round keys are wiped on drop (the
+/// `zeroize` features of `aes` and `aes-gcm`).
+pub struct FileCipher<'k> {
     key: &'k DataKey,
     gcm32: AesGcm<Aes256, U32>,
 }
 
-impl<'k> Opener<'k> {
+impl<'k> FileCipher<'k> {
     /// Expands `key` for 32-byte IVs.
     pub fn new(key: &'k DataKey) -> Self {
-        Opener {
+        FileCipher {
             key,
             gcm32: AesGcm::new(GenericArray::from_slice(key.expose_secret())),
         }
@@ -402,10 +402,7 @@ impl<'k> Opener<'k> {
 
     /// Decrypts one envelope with `aad`; see [`open`].
     pub fn open(&self, text: &[u8], aad: &[u8]) -> Result<Opened, ValueFailure> {
-        self.open_parts(split_envelope(text)?, aad)
-    }
-
-    fn open_parts(&self, parts: Parts<'_>, aad: &[u8]) -> Result<Opened, ValueFailure> {
+        let parts = split_envelope(text)?;
         if parts.tag.len() != TAG_LEN {
             return Err(ValueFailure::BadTagLength {
                 len: parts.tag.len(),
@@ -473,20 +470,28 @@ where
 }
 
 /// Encrypts canonical bytes with a 32-byte IV and `aad` into an envelope (spec §2.3).
-/// Callers never pass empty bytes: empty strings stay unencrypted (§1.4).
+/// Callers never pass empty bytes: empty strings stay unencrypted (§1.4). For many
+/// values under one key, build a [`FileCipher`] once instead.
 pub fn seal(key: &DataKey, iv: &[u8; IV_LEN], aad: &[u8], plain: &Canonical) -> String {
-    let cipher = AesGcm::<Aes256, U32>::new(GenericArray::from_slice(key.expose_secret()));
-    let mut buf = Zeroizing::new(plain.bytes.to_vec());
-    let tag = cipher
-        .encrypt_in_place_detached(GenericArray::from_slice(iv), aad, &mut buf)
-        .expect("AES-GCM encryption of an in-memory buffer cannot fail below 64 GiB");
-    format!(
-        "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{}]",
-        STANDARD.encode(&buf[..]),
-        STANDARD.encode(iv),
-        STANDARD.encode(tag),
-        plain.tag.name()
-    )
+    FileCipher::new(key).seal(iv, aad, plain)
+}
+
+impl FileCipher<'_> {
+    /// Encrypts one value into an envelope; see [`seal`].
+    pub fn seal(&self, iv: &[u8; IV_LEN], aad: &[u8], plain: &Canonical) -> String {
+        let mut buf = Zeroizing::new(plain.bytes.to_vec());
+        let tag = self
+            .gcm32
+            .encrypt_in_place_detached(GenericArray::from_slice(iv), aad, &mut buf)
+            .expect("AES-GCM encryption of an in-memory buffer cannot fail below 64 GiB");
+        format!(
+            "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{}]",
+            STANDARD.encode(&buf[..]),
+            STANDARD.encode(iv),
+            STANDARD.encode(tag),
+            plain.tag.name()
+        )
+    }
 }
 
 #[cfg(test)]

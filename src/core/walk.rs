@@ -7,7 +7,7 @@
 //! comment-regex rules can disagree between the two walks exactly as in sops.
 
 use super::cipher::{
-    self, canonical, canonical_comment, Canonical, Opener, Plain, TypeTag, IV_LEN,
+    self, canonical, canonical_comment, Canonical, FileCipher, Plain, TypeTag, IV_LEN,
 };
 use super::error::CoreError;
 use super::mac::MacHasher;
@@ -102,8 +102,9 @@ pub fn encrypt_documents(
     stash: Option<&IvStash>,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<String, CoreError> {
+    let cipher = FileCipher::new(key);
     let mut w = Encryptor {
-        key,
+        cipher: &cipher,
         rule,
         mac_only_encrypted,
         stash,
@@ -118,7 +119,8 @@ pub fn encrypt_documents(
 }
 
 struct Encryptor<'a> {
-    key: &'a DataKey,
+    /// The file's data key, its AES key schedule expanded once for all values.
+    cipher: &'a FileCipher<'a>,
     rule: &'a Rule,
     mac_only_encrypted: bool,
     stash: Option<&'a IvStash>,
@@ -142,7 +144,7 @@ impl Encryptor<'_> {
                 iv
             }
         };
-        Some(cipher::seal(self.key, &iv, aad.as_bytes(), plain))
+        Some(self.cipher.seal(&iv, aad.as_bytes(), plain))
     }
 
     fn seal_comment(
@@ -296,9 +298,9 @@ pub fn decrypt_documents_keeping(
     mac_only_encrypted: bool,
     keep_ivs: bool,
 ) -> Result<DecryptWalk, CoreError> {
-    let opener = Opener::new(key);
+    let cipher = FileCipher::new(key);
     let mut w = Decryptor {
-        opener: &opener,
+        cipher: &cipher,
         rule,
         mac_only_encrypted,
         keep_ivs,
@@ -318,7 +320,7 @@ pub fn decrypt_documents_keeping(
 
 struct Decryptor<'a> {
     /// The file's data key, its AES key schedule expanded once for all values.
-    opener: &'a Opener<'a>,
+    cipher: &'a FileCipher<'a>,
     rule: &'a Rule,
     mac_only_encrypted: bool,
     keep_ivs: bool,
@@ -335,7 +337,7 @@ impl Decryptor<'_> {
         }
         let aad = crate::core::tree::aad_of(path);
         let decrypted = self
-            .opener
+            .cipher
             .open(text.expose_secret(), aad.as_bytes())
             .ok()
             .and_then(|opened| {
@@ -385,7 +387,7 @@ impl Decryptor<'_> {
                         failure,
                     };
                     let opened = self
-                        .opener
+                        .cipher
                         .open(t.expose_secret(), aad.as_bytes())
                         .map_err(fail)?;
                     if !self.keep_ivs {
