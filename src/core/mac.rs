@@ -33,6 +33,19 @@ impl MacHasher {
         self.hash.update(bytes);
     }
 
+    /// Adds a parsed value's canonical bytes (nothing for null, mappings, sequences).
+    /// A string's canonical bytes are its own bytes, hashed without a copy.
+    pub fn update_value(&mut self, value: &Value) {
+        match value {
+            Value::Str(t) => self.hash.update(t.expose_secret()),
+            other => {
+                if let Some(c) = cipher::canonical(other) {
+                    self.hash.update(&c.bytes);
+                }
+            }
+        }
+    }
+
     /// The MAC: 128 uppercase hex digits.
     pub fn finish(self) -> String {
         let digest = self.hash.finalize();

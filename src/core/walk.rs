@@ -418,15 +418,7 @@ impl Decryptor<'_> {
         // §4.1: hash the re-serialised parsed value; comments never.
         if let Plain::Value(pv) = &plain {
             if !self.mac_only_encrypted || encrypted {
-                match pv {
-                    // A string's canonical bytes are its bytes: hashed without a copy.
-                    Value::Str(t) => self.hasher.update(t.expose_secret()),
-                    other => {
-                        if let Some(c) = canonical(other) {
-                            self.hasher.update(&c.bytes);
-                        }
-                    }
-                }
+                self.hasher.update_value(pv);
             }
         }
         Ok(plain)
