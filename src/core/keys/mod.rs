@@ -18,7 +18,10 @@ pub use self::age::{AgeIdentities, AgeRecipient};
 pub enum KeyError {
     /// An identity source has a line that is not an identity (spec §5.2). The line
     /// itself is never shown: it may be a secret key.
-    #[error("{source_name}: line {line} is not an age identity (must start exactly with AGE-SECRET-KEY-1, no spaces)")]
+    #[error(
+        "{source_name}: line {line} is not an age identity (must start exactly with {}, no spaces)",
+        age::IDENTITY_PREFIX
+    )]
     BadIdentityLine {
         /// Where the identities came from (an env var name or a path).
         source_name: String,
@@ -145,6 +148,21 @@ mod tests {
     use super::*;
     use crate::core::metadata::OtherKeyKind;
     use crate::core::tree::Mapping;
+
+    #[test]
+    fn a_bad_identity_line_names_the_prefix_it_needs() {
+        let e = KeyError::BadIdentityLine {
+            source_name: "SOPS_AGE_KEY".into(),
+            line: 2,
+        };
+        assert_eq!(
+            e.to_string(),
+            concat!(
+                "SOPS_AGE_KEY: line 2 is not an age identity (must start exactly with AGE-SECRET-",
+                "KEY-1, no spaces)"
+            )
+        );
+    }
 
     #[test]
     fn default_order_is_age_pgp_then_file_order() {
