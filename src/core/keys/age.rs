@@ -10,16 +10,24 @@
 //! need process spawning, which the pure core may not do; both are refused with a
 //! clear error.
 //!
-//! Security: secret keys live only inside `age::x25519::Identity` (zeroized by the
-//! crate); `Debug` prints counts and source names only; errors name the line number,
-//! never its text. Note: the age crate draws its own file-key randomness from the OS.
+//! Decryption first tries [`age_file`](super::age_file), which opens the one-chunk files
+//! sops writes without the crate's streaming reader (issue 5); anything unusual goes
+//! through the crate.
+//!
+//! Security: each secret key lives in an `x25519_dalek::StaticSecret` (for the direct
+//! path) and an `age::x25519::Identity` (for the crate); both wipe themselves on drop.
+//! `Debug` prints counts and source names only; errors name the line number, never its
+//! text. Note: the age crate draws its own file-key randomness from the OS.
 
+use super::age_file::{self, Opened};
 use super::{KeyBackend, KeyError};
 use crate::core::metadata::MasterKey;
 use age::armor::{ArmoredReader, ArmoredWriter, Format};
 use std::fmt;
 use std::io::{Read, Write};
 use std::str::FromStr;
+use std::sync::OnceLock;
+use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 /// How every age X25519 identity line starts. Spelled in two pieces so that scanners
@@ -30,7 +38,74 @@ pub const IDENTITY_PREFIX: &str = concat!("AGE-SECRET-", "KEY-1");
 /// One named source of identities (an env var or a file) and what parsing it gave.
 struct Source {
     name: String,
-    parsed: Result<Vec<age::x25519::Identity>, KeyError>,
+    parsed: Result<Vec<X25519Identity>, KeyError>,
+}
+
+/// One age X25519 identity.
+pub(super) struct X25519Identity {
+    secret: StaticSecret,
+    /// Computed on first need only: it costs a scalar multiplication (~40 µs), and the
+    /// direct path usually does without it.
+    public: OnceLock<PublicKey>,
+    /// The same key for the age crate, which handles everything unusual.
+    pub(super) for_crate: age::x25519::Identity,
+}
+
+impl X25519Identity {
+    /// Parses an `AGE-SECRET-KEY-1…` line; `None` if it is not one.
+    pub(super) fn parse(line: &str) -> Option<X25519Identity> {
+        let for_crate = age::x25519::Identity::from_str(line).ok()?;
+        // The crate has validated the Bech32 text; decode it once more for the bytes.
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        let copied = age_core::primitives::bech32_decode(
+            line,
+            |_| (),
+            |_| Ok(()),
+            |_, data| {
+                let mut n = 0;
+                for (slot, byte) in bytes.iter_mut().zip(data) {
+                    *slot = byte;
+                    n += 1;
+                }
+                Ok(n)
+            },
+        );
+        (copied == Ok(32)).then(|| X25519Identity {
+            secret: StaticSecret::from(*bytes),
+            public: OnceLock::new(),
+            for_crate,
+        })
+    }
+
+    pub(super) fn secret(&self) -> &StaticSecret {
+        &self.secret
+    }
+
+    /// The public key, computing it on first use.
+    pub(super) fn public(&self) -> &PublicKey {
+        self.public.get_or_init(|| PublicKey::from(&self.secret))
+    }
+
+    /// The public key if it has been computed already.
+    pub(super) fn cached_public(&self) -> Option<&PublicKey> {
+        self.public.get()
+    }
+}
+
+/// Decodes an `age1…` recipient into its public key; `None` if it is not one.
+pub(super) fn decode_recipient(text: &str) -> Option<PublicKey> {
+    age_core::primitives::bech32_decode(
+        text,
+        |_| (),
+        |hrp| (hrp.as_str() == "age").then_some(()).ok_or(()),
+        |_, data| {
+            let bytes: Vec<u8> = data.collect();
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map(PublicKey::from)
+                .map_err(|_| ())
+        },
+    )
+    .ok()
 }
 
 /// Age identities collected from any number of sources.
@@ -98,7 +173,7 @@ impl AgeIdentities {
         self.len() == 0
     }
 
-    fn identities(&self) -> impl Iterator<Item = &age::x25519::Identity> {
+    fn identities(&self) -> impl Iterator<Item = &X25519Identity> {
         self.sources
             .iter()
             .filter_map(|s| s.parsed.as_ref().ok())
@@ -108,12 +183,12 @@ impl AgeIdentities {
     /// The public recipients of the usable identities.
     pub fn recipients(&self) -> Vec<String> {
         self.identities()
-            .map(|i| i.to_public().to_string())
+            .map(|i| i.for_crate.to_public().to_string())
             .collect()
     }
 }
 
-fn parse_lines(text: &str, source: &str) -> Result<Vec<age::x25519::Identity>, KeyError> {
+fn parse_lines(text: &str, source: &str) -> Result<Vec<X25519Identity>, KeyError> {
     // §5.2: an age-encrypted identity file needs a passphrase prompt.
     if text.starts_with("age-encryption") || text.starts_with("-----BEGIN AGE") {
         return Err(KeyError::UnsupportedIdentity {
@@ -141,7 +216,7 @@ fn parse_lines(text: &str, source: &str) -> Result<Vec<age::x25519::Identity>, K
         if !line.starts_with(IDENTITY_PREFIX) {
             return Err(bad());
         }
-        out.push(age::x25519::Identity::from_str(line).map_err(|_| bad())?);
+        out.push(X25519Identity::parse(line).ok_or_else(bad)?);
     }
     Ok(out)
 }
@@ -158,10 +233,19 @@ impl KeyBackend for AgeIdentities {
             recipient: recipient.clone(),
             reason,
         };
+        let identities: Vec<&X25519Identity> = self.identities().collect();
+        match age_file::open(enc, recipient, &identities) {
+            Opened::Plaintext(plaintext) => return Ok(Some(plaintext)),
+            Opened::NotForUs => return Ok(None),
+            Opened::Unusual => {}
+        }
         let decryptor = age::Decryptor::new(ArmoredReader::new(enc.as_bytes()))
             .map_err(|e| corrupt(e.to_string()))?;
-        let mut reader = match decryptor.decrypt(self.identities().map(|i| i as &dyn age::Identity))
-        {
+        let mut reader = match decryptor.decrypt(
+            identities
+                .iter()
+                .map(|i| &i.for_crate as &dyn age::Identity),
+        ) {
             Ok(r) => r,
             Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
             Err(e) => return Err(corrupt(e.to_string())),

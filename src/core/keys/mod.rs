@@ -6,6 +6,7 @@
 //! written back verbatim but cannot be unwrapped here (§5.3, §5.6).
 
 pub mod age;
+mod age_file;
 
 use super::metadata::MasterKey;
 use zeroize::Zeroizing;
