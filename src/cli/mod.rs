@@ -115,6 +115,13 @@ enum Command {
     ExecEnv(edit::ExecEnvArgs),
 }
 
+impl Cli {
+    /// True for every command but the long-running controller.
+    pub fn is_one_shot(&self) -> bool {
+        !matches!(self.command, Command::Controller(_))
+    }
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     let ctx = Context {
