@@ -4,7 +4,8 @@
 use super::formats::FormatOptions;
 use super::metadata::SelectionRule;
 use super::tree::{Mapping, SeqEntry, Value};
-use regex::Regex;
+// The rules' regex type: the same engine as `regex`, without a full DFA per pattern.
+use super::rules::Regex;
 
 /// One `creation_rules` entry.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -91,7 +92,7 @@ fn parse_rule(m: &Mapping, at: &str) -> Result<CreationRule, ConfigError> {
         match k {
             "path_regex" => {
                 let re = v.as_str().ok_or_else(|| err(&here, "expected a string"))?;
-                Regex::new(re).map_err(|e| err(&here, e.to_string()))?;
+                Regex::new(re).map_err(|e| err(&here, e))?;
                 rule.path_regex = Some(re.to_string());
             }
             "age" => {
@@ -243,7 +244,7 @@ impl SopsConfig {
         self.creation_rules.iter().find(|r| match &r.path_regex {
             None => true,
             Some(re) => Regex::new(re)
-                .map(|re| re.is_match(relative_path))
+                .map(|re| re.is_match(relative_path.as_bytes()))
                 .unwrap_or(false),
         })
     }
@@ -286,5 +287,26 @@ mod tests {
             .parse_plain(b"creation_rules:\n  - encrypted_regex: a\n    unencrypted_suffix: b\n")
             .unwrap();
         assert!(SopsConfig::from_document(&docs[0]).is_err());
+    }
+
+    #[test]
+    fn path_regex_matches_characters_and_a_bad_one_is_named() {
+        // `.` is one character (as in Go's RE2), also when it takes several bytes.
+        let cfg =
+            parse("creation_rules:\n  - path_regex: ^s/.\\.yaml$\n    age: [a]\n  - age: [b]\n");
+        assert_eq!(
+            cfg.rule_for("s/\u{e9}.yaml").unwrap().age_groups,
+            vec![vec!["a".to_string()]]
+        );
+        assert_eq!(
+            cfg.rule_for("s/ab.yaml").unwrap().age_groups,
+            vec![vec!["b".to_string()]]
+        );
+        let docs = codec(Format::Yaml, &FormatOptions::default())
+            .parse_plain(b"creation_rules:\n  - path_regex: '('\n")
+            .unwrap();
+        let e = SopsConfig::from_document(&docs[0]).unwrap_err();
+        assert_eq!(e.where_, "creation_rules[0].path_regex");
+        assert!(e.reason.contains("unclosed group"), "{}", e.reason);
     }
 }
