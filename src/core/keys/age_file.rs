@@ -4,7 +4,7 @@
 //! Why: a one-file decrypt spent a third of its instructions in the age crate, and only
 //! the X25519 key agreement among them is unavoidable. The crate recomputes the
 //! identity's public key at every unwrap (a fixed-base scalar multiplication, ~40 µs),
-//! and its stream reader zero-fills a 64 KiB buffer (16 page faults) for a 32-byte
+//! and its stream reader zero-fills a 64 KiB buffer (12 page faults) for a 32-byte
 //! payload. This module reads the one shape every age encoder writes for such a payload
 //! (armored, strict stanzas, one payload chunk) and does only what the age v1 format
 //! requires: X25519, HKDF-SHA-256 and ChaCha20-Poly1305 for the file key, the header
