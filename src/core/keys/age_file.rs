@@ -408,6 +408,70 @@ mod tests {
         assert_eq!(plaintext(open(enc.trim_end(), &recorded, &[&id])), expected);
     }
 
+    /// The crate's verdict: the plaintext, "no matching key", or another error.
+    fn crate_verdict(enc: &str, id: &X25519Identity) -> Result<Vec<u8>, bool> {
+        let decryptor = age::Decryptor::new(age::armor::ArmoredReader::new(enc.as_bytes()))
+            .map_err(|_| false)?;
+        let mut reader = decryptor
+            .decrypt(std::iter::once(&id.for_crate as &dyn age::Identity))
+            .map_err(|e| matches!(e, age::DecryptError::NoMatchingKeys))?;
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).map_err(|_| false)?;
+        Ok(out)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Whatever is changed in an entry (a byte of the age file, or a character of
+        /// its armor), the direct path never disagrees with the age crate: a plaintext
+        /// only when the crate gives the same one, "not for us" only when the crate
+        /// finds no matching key, and everything else is left to the crate.
+        #[test]
+        fn a_changed_entry_never_opens_differently_than_with_the_crate(
+            crate_written in proptest::bool::ANY,
+            in_armor in proptest::bool::ANY,
+            at in 0usize..4096,
+            byte in proptest::num::u8::ANY,
+        ) {
+            let (secret_line, enc, recorded) = if crate_written {
+                let id = age::x25519::Identity::generate();
+                let public = id.to_public().to_string();
+                let MasterKey::Age { enc, .. } =
+                    AgeRecipient::parse(&public).unwrap().wrap(&[5u8; 32]).unwrap()
+                else {
+                    panic!()
+                };
+                (id.to_string().expose(), enc, public)
+            } else {
+                let key = include_str!("../../../tests/data/age1.agekey");
+                let line = key.lines().find(|l| !l.starts_with('#')).unwrap().to_string();
+                let (enc, recorded) = sops_entry();
+                (line, enc, recorded)
+            };
+            let changed = if in_armor {
+                let mut text = enc.into_bytes();
+                let i = at % text.len();
+                text[i] = byte;
+                String::from_utf8_lossy(&text).into_owned()
+            } else {
+                let mut binary = dearmor(&enc).unwrap().to_vec();
+                let i = at % binary.len();
+                binary[i] = byte;
+                armor(&binary)
+            };
+            let id = X25519Identity::parse(&secret_line).unwrap();
+            match open(&changed, &recorded, &[&id]) {
+                Opened::Plaintext(p) => {
+                    proptest::prop_assert_eq!(Ok(p.to_vec()), crate_verdict(&changed, &id))
+                }
+                Opened::NotForUs => {
+                    proptest::prop_assert_eq!(Err(true), crate_verdict(&changed, &id))
+                }
+                Opened::Unusual => {}
+            }
+        }
+    }
+
     trait Expose {
         fn expose(&self) -> String;
     }
