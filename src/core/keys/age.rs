@@ -52,7 +52,7 @@ pub(super) struct X25519Identity {
 }
 
 impl X25519Identity {
-    /// Parses an `AGE-SECRET-KEY-1…` line; `None` if it is not one.
+    /// Parses an identity line (it starts with [`IDENTITY_PREFIX`]); `None` if it is not one.
     pub(super) fn parse(line: &str) -> Option<X25519Identity> {
         let for_crate = age::x25519::Identity::from_str(line).ok()?;
         // The crate has validated the Bech32 text; decode it once more for the bytes.

@@ -255,6 +255,7 @@ mod tests {
     use super::*;
     use crate::core::keys::{AgeIdentities, AgeRecipient, KeyBackend, KeyError};
     use crate::core::metadata::MasterKey;
+    use age::secrecy::ExposeSecret;
     use std::io::Read;
 
     /// The first identity line of a key file.
@@ -274,15 +275,16 @@ mod tests {
         )
     }
 
-    /// What the age crate makes of `enc` with `id`.
-    fn through_crate(enc: &str, id: &X25519Identity) -> Option<Vec<u8>> {
-        let decryptor = age::Decryptor::new(age::armor::ArmoredReader::new(enc.as_bytes())).ok()?;
+    /// The crate's verdict: the plaintext, "no matching key", or another error.
+    fn crate_verdict(enc: &str, id: &X25519Identity) -> Result<Vec<u8>, bool> {
+        let decryptor = age::Decryptor::new(age::armor::ArmoredReader::new(enc.as_bytes()))
+            .map_err(|_| false)?;
         let mut reader = decryptor
             .decrypt(std::iter::once(&id.for_crate as &dyn age::Identity))
-            .ok()?;
+            .map_err(|e| matches!(e, age::DecryptError::NoMatchingKeys))?;
         let mut out = Vec::new();
-        reader.read_to_end(&mut out).ok()?;
-        Some(out)
+        reader.read_to_end(&mut out).map_err(|_| false)?;
+        Ok(out)
     }
 
     fn plaintext(opened: Opened) -> Vec<u8> {
@@ -311,7 +313,7 @@ mod tests {
         let id = identity(include_str!("../../../tests/data/age1.agekey"));
         let direct = plaintext(open(&enc, &recorded, &[&id]));
         assert_eq!(direct.len(), 32, "a sops data key");
-        assert_eq!(Some(direct), through_crate(&enc, &id));
+        assert_eq!(Some(direct), crate_verdict(&enc, &id).ok());
         // The recorded recipient was right, so the public key was never computed.
         assert!(id.cached_public().is_none());
     }
@@ -319,7 +321,11 @@ mod tests {
     #[test]
     fn an_entry_written_by_the_age_crate_opens_directly() {
         // The crate adds a grease stanza of a random unknown type, which must be skipped.
-        let id = identity(&age::x25519::Identity::generate().to_string().expose());
+        let id = identity(
+            age::x25519::Identity::generate()
+                .to_string()
+                .expose_secret(),
+        );
         let public = id.for_crate.to_public().to_string();
         for secret in [&b"k"[..], &[7u8; 32], &[9u8; 33], &[1u8; 64 * 1024]] {
             let MasterKey::Age { enc, .. } =
@@ -341,7 +347,7 @@ mod tests {
             let fresh = identity(include_str!("../../../tests/data/age1.agekey"));
             assert_eq!(
                 Some(plaintext(open(&enc, recorded, &[&fresh]))),
-                through_crate(&enc, &id)
+                crate_verdict(&enc, &id).ok()
             );
         }
         // Identities are tried in order; the second one fits.
@@ -392,7 +398,7 @@ mod tests {
         let id = identity(include_str!("../../../tests/data/age1.agekey"));
         let key_text = include_str!("../../../tests/data/age1.agekey");
         let ids = AgeIdentities::parse(key_text, "age1.agekey").unwrap();
-        let expected = through_crate(&enc, &id).unwrap();
+        let expected = crate_verdict(&enc, &id).ok().unwrap();
         let crlf = enc.replace('\n', "\r\n");
         let no_final_newline = enc.trim_end().to_string();
         for variant in [crlf, format!("  {enc}"), no_final_newline] {
@@ -400,24 +406,12 @@ mod tests {
                 recipient: recorded.clone(),
                 enc: variant.clone(),
             };
-            let by_crate = through_crate(&variant, &id);
+            let by_crate = crate_verdict(&variant, &id).ok();
             let ours = ids.unwrap(&entry).ok().flatten().map(|p| p.to_vec());
             assert_eq!(ours, by_crate, "{variant:?}");
         }
         // The direct path accepts the final newline missing, and agrees with the crate.
         assert_eq!(plaintext(open(enc.trim_end(), &recorded, &[&id])), expected);
-    }
-
-    /// The crate's verdict: the plaintext, "no matching key", or another error.
-    fn crate_verdict(enc: &str, id: &X25519Identity) -> Result<Vec<u8>, bool> {
-        let decryptor = age::Decryptor::new(age::armor::ArmoredReader::new(enc.as_bytes()))
-            .map_err(|_| false)?;
-        let mut reader = decryptor
-            .decrypt(std::iter::once(&id.for_crate as &dyn age::Identity))
-            .map_err(|e| matches!(e, age::DecryptError::NoMatchingKeys))?;
-        let mut out = Vec::new();
-        reader.read_to_end(&mut out).map_err(|_| false)?;
-        Ok(out)
     }
 
     proptest::proptest! {
@@ -433,7 +427,7 @@ mod tests {
             at in 0usize..4096,
             byte in proptest::num::u8::ANY,
         ) {
-            let (secret_line, enc, recorded) = if crate_written {
+            let (key_text, enc, recorded) = if crate_written {
                 let id = age::x25519::Identity::generate();
                 let public = id.to_public().to_string();
                 let MasterKey::Age { enc, .. } =
@@ -441,12 +435,11 @@ mod tests {
                 else {
                     panic!()
                 };
-                (id.to_string().expose(), enc, public)
+                (id.to_string().expose_secret().to_string(), enc, public)
             } else {
-                let key = include_str!("../../../tests/data/age1.agekey");
-                let line = key.lines().find(|l| !l.starts_with('#')).unwrap().to_string();
                 let (enc, recorded) = sops_entry();
-                (line, enc, recorded)
+                let key = include_str!("../../../tests/data/age1.agekey");
+                (key.to_string(), enc, recorded)
             };
             let changed = if in_armor {
                 let mut text = enc.into_bytes();
@@ -459,7 +452,7 @@ mod tests {
                 binary[i] = byte;
                 armor(&binary)
             };
-            let id = X25519Identity::parse(&secret_line).unwrap();
+            let id = identity(&key_text);
             match open(&changed, &recorded, &[&id]) {
                 Opened::Plaintext(p) => {
                     proptest::prop_assert_eq!(Ok(p.to_vec()), crate_verdict(&changed, &id))
@@ -469,16 +462,6 @@ mod tests {
                 }
                 Opened::Unusual => {}
             }
-        }
-    }
-
-    trait Expose {
-        fn expose(&self) -> String;
-    }
-    impl Expose for age::secrecy::SecretString {
-        fn expose(&self) -> String {
-            use age::secrecy::ExposeSecret;
-            self.expose_secret().to_string()
         }
     }
 }
