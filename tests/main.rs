@@ -12,6 +12,7 @@ mod interop;
 mod layering;
 mod leaks;
 mod render;
+mod security;
 mod server;
 mod vectors;
 mod yaml_codec;
