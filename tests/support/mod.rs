@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod cluster;
 pub mod fake_apiserver;
 pub mod git_server;
 

@@ -1,0 +1,439 @@
+//! A fake cluster for tests of the real `sopsync controller` binary: the fake API
+//! server with our CRDs, an age key, a Git repository served by `git daemon`, and the
+//! controller as a child process with its log (moved here from tests/controller.rs so
+//! that every controller-facing test module shares one vocabulary, STYLE.md 12).
+
+#![allow(dead_code)]
+
+use crate::support::fake_apiserver::FakeApiServer;
+use crate::support::git_server::{free_port, git, git_daemon, make_repo, Server};
+use crate::support::{age_keypair, run_ok, sopsync, tempdir};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::CustomResourceExt;
+use serde_json::{json, Value};
+use sopsync::controller::crd::{SecretSource, SopsSecret, SyncStatus};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Part of every secret value: must never appear in a log.
+pub const CANARY: &str = "c4n4ry-5ecret";
+
+/// How long a test waits for the controller to converge before failing.
+pub const CONVERGE: Duration = Duration::from_secs(40);
+
+/// A fake cluster with our CRDs, an age key, and a Git repository served by `git daemon`.
+pub struct Cluster {
+    pub fake: FakeApiServer,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+    pub key_file: PathBuf,
+    pub recipient: String,
+    pub work: PathBuf,
+    pub daemon: Server,
+}
+
+impl Cluster {
+    /// A cluster and a repository holding `files` (path -> plaintext Secret manifest
+    /// or raw text), each `*.yaml` Secret encrypted by the real sops.
+    pub fn new(files: &[(&str, &str)]) -> Cluster {
+        let fake = FakeApiServer::start();
+        fake.register_crd(&SecretSource::crd());
+        fake.register_crd(&SopsSecret::crd());
+        let dir = tempdir();
+        let kubeconfig = dir.path().join("kubeconfig");
+        fake.kubeconfig(&kubeconfig);
+        let (key_file, recipient) = age_keypair(dir.path(), "team");
+        let content = dir.path().join("content");
+        std::fs::create_dir_all(&content).expect("mkdir");
+        let served = dir.path().join("served");
+        std::fs::create_dir_all(&served).expect("mkdir");
+        let mut cluster = Cluster {
+            fake,
+            kubeconfig,
+            key_file,
+            recipient,
+            work: PathBuf::new(),
+            daemon: git_daemon(&served),
+            dir,
+        };
+        for (path, text) in files {
+            cluster.write_file(&content, path, text);
+        }
+        std::fs::write(content.join("README"), "test repository\n").expect("write");
+        let (work, _bare) = make_repo(&served, "gitops", &content);
+        cluster.work = work;
+        cluster
+    }
+
+    pub fn url(&self) -> String {
+        format!("git://127.0.0.1:{}/gitops.git", self.daemon.port)
+    }
+
+    /// Writes `text` at `root/path`, SOPS-encrypted by the real sops when it is a Secret.
+    pub fn write_file(&self, root: &Path, path: &str, text: &str) {
+        let target = root.join(path);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        if text.contains("kind: Secret") {
+            std::fs::write(&target, self.sops_encrypt(text)).expect("write");
+        } else {
+            std::fs::write(&target, text).expect("write");
+        }
+    }
+
+    /// A `kind: Secret` manifest encrypted by the real sops (values only).
+    pub fn sops_encrypt(&self, plaintext: &str) -> String {
+        let plain = self.dir.path().join("plain.yaml");
+        std::fs::write(&plain, plaintext).expect("write");
+        let out = run_ok(
+            crate::support::sops()
+                .args(["encrypt", "--age", &self.recipient])
+                .args(["--encrypted-regex", "^(data|stringData)$"])
+                .arg(&plain),
+        );
+        std::fs::remove_file(&plain).expect("remove plaintext");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    /// Commits the given changes (None deletes) and pushes; returns the new commit id.
+    pub fn commit(&self, changes: &[(&str, Option<&str>)]) -> String {
+        for (path, text) in changes {
+            match text {
+                Some(t) => self.write_file(&self.work, path, t),
+                None => std::fs::remove_file(self.work.join(path)).expect("remove"),
+            }
+        }
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-m", "change"]);
+        git(&self.work, &["push", "-q", "origin", "HEAD:main"]);
+        self.head()
+    }
+
+    pub fn head(&self) -> String {
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// The `sopsync-age-key` Secret in `ns` holding the test identity.
+    pub fn key_secret(&self, ns: &str) {
+        self.fake.ensure_namespace(ns);
+        let key = std::fs::read(&self.key_file).expect("key");
+        self.fake.put(&Secret {
+            metadata: meta(ns, "sopsync-age-key"),
+            data: Some(BTreeMap::from([("team.agekey".into(), ByteString(key))])),
+            ..Secret::default()
+        });
+    }
+
+    /// Creates or replaces a SecretSource from its `spec`.
+    pub fn source(&self, ns: &str, name: &str, spec: Value) -> Value {
+        self.fake.ensure_namespace(ns);
+        let rt = self
+            .fake
+            .resource_type_raw("sopsync.io", "v1alpha1", "secretsources");
+        let mut obj = self.fake.get_raw(&rt, ns, name).unwrap_or_else(|| {
+            json!({"apiVersion": "sopsync.io/v1alpha1", "kind": "SecretSource",
+                   "metadata": {"name": name, "namespace": ns}})
+        });
+        obj["spec"] = spec;
+        self.fake.put_raw(&rt, ns, name, obj)
+    }
+
+    pub fn status(&self, ns: &str, name: &str) -> Option<SyncStatus> {
+        self.fake
+            .get::<SecretSource>(ns, name)
+            .and_then(|s| s.status)
+    }
+
+    pub fn secret(&self, ns: &str, name: &str) -> Option<Secret> {
+        self.fake.get::<Secret>(ns, name)
+    }
+
+    /// A Secret's data as text, or None when it does not exist.
+    pub fn data(&self, ns: &str, name: &str) -> Option<BTreeMap<String, String>> {
+        self.secret(ns, name).map(|s| data_of(&s))
+    }
+
+    /// Events (events.k8s.io/v1) in `ns` as (type, reason, note).
+    pub fn events(&self, ns: &str) -> Vec<(String, String, String)> {
+        let rt = self.fake.resource_type_raw("events.k8s.io", "v1", "events");
+        self.fake
+            .list_raw(&rt, Some(ns))
+            .into_iter()
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                (s("type"), s("reason"), s("note"))
+            })
+            .collect()
+    }
+
+    /// Starts the real controller binary against this cluster.
+    pub fn controller(&self, name: &str, extra: &[&str]) -> ControllerProcess {
+        let port = free_port();
+        let log = self.dir.path().join(format!("{name}.log"));
+        let cache = self.dir.path().join(format!("{name}-cache"));
+        let mut cmd = sopsync();
+        cmd.arg("controller")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["--min-interval", "1", "--base-backoff", "1"])
+            .args(["--git-timeout", "10"])
+            .args(extra)
+            .env("RUST_LOG", "info,kube=warn")
+            .env_remove("POD_NAME")
+            .env_remove("POD_NAMESPACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        let child = cmd.spawn().expect("start sopsync controller");
+        let mut process = ControllerProcess {
+            child,
+            port,
+            log,
+            name: name.into(),
+        };
+        process.wait_listening();
+        process
+    }
+}
+
+pub fn meta(ns: &str, name: &str) -> kube::api::ObjectMeta {
+    kube::api::ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(ns.into()),
+        ..Default::default()
+    }
+}
+
+pub fn data_of(s: &Secret) -> BTreeMap<String, String> {
+    s.data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+/// A plaintext Secret manifest with `stringData`.
+pub fn secret_manifest(name: &str, namespace: Option<&str>, data: &[(&str, &str)]) -> String {
+    let mut s = format!("apiVersion: v1\nkind: Secret\nmetadata:\n    name: {name}\n");
+    if let Some(ns) = namespace {
+        s.push_str(&format!("    namespace: {ns}\n"));
+    }
+    s.push_str("type: Opaque\nstringData:\n");
+    for (k, v) in data {
+        s.push_str(&format!("    {k}: {v}\n"));
+    }
+    s
+}
+
+pub fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub fn condition<'a>(
+    status: &'a SyncStatus,
+    type_: &str,
+) -> Option<&'a sopsync::controller::crd::Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// True when the object's Ready condition is `want` with `reason`.
+pub fn ready_is(status: Option<&SyncStatus>, want: &str, reason: &str) -> bool {
+    status
+        .and_then(|s| condition(s, "Ready"))
+        .is_some_and(|c| c.status == want && c.reason == reason)
+}
+
+/// The real controller as a child process; killed on drop.
+pub struct ControllerProcess {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+impl ControllerProcess {
+    pub fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "controller {} exited early with {status}:\n{}",
+                    self.name,
+                    self.logs()
+                );
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("controller {} did not listen:\n{}", self.name, self.logs());
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// One HTTP/1.1 request to the controller's server: (status, body).
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(15)))
+            .expect("timeout");
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).expect("write");
+        s.write_all(body).expect("write");
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).expect("read");
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (code, body)
+    }
+
+    /// The value of one metric line (name with labels exactly as exposed), 0 if absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (code, text) = self.http("GET", "/metrics", &[], b"");
+        assert_eq!(code, 200, "/metrics: {text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+            .map(|v| v.trim().parse().expect("a number"))
+            .unwrap_or(0.0)
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        run_ok(Command::new("kill").args(["-TERM", &self.child.id().to_string()]));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "controller {} ignored SIGTERM:\n{}",
+                self.name,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// No secret value ever reached the log.
+    pub fn assert_no_canary(&self) {
+        let logs = self.logs();
+        assert!(
+            !logs.is_empty(),
+            "controller {} wrote no log at all",
+            self.name
+        );
+        assert!(
+            !logs.contains(CANARY),
+            "controller {} logged a secret value:\n{logs}",
+            self.name
+        );
+    }
+}
+
+impl Drop for ControllerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it holds, or fails naming `what` with the controller's log.
+pub fn wait_until(what: &str, ctl: &ControllerProcess, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + CONVERGE;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "timed out waiting for: {what}\ncontroller log:\n{}",
+        ctl.logs()
+    );
+}
+
+pub fn db(password: &str) -> String {
+    secret_manifest(
+        "db",
+        None,
+        &[
+            ("username", "app"),
+            ("password", &format!("{CANARY}-{password}")),
+        ],
+    )
+}
+
+pub fn api(token: &str) -> String {
+    secret_manifest("api", None, &[("token", &format!("{CANARY}-{token}"))])
+}
+
+/// Waits until `ns/name` reports `revision` as applied.
+pub fn wait_applied(c: &Cluster, ctl: &ControllerProcess, ns: &str, name: &str, revision: &str) {
+    wait_until(&format!("{ns}/{name} applied at {revision}"), ctl, || {
+        c.status(ns, name)
+            .is_some_and(|s| s.last_applied_revision.as_deref() == Some(revision))
+    });
+}
+
+/// Waits until the controller has stopped reconciling (the reconcile counter stays
+/// the same for 1.5 s), so that a test that pushes a commit does not race a
+/// reconcile still under way.
+pub fn settle(ctl: &ControllerProcess) {
+    let count = || {
+        let (_, text) = ctl.http("GET", "/metrics", &[], b"");
+        text.lines()
+            .filter(|l| l.starts_with("sopsync_reconcile_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let mut last = count();
+    let mut since = Instant::now();
+    let deadline = Instant::now() + CONVERGE;
+    while since.elapsed() < Duration::from_millis(1500) {
+        assert!(
+            Instant::now() < deadline,
+            "the controller never settled:\n{}",
+            ctl.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let now = count();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+}
