@@ -290,7 +290,14 @@ pub(crate) fn core_err(file: &Path) -> impl Fn(CoreError) -> CliError + '_ {
 }
 
 /// Writes bytes to `--output`, in place (atomically: temp file + rename in the same
-/// directory, keeping the permissions), or to stdout.
+/// directory, keeping the permissions), or to stdout. Every command that writes a
+/// file (`encrypt`/`decrypt`/`rotate -i`, `updatekeys`, `edit`, `set`, `unset`, and
+/// `--output`) goes through here.
+///
+/// A symlink is written through, as sops does: the file it finally points to is
+/// replaced, atomically in that file's own directory, and the link stays a link.
+/// Renaming over the link itself would turn it into a regular file and leave the
+/// old content (the plaintext, after `encrypt -i`) at the target.
 pub(crate) fn write_output(
     bytes: &[u8],
     in_place: Option<&Path>,
@@ -299,26 +306,43 @@ pub(crate) fn write_output(
     let target = in_place.or(output);
     match target {
         Some(path) => {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
             let werr = |source| CliError::Write {
                 path: path.display().to_string(),
                 source,
             };
+            let real = write_target(path).map_err(werr)?;
+            let dir = real
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
-            if let Ok(meta) = std::fs::metadata(path) {
+            if let Ok(meta) = std::fs::metadata(&real) {
                 tmp.as_file()
                     .set_permissions(meta.permissions())
                     .map_err(werr)?;
             }
             tmp.write_all(bytes).map_err(werr)?;
             tmp.as_file().sync_all().map_err(werr)?;
-            tmp.persist(path).map_err(|e| werr(e.error))?;
+            tmp.persist(&real).map_err(|e| werr(e.error))?;
             Ok(())
         }
         None => write_stdout(bytes),
+    }
+}
+
+/// The file a write to `path` replaces: `path` itself, or the end of its chain of
+/// symlinks (relative links resolve against their own directory). A link that leads
+/// nowhere (dangling or looping) is an error, and nothing is written: creating its
+/// target would put a file wherever the link happens to point.
+fn write_target(path: &Path) -> std::io::Result<PathBuf> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => std::fs::canonicalize(path).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("it is a symlink that leads to no file ({e}); nothing was written"),
+            )
+        }),
+        _ => Ok(path.to_path_buf()),
     }
 }
 

@@ -8,9 +8,9 @@
 use super::write_stdout;
 use crate::error::CliError;
 use crate::repo::git::{self, GitAuth};
+use crate::repo::names;
 use crate::repo::render::{self, RenderOptions};
 use crate::repo::walk::{self, WalkLimits};
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -70,31 +70,100 @@ fn other(message: String, code: i32, hint: Option<&str>) -> CliError {
     }
 }
 
+/// Writes one `NAMESPACE/NAME.yaml` per Secret under `dir` without ever leaving it.
+///
+/// Security: `dir` (the user's own argument) is opened once and everything below it
+/// is reached relative to that descriptor. A namespace directory that is a symlink is
+/// refused (`O_NOFOLLOW`), never followed; a file is written to a fresh temp file
+/// (`O_EXCL|O_NOFOLLOW`, 0600) and renamed over the old name, so a symlink planted
+/// at `NAME.yaml` is replaced, not written through, and an old file's looser mode
+/// does not survive. Names were validated by the render; they are checked again here
+/// because a path join must not depend on a check made elsewhere.
 fn write_dir(dir: &Path, secrets: &[render::DesiredSecret]) -> Result<(), CliError> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-    let werr = |p: &Path, source| CliError::Write {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::unix::fs::DirBuilderExt;
+    let werr = |p: &Path, source: std::io::Error| CliError::Write {
         path: p.display().to_string(),
         source,
     };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| werr(dir, e))?;
+    let root = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| werr(dir, e.into()))?;
     for s in secrets {
-        let ns_dir = dir.join(&s.namespace);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&ns_dir)
-            .map_err(|e| werr(&ns_dir, e))?;
-        let path = ns_dir.join(format!("{}.yaml", s.name));
+        let ns_path = dir.join(&s.namespace);
+        let path = ns_path.join(format!("{}.yaml", s.name));
+        let refuse = |p: &Path, why: &str| {
+            werr(
+                p,
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, why.to_string()),
+            )
+        };
+        names::check_namespace(&s.namespace).map_err(|rule| refuse(&ns_path, rule))?;
+        names::check_secret_name(&s.name).map_err(|rule| refuse(&path, rule))?;
+        match rustix::fs::mkdirat(&root, s.namespace.as_str(), Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(werr(&ns_path, e.into())),
+        }
+        let ns_dir = rustix::fs::openat(
+            &root,
+            s.namespace.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            // O_NOFOLLOW on a symlink: ELOOP; O_DIRECTORY on anything else: ENOTDIR.
+            rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => refuse(
+                &ns_path,
+                "exists and is not a directory (a symlink is never followed); remove it",
+            ),
+            e => werr(&ns_path, e.into()),
+        })?;
         let bytes = render::secrets_to_yaml(std::slice::from_ref(s));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| werr(&path, e))?;
-        f.write_all(&bytes).map_err(|e| werr(&path, e))?;
+        write_file_at(&ns_dir, &format!("{}.yaml", s.name), &bytes).map_err(|e| werr(&path, e))?;
     }
     Ok(())
+}
+
+/// Replaces `name` in the directory `dir` with `bytes`: a new 0600 temp file beside
+/// it, synced, then renamed over `name` (atomic; a symlink at `name` is replaced).
+fn write_file_at(dir: &rustix::fd::OwnedFd, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let mut attempt = 0u32;
+    let (tmp_name, fd) = loop {
+        let tmp_name = format!(".sopsync-{}-{attempt}.tmp", std::process::id());
+        match rustix::fs::openat(
+            dir,
+            tmp_name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => break (tmp_name, fd),
+            // Left over by a run that was killed, or another run's: pick another name.
+            Err(rustix::io::Errno::EXIST) if attempt < 1000 => attempt += 1,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let written = (|| {
+        // The umask may have taken bits away; 0600 exactly is the contract.
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        rustix::fs::renameat(dir, tmp_name.as_str(), dir, name)?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = rustix::fs::unlinkat(dir, tmp_name.as_str(), rustix::fs::AtFlags::empty());
+    }
+    written
 }
 
 pub(super) fn run(a: Args) -> Result<(), CliError> {
@@ -124,28 +193,24 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
         max_file_bytes: a.max_file_bytes,
         max_files: a.max_files,
     };
-    let root = match &a.path {
+    let walked = match &a.path {
         Some(sub) => walk::secure_join(&root, sub).map_err(|e| other(e.to_string(), 1, None))?,
-        None => root,
+        None => root.clone(),
     };
-    if !root.is_dir() {
+    if !walked.is_dir() {
         return Err(other(
-            format!("{}: not a directory", root.display()),
+            format!("{}: not a directory", walked.display()),
             100,
             Some("pass a directory or a Git URL"),
         ));
     }
-    let names = walk::list_files(&root, &limits).map_err(|e| other(e.to_string(), 1, None))?;
-    let mut files = BTreeMap::new();
-    let mut read_errors = Vec::new();
-    for name in names {
-        match walk::read_limited(&root, &name, &limits) {
-            Ok(bytes) => {
-                files.insert(name, bytes);
-            }
-            Err(e) => read_errors.push(e.to_string()),
-        }
+    let tree = walk::walk_tree(&root, a.path.as_deref(), &limits)
+        .map_err(|e| other(e.to_string(), 1, None))?;
+    for note in &tree.skipped {
+        eprintln!("sopsync: note: {note}");
     }
+    let files = tree.files;
+    let read_errors: Vec<String> = tree.failures.iter().map(ToString::to_string).collect();
     let keys = crate::keysource::age_identities();
     let opts = RenderOptions {
         source,

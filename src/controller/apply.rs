@@ -288,6 +288,17 @@ pub fn plan(
             ));
             continue;
         }
+        // The render checked the name from Git; the prefix can still make it invalid
+        // (too long): Kubernetes would refuse it, so say why here instead.
+        if let Err(rule) = crate::repo::names::check_secret_name(&name) {
+            out.results.push(result(
+                SecretOutcome::Denied,
+                Some(format!(
+                    "the name {name:?} (spec.target.namePrefix + the Secret's name) is invalid: {rule}"
+                )),
+            ));
+            continue;
+        }
         let (body, content) = desired_object(owner, d, target);
         let applied = body
             .metadata
@@ -664,6 +675,36 @@ mod tests {
                 name: "app-db".into()
             }]
         );
+    }
+
+    #[test]
+    fn a_name_made_invalid_by_the_prefix_is_denied_and_not_written() {
+        // Issue 11, point 2: the name is checked again after namePrefix (253 characters).
+        let t = TargetOptions {
+            name_prefix: Some("p".repeat(200)),
+            ..Default::default()
+        };
+        let long = "n".repeat(60);
+        let p = plan(
+            &owner(),
+            &[desired("team-a", &long, "x"), desired("team-a", "db", "x")],
+            &t,
+            &BTreeMap::new(),
+            &[],
+            true,
+            true,
+        );
+        assert_eq!(names(&p), [format!("{}db", "p".repeat(200))]);
+        let denied: Vec<_> = p
+            .results
+            .iter()
+            .filter(|r| r.result == SecretOutcome::Denied)
+            .collect();
+        assert_eq!(denied.len(), 1);
+        assert!(denied[0]
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("at most 253 characters")));
     }
 
     #[test]

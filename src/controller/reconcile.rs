@@ -21,7 +21,7 @@ use super::status::{next_status, ready, StatusUpdate, Verdict};
 use crate::core::keys::AgeIdentities;
 use crate::repo::git::{fetch_path, redact_url, GitError};
 use crate::repo::render::{render_files, DesiredSecret, FileError, RenderOptions};
-use crate::repo::walk::{list_files, read_limited, secure_join, WalkError, WalkLimits};
+use crate::repo::walk::{walk_tree, WalkError, WalkLimits};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -269,18 +269,26 @@ async fn on_render_pool<T: Send + 'static>(
 }
 
 /// Reads every file under `root/sub` (limits apply; `.git` skipped).
-fn read_tree(root: &Path, sub: Option<&str>) -> Result<BTreeMap<String, Vec<u8>>, WalkError> {
-    let base = match sub.map(|s| s.trim_matches('/')) {
-        Some(s) if !s.is_empty() && s != "." => secure_join(root, s)?,
-        _ => root.to_path_buf(),
-    };
-    let limits = WalkLimits::default();
-    let mut out = BTreeMap::new();
-    for rel in list_files(&base, &limits)? {
-        let bytes = read_limited(&base, &rel, &limits)?;
-        out.insert(rel, bytes);
-    }
-    Ok(out)
+/// Repository files the render reads: path → bytes.
+type Files = BTreeMap<String, Vec<u8>>;
+
+/// The files of the checkout that the render needs. An entry the walk could not take
+/// (an escaping or dangling symlink, a SOPS file over the limit) becomes a file error
+/// of its own: the rest is applied, the entry is reported, and nothing is pruned
+/// while any exists (issue 11, point 5). Only a tree that cannot be walked at all is
+/// an error.
+fn read_tree(root: &Path, sub: Option<&str>) -> Result<(Files, Vec<FileError>), WalkError> {
+    let tree = walk_tree(root, sub, &WalkLimits::default())?;
+    let errors = tree
+        .failures
+        .iter()
+        .map(|e| FileError {
+            path: e.path().to_string(),
+            message: e.to_string(),
+            exit_code: 1,
+        })
+        .collect();
+    Ok((tree.files, errors))
 }
 
 fn summarize(items: &[String]) -> String {
@@ -613,9 +621,12 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
         default_namespace: owner.namespace.clone(),
     };
     let rendered = on_render_pool(move || {
-        let files = read_tree(&checkout.dir, sub.as_deref())?;
+        let (files, walk_errors) = read_tree(&checkout.dir, sub.as_deref())?;
         // The keys move into this task and are dropped with it.
-        Ok::<_, WalkError>(render_files(&files, &keys, &opts))
+        let mut report = render_files(&files, &keys, &opts);
+        report.errors.extend(walk_errors);
+        report.errors.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok::<_, WalkError>(report)
     })
     .await;
     let report = match rendered {

@@ -2,5 +2,6 @@
 //! rendering them into Kubernetes Secrets.
 
 pub mod git;
+pub mod names;
 pub mod render;
 pub mod walk;

@@ -10,6 +10,7 @@
 //! Security: decrypted values live in [`SecretData`] (zeroized, redacted `Debug`);
 //! errors name files and keys, never values.
 
+use super::names::{check_data_key, check_namespace, check_secret_name};
 use crate::core::formats::{codec, Format, FormatOptions};
 use crate::core::keys::KeyBackend;
 use crate::core::tree::{MapEntry, Mapping, SeqEntry, Value};
@@ -435,6 +436,39 @@ pub fn content_hash(secret_type: &str, data: &SecretData) -> String {
     s
 }
 
+/// Refuses a Secret whose namespace, name or a data key Kubernetes would refuse
+/// (issue 11: `../../x` or `/abs` must never reach a path join). The error names the
+/// file and the offending name (names are not secret values).
+fn check_names(s: &DesiredSecret, path: &str) -> Result<(), FileError> {
+    check_namespace(&s.namespace).map_err(|rule| {
+        err(
+            path,
+            format!("namespace {:?} is invalid: {rule}", s.namespace),
+        )
+    })?;
+    check_secret_name(&s.name).map_err(|rule| {
+        err(
+            path,
+            format!(
+                "Secret {}/{:?} has an invalid name: {rule}",
+                s.namespace, s.name
+            ),
+        )
+    })?;
+    for key in s.data.0.keys() {
+        check_data_key(key).map_err(|rule| {
+            err(
+                path,
+                format!(
+                    "Secret {}/{}: data key {key:?} is invalid: {rule}",
+                    s.namespace, s.name
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Renders every Secret described by `files` (path relative to the root → bytes).
 /// SOPS files are found by their metadata and decrypted in parallel, each data key
 /// unwrapped once.
@@ -492,6 +526,12 @@ pub fn render_files(
     }
     let mut seen: HashMap<(String, String), String> = HashMap::new();
     for (path, mut s) in found {
+        // Names become file names (`render --output`) and API paths: one that
+        // Kubernetes would refuse is this file's error, and the other files still render.
+        if let Err(e) = check_names(&s, &path) {
+            report.errors.push(e);
+            continue;
+        }
         let id = (s.namespace.clone(), s.name.clone());
         if let Some(first) = seen.get(&id) {
             report.errors.push(err(
