@@ -425,6 +425,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_streaming_scan_finds_markers_split_across_chunks() {
+        let text = b"x: ENC[AES256_GCM,data:AA]\n# pad\nsops:\n";
+        for cut in 0..text.len() {
+            let mut scan = SopsScan::default();
+            scan.feed(&text[..cut]);
+            scan.feed(&text[cut..]);
+            assert!(scan.found(), "split at {cut}");
+            assert!(scan.carry.len() < ENC_MARKER.len(), "bounded carry");
+        }
+        assert!(!looks_like_sops(b"x: ENC[AES256_GCM,data:AA]\n"));
+        assert!(!looks_like_sops(b"sops:\n"));
+    }
+
+    #[test]
     fn secure_join_refuses_escapes() {
         let root = Path::new("/repo");
         assert!(secure_join(root, "a/b.yaml").is_ok());
