@@ -7,8 +7,7 @@ use axum::http::{Request, StatusCode};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sopsync::controller::metrics::Metrics;
-use sopsync::server::{router, RateLimiter, ServerState, Trigger, WebhookConfig};
-use std::sync::atomic::{AtomicBool, Ordering};
+use sopsync::server::{router, RateLimiter, Readiness, Role, ServerState, Trigger, WebhookConfig};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tower::ServiceExt;
@@ -30,7 +29,7 @@ fn harness(webhook: bool, burst: u32) -> Harness {
     Harness {
         state: ServerState {
             metrics: Arc::new(Metrics::new()),
-            ready: Arc::new(AtomicBool::new(false)),
+            ready: Readiness::new(),
             webhook: webhook.then(|| WebhookConfig {
                 secret: Arc::new(zeroize::Zeroizing::new(SECRET.to_vec())),
                 max_body: 4096,
@@ -84,18 +83,42 @@ fn hook(headers: &[(&str, &str)], body: Vec<u8>) -> Request<Body> {
 }
 
 #[tokio::test]
-async fn healthz_is_ok_and_readyz_follows_the_ready_flag() {
+async fn healthz_is_ok_and_readyz_follows_the_role() {
     let h = harness(false, 10);
     assert_eq!(send(&h.state, get("/healthz")).await.0, StatusCode::OK);
-    assert_eq!(
-        send(&h.state, get("/readyz")).await.0,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
-    h.state.ready.store(true, Ordering::Release);
-    assert_eq!(
-        send(&h.state, get("/readyz")).await,
-        (StatusCode::OK, "ready\n".into())
-    );
+    for (role, want) in [
+        (
+            None,
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting\n"),
+        ),
+        (
+            Some(Role::Syncing),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: caches syncing\n",
+            ),
+        ),
+        (
+            Some(Role::Standby),
+            (
+                StatusCode::OK,
+                "ready: standby, waiting for the leader lease\n",
+            ),
+        ),
+        (
+            Some(Role::Synced),
+            (StatusCode::OK, "ready: caches synced\n"),
+        ),
+    ] {
+        if let Some(r) = role {
+            h.state.ready.set(r);
+        }
+        assert_eq!(
+            send(&h.state, get("/readyz")).await,
+            (want.0, want.1.to_string()),
+            "{role:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -57,10 +57,12 @@ impl Owner {
         }
     }
 
-    /// Whether `live` is a Secret this owner wrote.
+    /// Whether `live` is a Secret this owner wrote: its controller ownerReference
+    /// names this owner's uid. The `sopsync.io/owner-uid` label alone is not
+    /// ownership (issue 11, point 8): anyone who can create a Secret can set a label,
+    /// and it only serves as the list selector.
     pub fn owns(&self, live: &LiveSecret) -> bool {
-        live.owner_uids.iter().any(|u| u == &self.uid)
-            || live.labels.get(LABEL_OWNER_UID) == Some(&self.uid)
+        live.controller.as_ref().is_some_and(|r| r.uid == self.uid)
     }
 }
 
@@ -88,11 +90,20 @@ pub struct LiveSecret {
     pub labels: BTreeMap<String, String>,
     /// Its annotations.
     pub annotations: BTreeMap<String, String>,
-    /// UIDs in its ownerReferences.
-    pub owner_uids: Vec<String>,
+    /// Its controller ownerReference (`controller: true`; the API server allows one).
+    pub controller: Option<ControllerRef>,
     /// The content hash of its type and data, when the data was read (our own
     /// Secrets); `None` for Secrets only seen by their metadata.
     pub content_hash: Option<String>,
+}
+
+/// The parts of a controller ownerReference that decide ownership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerRef {
+    /// The owner's apiVersion (`sopsync.io/...` for ours).
+    pub api_version: String,
+    /// The owner's uid.
+    pub uid: String,
 }
 
 impl LiveSecret {
@@ -117,12 +128,15 @@ impl LiveSecret {
             uid: m.uid.clone(),
             labels: m.labels.clone().unwrap_or_default(),
             annotations: m.annotations.clone().unwrap_or_default(),
-            owner_uids: m
+            controller: m
                 .owner_references
                 .iter()
                 .flatten()
-                .map(|r| r.uid.clone())
-                .collect(),
+                .find(|r| r.controller == Some(true))
+                .map(|r| ControllerRef {
+                    api_version: r.api_version.clone(),
+                    uid: r.uid.clone(),
+                }),
             content_hash: None,
         }
     }
@@ -330,7 +344,11 @@ pub fn plan(
                 out.results.push(result(SecretOutcome::Synced, None));
             }
             Some(l) => {
-                let message = if l.labels.contains_key(LABEL_OWNER_UID) {
+                let by_sopsync = l
+                    .controller
+                    .as_ref()
+                    .is_some_and(|r| r.api_version.starts_with("sopsync.io/"));
+                let message = if by_sopsync {
                     format!(
                         "Secret {}/{name} is owned by another sopsync object; it was left as it is",
                         owner.namespace
@@ -568,7 +586,7 @@ mod tests {
     #[test]
     fn another_sopsync_objects_secret_is_a_conflict() {
         let mut other = applied(&desired("team-a", "db", "x"), &TargetOptions::default());
-        other.owner_uids = vec!["uid-2".into()];
+        other.controller.as_mut().expect("controller").uid = "uid-2".into();
         other.labels.insert(LABEL_OWNER_UID.into(), "uid-2".into());
         let live = BTreeMap::from([("db".to_string(), other)]);
         let p = plan(
@@ -586,6 +604,51 @@ mod tests {
             .as_deref()
             .unwrap_or("")
             .contains("another sopsync object"));
+    }
+
+    /// Issue 11, point 8: the owner-uid label is a list selector, not ownership.
+    #[test]
+    fn the_owner_label_without_the_controller_reference_is_not_ownership() {
+        let t = TargetOptions::default();
+        let mut forged = applied(&desired("team-a", "db", "theirs"), &t);
+        forged.controller = None;
+        assert_eq!(
+            forged.labels[LABEL_OWNER_UID],
+            owner().uid,
+            "the label matches"
+        );
+        // An ownerReference with our uid that is not the controller reference.
+        let (object, _) = desired_object(&owner(), &desired("team-a", "api", "theirs"), &t);
+        let mut meta = object.metadata;
+        for r in meta.owner_references.iter_mut().flatten() {
+            r.controller = Some(false);
+        }
+        let not_controller = LiveSecret::from_meta(&meta);
+        assert!(!owner().owns(&forged));
+        assert!(!owner().owns(&not_controller));
+        let live = BTreeMap::from([
+            ("db".to_string(), forged),
+            ("api".to_string(), not_controller),
+        ]);
+        let inv = [
+            InventoryEntry { name: "db".into() },
+            InventoryEntry { name: "api".into() },
+        ];
+        let p = plan(
+            &owner(),
+            &[desired("team-a", "db", "x"), desired("team-a", "api", "x")],
+            &t,
+            &live,
+            &inv,
+            true,
+            true,
+        );
+        assert!(p.writes.is_empty(), "neither is overwritten");
+        assert!(p.prune.is_empty(), "neither is pruned");
+        assert!(p
+            .results
+            .iter()
+            .all(|r| r.result == SecretOutcome::Conflict));
     }
 
     #[test]
@@ -609,7 +672,7 @@ mod tests {
         let t = TargetOptions::default();
         let gone_ours = applied(&desired("team-a", "old", "x"), &t);
         let mut gone_taken = applied(&desired("team-a", "taken", "x"), &t);
-        gone_taken.owner_uids.clear();
+        gone_taken.controller = None;
         gone_taken.labels.clear();
         let unlisted_ours = applied(&desired("team-a", "unlisted", "x"), &t);
         let live = BTreeMap::from([

@@ -25,7 +25,9 @@ pub mod reconcile;
 pub mod rotation;
 pub mod status;
 
-use crate::server::{normalize_repo_url, router, RateLimiter, ServerState, Trigger, WebhookConfig};
+use crate::server::{
+    normalize_repo_url, router, RateLimiter, Readiness, Role, ServerState, Trigger, WebhookConfig,
+};
 use context::{Context, ControllerConfig};
 use crd::{SecretSource, SopsSecret};
 use futures::StreamExt;
@@ -39,7 +41,6 @@ use kube::Client;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -104,8 +105,8 @@ pub enum RunError {
 pub struct Handle {
     /// The metrics registry.
     pub metrics: Arc<metrics::Metrics>,
-    /// Readiness.
-    pub ready: Arc<AtomicBool>,
+    /// Readiness (`/readyz`), by role.
+    pub ready: Readiness,
     /// The bound HTTP address.
     pub addr: SocketAddr,
 }
@@ -199,9 +200,9 @@ async fn wait_true(rx: &mut watch::Receiver<bool>) -> bool {
     rx.wait_for(|v| *v).await.is_ok()
 }
 
-/// Runs both Controllers until `stop` turns true; sets `ready` once their caches
-/// have synced.
-async fn run_controllers(ctx: Arc<Context>, stop: watch::Receiver<bool>, ready: Arc<AtomicBool>) {
+/// Runs both Controllers until `stop` turns true; moves `ready` to
+/// [`Role::Synced`] once their caches have synced (the caller set [`Role::Syncing`]).
+async fn run_controllers(ctx: Arc<Context>, stop: watch::Receiver<bool>, ready: Readiness) {
     let cfg = &ctx.config;
     let client = ctx.client.clone();
     // Owned Secrets are watched by their metadata only (no data in the controller).
@@ -266,7 +267,7 @@ async fn run_controllers(ctx: Arc<Context>, stop: watch::Receiver<bool>, ready: 
     let readiness = tokio::spawn(async move {
         loop {
             if synced(&s1) && synced(&s2) {
-                ready.store(true, Ordering::Release);
+                ready.set(Role::Synced);
                 tracing::info!("caches synced; ready");
                 return;
             }
@@ -307,7 +308,7 @@ pub async fn run(
     on_start: impl FnOnce(Handle),
 ) -> Result<(), RunError> {
     let metrics = Arc::new(metrics::Metrics::new());
-    let ready = Arc::new(AtomicBool::new(false));
+    let ready = Readiness::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -347,6 +348,7 @@ pub async fn run(
     let result = match &cfg.lease {
         None => {
             metrics.leader.set(1);
+            ready.set(Role::Syncing);
             run_controllers(ctx, stop_rx.clone(), ready.clone()).await;
             Ok(())
         }
@@ -380,7 +382,7 @@ async fn lead(
     lease: &LeaseConfig,
     ctx: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
-    ready: Arc<AtomicBool>,
+    ready: Readiness,
     metrics: Arc<metrics::Metrics>,
 ) -> Result<(), RunError> {
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &lease.name)
@@ -393,7 +395,7 @@ async fn lead(
         .await
         .map_err(|e| RunError::Lease(e.to_string()))?;
     // A standby that can reach the lease is ready to take over.
-    ready.store(true, Ordering::Release);
+    ready.set(Role::Standby);
     let (mut leader, task) = manager.watch().await;
     let mut outcome = Ok(());
     loop {
@@ -406,6 +408,8 @@ async fn lead(
         }
         tracing::info!(identity = %lease.identity, lease = %lease.name, "acquired the leader lease");
         metrics.leader.set(1);
+        // A new leader is not ready until its own caches have synced.
+        ready.set(Role::Syncing);
         let (term_tx, term_rx) = watch::channel(false);
         let mut lost = leader.clone();
         let mut down = shutdown.clone();
@@ -417,10 +421,11 @@ async fn lead(
             let _ = term_tx.send(true);
         };
         futures::join!(
-            run_controllers(ctx.clone(), term_rx, Arc::new(AtomicBool::new(false))),
+            run_controllers(ctx.clone(), term_rx, ready.clone()),
             watch_term
         );
         metrics.leader.set(0);
+        ready.set(Role::Standby);
         if *shutdown.borrow() {
             break;
         }

@@ -4,8 +4,10 @@
 //! graceful shutdown.
 
 pub mod error;
+pub mod readiness;
 pub mod routes;
 
+pub use readiness::{Readiness, Role};
 pub use routes::{normalize_repo_url, router, RateLimiter, ServerState, Trigger, WebhookConfig};
 
 use std::future::Future;

@@ -1,5 +1,5 @@
-//! Routes: `/healthz` (the process runs), `/readyz` (the controller's caches have
-//! synced once), `/metrics` (Prometheus text) and `/hooks/git` (push webhooks).
+//! Routes: `/healthz` (the process runs), `/readyz` (see [`super::readiness`]: a
+//! leader's caches have synced, or a standby waits for the lease), `/metrics` (Prometheus text) and `/hooks/git` (push webhooks).
 //!
 //! Security of `/hooks/git`:
 //! - disabled (404) unless a secret is configured: there is no unauthenticated mode;
@@ -14,6 +14,7 @@
 //! - the response says only how many sources were triggered, never which.
 
 use super::error::ApiError;
+use super::readiness::Readiness;
 use crate::controller::metrics::Metrics;
 use axum::body::Body;
 use axum::extract::State;
@@ -23,7 +24,6 @@ use axum::routing::{get, post};
 use axum::Router;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
@@ -94,9 +94,8 @@ impl RateLimiter {
 pub struct ServerState {
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
-    /// Set once the controller's caches have synced (or, on a standby replica, once it
-    /// has seen the leader lease).
-    pub ready: Arc<AtomicBool>,
+    /// This replica's role and progress, as `/readyz` reports it.
+    pub ready: Readiness,
     /// The webhook, when enabled.
     pub webhook: Option<WebhookConfig>,
     /// Webhook rate limit.
@@ -116,11 +115,13 @@ pub fn router(state: ServerState) -> Router {
 }
 
 async fn readyz(State(s): State<ServerState>) -> Response {
-    if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
+    let role = s.ready.role();
+    let code = if role.is_ready() {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, role.describe()).into_response()
 }
 
 async fn metrics(State(s): State<ServerState>) -> Response {
