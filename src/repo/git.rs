@@ -503,7 +503,7 @@ fn ref_name_problem(name: &str) -> Option<&'static str> {
 }
 
 /// Checks a `--ref`/`spec.ref`: a full commit id, or a name git's ref-name rules
-/// accept (see [`ref_name_problem`]).
+/// accept (`git help check-ref-format`, plus no leading `-` or `+`).
 ///
 /// Errors: [`GitError::InvalidRef`].
 pub fn check_ref(reference: &str) -> Result<(), GitError> {
