@@ -76,17 +76,52 @@ pub fn split_command(line: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// The default of `SOPSYNC_AGE_KEY_CMD_TIMEOUT`: long enough for a person to answer
+/// a pinentry or password-manager prompt, short enough that a stuck command ends.
+const KEY_COMMAND_TIMEOUT_SECS: u64 = 60;
+
+/// Most output accepted from the key command: a file of thousands of age identities
+/// is far smaller.
+const KEY_COMMAND_MAX_OUTPUT: usize = 1 << 20;
+
+/// The key command's time limit: `SOPSYNC_AGE_KEY_CMD_TIMEOUT` seconds when set (a
+/// positive whole number), else the default.
+fn key_command_timeout() -> Result<std::time::Duration, String> {
+    let secs = match std::env::var("SOPSYNC_AGE_KEY_CMD_TIMEOUT") {
+        Err(_) => KEY_COMMAND_TIMEOUT_SECS,
+        Ok(v) => v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| {
+                format!("SOPSYNC_AGE_KEY_CMD_TIMEOUT={v:?} is not a positive number of seconds")
+            })?,
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Runs the key command (no shell) under a deadline and an output cap; on timeout its
+/// whole process group is ended (see [`crate::child`]).
 fn run_key_command(line: &str) -> Result<Zeroizing<String>, String> {
     let argv = split_command(line)?;
     let (prog, args) = argv.split_first().ok_or("empty command")?;
-    let out = std::process::Command::new(prog)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("could not run `{prog}`: {e}"))?;
+    let limits = crate::child::Limits {
+        timeout: key_command_timeout()?,
+        max_stdout: KEY_COMMAND_MAX_OUTPUT,
+        // Its prompts and errors go to our stderr, as with sops.
+        max_stderr: None,
+    };
+    let mut cmd = std::process::Command::new(prog);
+    cmd.args(args).stdin(std::process::Stdio::null());
+    let out = crate::child::run(&mut cmd, &limits).map_err(|e| match e {
+        crate::child::ChildError::Timeout(_) => format!(
+            "`{prog}` {e} and was ended; raise SOPSYNC_AGE_KEY_CMD_TIMEOUT (seconds) if it needs longer"
+        ),
+        _ => format!("`{prog}`: {e}"),
+    })?;
     let text = Zeroizing::new(
-        String::from_utf8(out.stdout).map_err(|_| "output is not UTF-8".to_string())?,
+        String::from_utf8(out.stdout.to_vec()).map_err(|_| "output is not UTF-8".to_string())?,
     );
     if !out.status.success() {
         return Err(format!("`{prog}` exited with {}", out.status));

@@ -2,6 +2,8 @@
 //!
 //! Architecture map (see ARCHITECTURE.md):
 //! - [`core`]: pure format and crypto (no I/O): tree, codecs, cipher, MAC, keys.
+//! - [`child`]: running `git` and key commands with a deadline, bounded output, and
+//!   their whole process group ended.
 //! - [`keysource`]: the only reader of the SOPS_AGE_* environment and key files.
 //! - [`repo`]: Git fetch, safe tree walking, rendering SOPS files into Secrets.
 //! - [`cli`]: the command-line shell over the core.
@@ -10,6 +12,7 @@
 //! - [`error`]: the binary's errors, exit codes and hints.
 #![forbid(unsafe_code)]
 
+pub mod child;
 pub mod cli;
 pub mod controller;
 pub mod core;

@@ -223,6 +223,10 @@ fn every_flag_the_chart_passes_is_one_the_binary_accepts() {
         "controllerKey.namespaces={team-a,team-b}",
         "--set",
         "webhook.existingSecret=hook",
+        "--set",
+        "controller.gitAllowedHosts={github.com,*.corp.example}",
+        "--set",
+        "controller.allowLocalGitSources=true",
     ];
     let a = args(&template(&everything_on));
     let flags: Vec<&str> = a
@@ -422,4 +426,89 @@ fn keys_and_the_webhook_secret_are_mounted_from_existing_secrets_never_held_by_t
     assert!(err.contains("controllerKey.namespaces"), "{err}");
     let err = template_error(&["--set", "leaderElection.enabled=false"]);
     assert!(err.contains("leaderElection.enabled"), "{err}");
+}
+
+/// Issue 11 point 1: tenants' Git sources. Local sources stay off unless asked for,
+/// the host allowlist reaches the controller, and the optional NetworkPolicy restricts
+/// egress to DNS, the API server and Git (public addresses only by default).
+#[test]
+fn git_sources_are_restricted_by_values_and_the_network_policy_can_limit_egress_to_git() {
+    let default = args(&template(&[]));
+    assert!(
+        !default
+            .iter()
+            .any(|a| a.starts_with("--allow-local-git-sources")
+                || a.starts_with("--git-allowed-hosts")),
+        "{default:?}"
+    );
+    let allowlist = args(&template(&[
+        "--set",
+        "controller.gitAllowedHosts={github.com,*.corp.example}",
+    ]));
+    assert!(
+        allowlist
+            .iter()
+            .any(|a| a == "--git-allowed-hosts=github.com,*.corp.example"),
+        "{allowlist:?}"
+    );
+    let docs = template(&[
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.egress.enabled=true",
+        "--set",
+        "networkPolicy.egress.apiServer.cidrs={10.0.0.1/32}",
+    ]);
+    let spec = &one(&docs, "NetworkPolicy")["spec"];
+    assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]));
+    let egress = spec["egress"].as_array().expect("egress rules");
+    let ports = |rule: &Value| -> Vec<(i64, String)> {
+        rule["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .map(|p| {
+                (
+                    p["port"].as_i64().expect("port"),
+                    p["protocol"].as_str().expect("protocol").into(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(ports(&egress[0]), [(53, "UDP".into()), (53, "TCP".into())]);
+    assert_eq!(
+        egress[1]["to"],
+        json!([{"ipBlock": {"cidr": "10.0.0.1/32"}}])
+    );
+    let git = &egress[2];
+    assert_eq!(
+        ports(git),
+        [
+            (22, "TCP".into()),
+            (443, "TCP".into()),
+            (9418, "TCP".into())
+        ]
+    );
+    let block = &git["to"][0]["ipBlock"];
+    assert_eq!(block["cidr"], "0.0.0.0/0");
+    for internal in ["10.0.0.0/8", "169.254.0.0/16", "127.0.0.0/8"] {
+        assert!(
+            block["except"]
+                .as_array()
+                .expect("except")
+                .iter()
+                .any(|c| c == internal),
+            "{internal} must be excluded: {block}"
+        );
+    }
+    let error = template_error(&[
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.egress.enabled=true",
+    ]);
+    assert!(
+        error.contains("networkPolicy.egress.apiServer.cidrs is required"),
+        "{error}"
+    );
 }

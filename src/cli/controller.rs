@@ -32,6 +32,14 @@ pub struct Args {
     /// Seconds each git command may take.
     #[arg(long, default_value_t = 120)]
     git_timeout: u64,
+    /// Let SecretSources name `file://` URLs and local paths: the pod's own filesystem,
+    /// other tenants' Git caches included. Off by default (and in the chart).
+    #[arg(long)]
+    allow_local_git_sources: bool,
+    /// Git hosts SecretSources may fetch from, comma-separated: `github.com`, or
+    /// `*.corp.example` for its subdomains. Empty: any host. Checked before any fetch.
+    #[arg(long, value_delimiter = ',')]
+    git_allowed_hosts: Vec<String>,
     /// The controller's own age key file (opt-in per namespace).
     #[arg(long)]
     controller_key_file: Option<PathBuf>,
@@ -175,6 +183,13 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
         shard_selector: a.shard_selector.clone(),
         cache_dir: a.cache_dir.clone(),
         git_timeout: Duration::from_secs(a.git_timeout),
+        allow_local_git_sources: a.allow_local_git_sources,
+        git_allowed_hosts: a
+            .git_allowed_hosts
+            .iter()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect(),
         controller_key_file: a.controller_key_file.clone(),
         controller_key_namespaces: a.controller_key_namespaces.clone(),
         default_key_secret: a.default_key_secret.clone(),

@@ -18,7 +18,9 @@ use std::time::Duration;
 /// `render` flags.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A local directory, or a Git URL (file://, git://, http(s)://, ssh://).
+    /// A local directory, or a Git URL (https://, http://, ssh://, git://, file://, or
+    /// user@host:path). A password or token in the URL is used through git's askpass
+    /// and never stored.
     source: String,
     /// Branch, tag or commit to render (Git sources; default: the remote HEAD).
     #[arg(long = "ref")]
@@ -47,10 +49,6 @@ pub struct Args {
     /// Most files visited (default 20,000).
     #[arg(long, default_value_t = WalkLimits::default().max_files)]
     max_files: usize,
-}
-
-fn is_url(s: &str) -> bool {
-    s.contains("://") || (s.starts_with("git@") && s.contains(':'))
 }
 
 fn default_cache() -> PathBuf {
@@ -167,16 +165,21 @@ fn write_file_at(dir: &rustix::fd::OwnedFd, name: &str, bytes: &[u8]) -> std::io
 }
 
 pub(super) fn run(a: Args) -> Result<(), CliError> {
-    let (root, source, revision) = if is_url(&a.source) {
+    let (root, source, revision) = if git::looks_like_url(&a.source) {
         let auth = GitAuth::from_env().map_err(|e| other(e.to_string(), 1, None))?;
         let cache = a.cache_dir.clone().unwrap_or_else(default_cache);
         let checkout = git::fetch(&a.source, a.reference.as_deref(), &cache, &auth, Duration::from_secs(a.git_timeout)).map_err(|e| {
-            let kept = git::cache_dir(&cache, &a.source);
-            other(
-                e.to_string(),
-                1,
-                Some(&format!("check the URL, credentials and network; the last good checkout (if any) is kept in {}", kept.display())),
-            )
+            let hint = match e {
+                // Nothing was fetched: the cache is not the point.
+                git::GitError::InvalidRef { .. } | git::GitError::InvalidUrl { .. } => {
+                    "pass a Git URL and a branch, tag or full commit id as data, never an option".to_string()
+                }
+                _ => format!(
+                    "check the URL, credentials and network; the last good checkout (if any) is kept in {}",
+                    git::cache_dir(&cache, &a.source).display()
+                ),
+            };
+            other(e.to_string(), 1, Some(&hint))
         })?;
         (checkout.dir, git::redact_url(&a.source), checkout.commit)
     } else {

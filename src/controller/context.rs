@@ -7,7 +7,7 @@ use super::crd::{Decryption, LocalSecretRef, DEFAULT_KEY_SECRET};
 use super::metrics::Metrics;
 use crate::core::keys::AgeIdentities;
 use crate::ephemeral::EphemeralFile;
-use crate::repo::git::GitAuth;
+use crate::repo::git::{GitAuth, GitPolicy};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
@@ -29,6 +29,10 @@ pub struct ControllerConfig {
     pub cache_dir: PathBuf,
     /// Limit for each git command.
     pub git_timeout: Duration,
+    /// Whether SecretSources may name `file://` URLs and local paths.
+    pub allow_local_git_sources: bool,
+    /// Hosts SecretSources may fetch from (`*.domain` for subdomains); empty: any.
+    pub git_allowed_hosts: Vec<String>,
     /// The controller's own age key file (read per reconcile, only for allowed namespaces).
     pub controller_key_file: Option<PathBuf>,
     /// Namespaces allowed to use the controller's key (`*`: all).
@@ -58,6 +62,8 @@ impl Default for ControllerConfig {
             shard_selector: None,
             cache_dir: std::env::temp_dir().join("sopsync-cache"),
             git_timeout: Duration::from_secs(120),
+            allow_local_git_sources: false,
+            git_allowed_hosts: Vec::new(),
             controller_key_file: None,
             controller_key_namespaces: Vec::new(),
             default_key_secret: DEFAULT_KEY_SECRET.into(),
@@ -130,6 +136,16 @@ impl Context {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
+    }
+
+    /// What git may be pointed at and run with: the operator's flags, and an
+    /// environment built from scratch with a private HOME under the cache directory.
+    pub fn git_policy(&self) -> GitPolicy {
+        GitPolicy {
+            allow_local: self.config.allow_local_git_sources,
+            allowed_hosts: self.config.git_allowed_hosts.clone(),
+            isolated_home: Some(self.config.cache_dir.join(".home")),
+        }
     }
 
     fn controller_key_allowed(&self, namespace: &str) -> bool {
@@ -314,5 +330,9 @@ mod tests {
             "the controller's key is opt-in"
         );
         assert_eq!(c.default_key_secret, "sopsync-age-key");
+        assert!(
+            !c.allow_local_git_sources,
+            "tenants may not read the pod's filesystem"
+        );
     }
 }

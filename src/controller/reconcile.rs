@@ -19,7 +19,7 @@ use super::crd::{
 };
 use super::status::{next_status, ready, StatusUpdate, Verdict};
 use crate::core::keys::AgeIdentities;
-use crate::repo::git::{fetch_path, redact_url, GitError};
+use crate::repo::git::{check_source, fetch_with_policy, redact_url, GitError};
 use crate::repo::render::{render_files, DesiredSecret, FileError, RenderOptions};
 use crate::repo::walk::{walk_tree, WalkError, WalkLimits};
 use futures::StreamExt;
@@ -565,6 +565,16 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
     if let Some(m) = super::rotation::unsupported(spec.rotation.as_ref()) {
         return Outcome::stalled("RotationUnsupported", m, interval);
     }
+    // Before anything is loaded or fetched: a tenant's URL and ref are data for git,
+    // and only the sources the operator allows are contacted (issue 11 point 1).
+    let policy = ctx.git_policy();
+    if let Err(e) = check_source(&spec.url, spec.git_ref.as_deref(), &policy) {
+        let reason = match e {
+            GitError::SourceDenied { .. } => "SourceDenied",
+            _ => "InvalidSpec",
+        };
+        return Outcome::stalled(reason, e.to_string(), interval);
+    }
     let (owner, keys) = match owner_and_keys(src, &spec.decryption, ctx, interval).await {
         Ok(found) => found,
         Err(stop) => return stop,
@@ -586,13 +596,14 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
     let started = Instant::now();
     // Only spec.path is checked out: read_tree below reads nothing else.
     let fetched = tokio::task::spawn_blocking(move || {
-        fetch_path(
+        fetch_with_policy(
             &url,
             reference.as_deref(),
             path.as_deref(),
             &cache_root,
             &auth,
             timeout,
+            &policy,
         )
     })
     .await;

@@ -172,6 +172,17 @@ impl Cluster {
 
     /// Starts the real controller binary against this cluster.
     pub fn controller(&self, name: &str, extra: &[&str]) -> ControllerProcess {
+        self.controller_with_env(name, extra, &[])
+    }
+
+    /// [`Cluster::controller`] with extra environment variables (issue 11: what the
+    /// controller inherits must not reach git).
+    pub fn controller_with_env(
+        &self,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ControllerProcess {
         let port = free_port();
         let log = self.dir.path().join(format!("{name}.log"));
         let cache = self.dir.path().join(format!("{name}-cache"));
@@ -191,6 +202,9 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = cmd.spawn().expect("start sopsync controller");
         let mut process = ControllerProcess {
             child,

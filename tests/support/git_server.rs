@@ -218,3 +218,44 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A loopback "Git server" that accepts connections and never answers (issue 11: a
+/// hung server). Returns its port; the connections stay open until the test ends.
+pub fn silent_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+/// Processes (pid, command line with NULs as spaces) whose command line contains
+/// `marker`, found through /proc (issue 11: a helper left running, or a password in
+/// argv as `ps` shows it).
+pub fn processes_with(marker: &str) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if line.contains(marker) {
+            found.push((pid, line));
+        }
+    }
+    found
+}

@@ -105,3 +105,39 @@ pub fn age_keypair(dir: &Path, name: &str) -> (PathBuf, String) {
         .to_string();
     (path, recipient)
 }
+
+/// Runs a command that might hang (issue 11) with a deadline: its output goes to files
+/// (a full pipe cannot block it), and past the deadline it is killed and the test
+/// fails, so a regression fails instead of hanging CI.
+pub fn run_with_deadline(cmd: &mut Command, deadline: std::time::Duration) -> Output {
+    use std::process::Stdio;
+    let dir = tempdir();
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not start {:?}: {e}", cmd.get_program()));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} was still running after {}s (killed); stderr so far:\n{}",
+                deadline.as_secs(),
+                std::fs::read_to_string(&err_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out_path).expect("stdout"),
+        stderr: std::fs::read(&err_path).expect("stderr"),
+    }
+}
