@@ -4,7 +4,11 @@
 //! Guarantees:
 //! - the child leads a process group of its own, and when it times out, overflows its
 //!   output cap, or exits, that whole group is killed: the helpers it started (git's
-//!   `git-remote-http`, `ssh`, `upload-pack`; a shell's background jobs) never outlive it;
+//!   `git-remote-http`, `ssh`, `upload-pack`; a shell's background jobs) never outlive it.
+//!   The exception is [`Limits::on_terminal`]: a child that may prompt on the user's
+//!   terminal stays in our (foreground) process group, since a background group that
+//!   reads the terminal is stopped by the kernel (SIGTTIN); then only the child itself
+//!   is killed on timeout, and the person at the terminal can end the rest with Ctrl-C;
 //! - the group is killed while the child is still a zombie (it is observed with
 //!   `waitid(WNOWAIT)`, reaped afterwards), so its id, which is the group's id, cannot
 //!   have been reused by an unrelated process when the signal is sent;
@@ -32,6 +36,9 @@ pub struct Limits {
     /// Standard error: captured up to this many bytes (the rest is drained), or,
     /// with `None`, passed through to ours (a key command may prompt there).
     pub max_stderr: Option<usize>,
+    /// The child may prompt on the terminal (a pinentry or password manager started by
+    /// a person): it stays in our process group instead of leading its own.
+    pub on_terminal: bool,
 }
 
 /// A child that ran to completion within its limits.
@@ -102,10 +109,15 @@ fn reader(from: impl Read + Send + 'static, cap: usize, stop: bool) -> mpsc::Rec
     rx
 }
 
-/// Kills the child's whole process group. Errors are ignored: `ESRCH` means the group
-/// is already empty, and nothing else can fail for our own child.
-fn kill_group(group: Pid) {
-    let _ = kill_process_group(group, Signal::KILL);
+/// Kills the child's whole process group, or only the child when it shares ours
+/// ([`Limits::on_terminal`]). Errors are ignored: `ESRCH` means the group is already
+/// empty, and nothing else can fail for our own child.
+fn kill_group(group: Pid, on_terminal: bool) {
+    if on_terminal {
+        let _ = rustix::process::kill_process(group, Signal::KILL);
+    } else {
+        let _ = kill_process_group(group, Signal::KILL);
+    }
 }
 
 /// Has the child exited? It is left a zombie (not reaped), so that its group id stays
@@ -125,7 +137,10 @@ pub fn run(cmd: &mut Command, limits: &Limits) -> Result<Finished, ChildError> {
     // Group 0: a new group whose id is the child's pid, so one signal reaches
     // everything it starts (unless something leaves the group on purpose, as a
     // daemon such as gpg-agent does with setsid).
-    cmd.process_group(0).stdout(Stdio::piped());
+    if !limits.on_terminal {
+        cmd.process_group(0);
+    }
+    cmd.stdout(Stdio::piped());
     cmd.stderr(match limits.max_stderr {
         Some(_) => Stdio::piped(),
         None => Stdio::inherit(),
@@ -142,7 +157,7 @@ pub fn run(cmd: &mut Command, limits: &Limits) -> Result<Finished, ChildError> {
     };
     // Ends the group, reaps the child, and returns `e`.
     let mut fail = |e: ChildError| {
-        kill_group(pid);
+        kill_group(pid, limits.on_terminal);
         let _ = child.wait();
         Err(e)
     };
@@ -158,7 +173,7 @@ pub fn run(cmd: &mut Command, limits: &Limits) -> Result<Finished, ChildError> {
     }
     // The child has exited: whatever it left behind in its group goes too (and with
     // it any copy of the pipes that would keep the readers waiting).
-    kill_group(pid);
+    kill_group(pid, limits.on_terminal);
     let status = child.wait().map_err(ChildError::Wait)?;
     // A helper that left the group may still hold a pipe open: wait for the readers
     // only until the deadline.
@@ -192,6 +207,7 @@ mod tests {
             timeout: Duration::from_secs(30),
             max_stdout,
             max_stderr: Some(1024),
+            on_terminal: false,
         }
     }
 
@@ -205,6 +221,30 @@ mod tests {
         assert_eq!(done.status.code(), Some(3));
         assert_eq!(&done.stdout[..], b"out\n");
         assert_eq!(done.stderr, b"err\n");
+    }
+
+    /// The process group the child ran in (field 5 of /proc/self/stat, read by `cut`,
+    /// a member of the child's group).
+    fn group_of_child(on_terminal: bool) -> String {
+        let done = run(
+            Command::new("sh").args(["-c", "cut -d' ' -f5 /proc/self/stat"]),
+            &Limits {
+                on_terminal,
+                ..limits(1024)
+            },
+        )
+        .expect("runs");
+        String::from_utf8(done.stdout.to_vec())
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    }
+
+    #[test]
+    fn a_child_leads_its_own_group_unless_it_may_prompt_on_the_terminal() {
+        let ours = rustix::process::getpgrp().as_raw_nonzero().to_string();
+        assert_ne!(group_of_child(false), ours);
+        assert_eq!(group_of_child(true), ours);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! reported if decryption fails in the end.
 
 use crate::core::keys::AgeIdentities;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use zeroize::Zeroizing;
 
@@ -111,6 +112,11 @@ fn run_key_command(line: &str) -> Result<Zeroizing<String>, String> {
         max_stdout: KEY_COMMAND_MAX_OUTPUT,
         // Its prompts and errors go to our stderr, as with sops.
         max_stderr: None,
+        // A person at a terminal may be asked for a passphrase (pinentry-curses, a
+        // password manager opening /dev/tty): the command must stay in the foreground
+        // process group to read it. Without a terminal (CI, the controller) it leads
+        // its own group, so a timeout ends everything it started.
+        on_terminal: std::io::stdin().is_terminal() || std::io::stderr().is_terminal(),
     };
     let mut cmd = std::process::Command::new(prog);
     cmd.args(args).stdin(std::process::Stdio::null());

@@ -715,6 +715,8 @@ impl Runner<'_> {
             timeout: self.timeout,
             max_stdout: GIT_MAX_STDOUT,
             max_stderr: Some(GIT_MAX_STDERR),
+            // git never prompts: GIT_TERMINAL_PROMPT=0, answers come from askpass.
+            on_terminal: false,
         };
         let done = child::run(&mut cmd, &limits).map_err(|e| match e {
             ChildError::Timeout(_) => GitError::Timeout {
