@@ -64,9 +64,10 @@ RUN set -eu; \
 #   dash                 /bin/sh: git runs GIT_SSH_COMMAND through sh, `exec-env` runs its
 #                        command with `sh -c`, and GitLab jobs need a shell (Essential in
 #                        Debian, so already there; named to keep the list explicit)
-#   tini                 PID 1: when a git operation times out sopsync kills git, and the
-#                        helpers git started (ssh, git-remote-https) are re-parented to
-#                        PID 1; tini reaps them, sopsync as PID 1 would leave zombies
+#   tini                 PID 1: a helper that git started (ssh, git-remote-https) and that
+#                        ends after git (e.g. killed with git's process group on a timeout)
+#                        is re-parented to PID 1; sopsync waits only for its own children,
+#                        so as PID 1 it would collect zombies; tini reaps them
 #   helm                 the Argo CD sidecar's helm mode (stage above)
 # Not installed:
 #   an editor            `edit` opens $SOPS_EDITOR or $EDITOR, else vim, nano or vi; the
