@@ -8,6 +8,7 @@ mod controller;
 mod fake_apiserver;
 mod formats_codec;
 mod git;
+mod install;
 mod interop;
 mod layering;
 mod leaks;

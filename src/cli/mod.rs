@@ -1,11 +1,13 @@
 //! The command-line shell: a clap tree over the core. Each subcommand is one module;
 //! this file holds what they share (reading input, `.sops.yaml`, atomic writes).
 
+mod completion;
 mod controller;
 mod crd;
 mod decrypt;
 mod edit;
 mod encrypt;
+mod examples;
 mod filestatus;
 mod keygen;
 mod render;
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 /// SOPS-compatible secrets for Kubernetes.
 #[derive(Parser, Debug)]
-#[command(name = "sopsync", version, about)]
+#[command(name = "sopsync", version, about, after_help = examples::SOPSYNC)]
 pub struct Cli {
     #[command(flatten)]
     globals: Globals,
@@ -88,31 +90,50 @@ impl Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Generate an age identity (like age-keygen).
+    #[command(after_help = examples::KEYGEN)]
     Keygen(keygen::Args),
     /// Encrypt a file (sops encrypt).
+    #[command(after_help = examples::ENCRYPT)]
     Encrypt(encrypt::Args),
     /// Decrypt a file (sops decrypt).
+    #[command(after_help = examples::DECRYPT)]
     Decrypt(decrypt::Args),
     /// Print whether a file is sops-encrypted (sops filestatus).
+    #[command(after_help = examples::FILESTATUS)]
     Filestatus(filestatus::Args),
     /// Re-encrypt with a new data key, optionally adding/removing age recipients (sops rotate).
+    #[command(after_help = examples::ROTATE)]
     Rotate(rotate::RotateArgs),
     /// Re-wrap the data key for the recipients of the matching .sops.yaml rule (sops updatekeys).
+    #[command(after_help = examples::UPDATEKEYS)]
     Updatekeys(rotate::UpdateKeysArgs),
     /// Render a repository of SOPS files (path or Git URL) into Kubernetes Secrets.
+    #[command(after_help = examples::RENDER)]
     Render(render::Args),
     /// Edit the decrypted file in $SOPS_EDITOR/$EDITOR and re-encrypt it (sops edit).
+    #[command(after_help = examples::EDIT)]
     Edit(edit::EditArgs),
     /// Set one value, given as JSON (sops set).
+    #[command(after_help = examples::SET)]
     Set(edit::SetArgs),
     /// Remove one key or list element (sops unset).
+    #[command(after_help = examples::UNSET)]
     Unset(edit::UnsetArgs),
     /// Run the in-cluster controller (SecretSource, SopsSecret -> Secrets).
+    #[command(after_help = examples::CONTROLLER)]
     Controller(Box<controller::Args>),
     /// Print the CustomResourceDefinitions of the controller (SecretSource, SopsSecret).
+    #[command(after_help = examples::CRD)]
     Crd(crd::Args),
     /// Run a command with the file's top-level keys as environment variables (sops exec-env).
+    #[command(after_help = examples::EXEC_ENV)]
     ExecEnv(edit::ExecEnvArgs),
+    /// Print a shell completion script (bash, zsh, fish).
+    #[command(after_help = examples::COMPLETION)]
+    Completion(completion::CompletionArgs),
+    /// Print the man page (roff), or write one page per command into a directory.
+    #[command(after_help = examples::MAN)]
+    Man(completion::ManArgs),
 }
 
 impl Cli {
@@ -143,6 +164,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::ExecEnv(a) => edit::run_exec_env(&ctx, a),
         Command::Crd(a) => crd::run(a),
         Command::Controller(a) => controller::run(*a),
+        Command::Completion(a) => completion::run_completion(a),
+        Command::Man(a) => completion::run_man(a),
     }
 }
 

@@ -1,0 +1,97 @@
+//! The "Examples:" block that ends each command's `--help` (and its man page). Kept
+//! apart from the flag definitions so that they stay short; tests/install.rs parses every
+//! example line with the real clap tree, so an example cannot outlive a renamed flag.
+
+/// `sopsync --help`.
+pub(super) const SOPSYNC: &str = "\
+Examples:
+  # Decrypt with the age identity in ~/.config/sops/age/keys.txt (or SOPS_AGE_KEY_FILE)
+  sopsync decrypt secrets.enc.yaml
+  # Render a Git repository of SOPS files into Secrets
+  sopsync render https://git.example.com/team/gitops.git --ref main | kubectl apply -f -
+  # More on one command
+  sopsync help render";
+
+pub(super) const KEYGEN: &str = "\
+Examples:
+  # A new identity in a 0600 file; its public key (the recipient) is printed
+  sopsync keygen -o ~/.config/sops/age/keys.txt";
+
+pub(super) const ENCRYPT: &str = "\
+Examples:
+  # For the recipients of the matching .sops.yaml rule, in place
+  sopsync encrypt -i secret.yaml
+  # For one recipient, only the values under data and stringData
+  sopsync encrypt --age \"$(cat team.pub)\" --encrypted-regex '^(data|stringData)$' secret.yaml > secret.enc.yaml";
+
+pub(super) const DECRYPT: &str = "\
+Examples:
+  SOPS_AGE_KEY_FILE=key.txt sopsync decrypt secret.enc.yaml
+  # One value, as JSON
+  sopsync decrypt --extract '[\"data\"][\"password\"]' --output-type json secret.enc.yaml";
+
+pub(super) const FILESTATUS: &str = "\
+Examples:
+  sopsync filestatus secret.enc.yaml";
+
+pub(super) const ROTATE: &str = "\
+Examples:
+  # A new data key, in place
+  sopsync rotate -i secret.enc.yaml
+  # Add a recipient (e.g. a new team member's) while rotating
+  sopsync rotate -i --add-age \"$(cat new-member.pub)\" secret.enc.yaml";
+
+pub(super) const UPDATEKEYS: &str = "\
+Examples:
+  # After changing the recipients in .sops.yaml
+  sopsync updatekeys -y secret.enc.yaml";
+
+pub(super) const RENDER: &str = "\
+Examples:
+  sopsync render ./gitops --namespace staging
+  sopsync render https://git.example.com/team/gitops.git --ref v1.4.0 --path apps/web --strict
+  # One 0600 file per Secret instead of stdout
+  sopsync render ssh://git@git.example.com/team/gitops.git --output ./out";
+
+pub(super) const EDIT: &str = "\
+Examples:
+  SOPS_EDITOR=nano sopsync edit secret.enc.yaml";
+
+pub(super) const SET: &str = "\
+Examples:
+  sopsync set secret.enc.yaml '[\"data\"][\"port\"]' 5432
+  # A string value from stdin (it stays out of the shell history)
+  sopsync set --value-stdin secret.enc.yaml '[\"data\"][\"password\"]' < value.json";
+
+pub(super) const UNSET: &str = "\
+Examples:
+  sopsync unset secret.enc.yaml '[\"data\"][\"old\"]'";
+
+pub(super) const CONTROLLER: &str = "\
+Examples:
+  # In a cluster (the Helm chart runs this), one namespace, with leader election
+  sopsync controller --namespace team-a --leader-elect
+  # On a workstation against the current kubeconfig context
+  sopsync controller --kubeconfig ~/.kube/config --listen 127.0.0.1:8080";
+
+pub(super) const CRD: &str = "\
+Examples:
+  sopsync crd | kubectl apply --server-side -f -
+  sopsync crd --output-dir charts/sopsync/crds";
+
+pub(super) const EXEC_ENV: &str = "\
+Examples:
+  sopsync exec-env db.enc.env 'psql \"$DATABASE_URL\"'
+  # Only the decrypted variables, nothing inherited
+  sopsync exec-env --pristine app.enc.yaml './migrate'";
+
+pub(super) const COMPLETION: &str = "\
+Examples:
+  sopsync completion bash > ~/.local/share/bash-completion/completions/sopsync
+  sopsync completion zsh > \"${fpath[1]}/_sopsync\"
+  sopsync completion fish > ~/.config/fish/completions/sopsync.fish";
+
+pub(super) const MAN: &str = "\
+Examples:
+  sopsync man | man -l -
+  sopsync man --dir /usr/local/share/man/man1";
