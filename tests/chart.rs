@@ -512,3 +512,136 @@ fn git_sources_are_restricted_by_values_and_the_network_policy_can_limit_egress_
         "{error}"
     );
 }
+
+/// Issue 17: `values.schema.json` refuses an unknown key at the top level and in the
+/// chart's own sections, and a mistyped value, with Helm's own message.
+#[test]
+fn the_values_schema_refuses_unknown_keys_and_mistyped_values_with_helms_error() {
+    for (set, helm_says) in [
+        (
+            "replicaCont=2",
+            "additional properties 'replicaCont' not allowed",
+        ),
+        (
+            "controller.gitTimout=5",
+            "at '/controller': additional properties 'gitTimout' not allowed",
+        ),
+        (
+            "networkPolicy.egress.git.port=22",
+            "at '/networkPolicy/egress/git': additional properties 'port' not allowed",
+        ),
+        (
+            "replicaCount=two",
+            "at '/replicaCount': got string, want integer",
+        ),
+        (
+            "controller.allowLocalGitSources=yes",
+            "at '/controller/allowLocalGitSources'",
+        ),
+        ("logging.format=xml", "at '/logging/format'"),
+        ("service.port=70000", "at '/service/port'"),
+    ] {
+        let err = template_error(&["--set", set]);
+        assert!(
+            err.contains("values don't meet the specifications of the schema")
+                && err.contains(helm_says),
+            "--set {set}: {err}"
+        );
+    }
+}
+
+/// Issue 17: the defaults, every opt-in at once, `global` (subchart use) and free-form
+/// Kubernetes objects all pass the schema.
+#[test]
+fn the_values_schema_accepts_the_defaults_every_opt_in_global_and_free_form_objects() {
+    assert!(kinds(&template(&[])).contains("Deployment"));
+    let dir = tempdir();
+    let everything = dir.path().join("everything.yaml");
+    std::fs::write(
+        &everything,
+        r#"
+global: {imageRegistry: registry.example, anything: [1, 2]}
+image: {repository: registry.example/sopsync, tag: "1.2.3", pullPolicy: Always}
+imagePullSecrets: [{name: regcred}]
+nameOverride: sops
+fullnameOverride: sopsync-prod
+replicaCount: 3
+leaderElection: {enabled: true, leaseDuration: 20, leaseGrace: 8}
+watchNamespace: team-a
+shardSelector: shard=a
+controller:
+  concurrency: 8
+  minInterval: 30
+  baseBackoff: 2
+  gitTimeout: 60
+  defaultKeySecret: team-key
+  gitAllowedHosts: [github.com, "*.corp.example"]
+  allowLocalGitSources: true
+  extraArgs: ["--webhook-burst", "50"]
+controllerKey: {existingSecret: ctl-key, key: ctl.agekey, namespaces: [team-a, team-b]}
+webhook: {existingSecret: hook, key: token}
+logging: {format: text, level: "debug,kube=warn"}
+service: {type: ClusterIP, port: 9090, annotations: {a.example/x: "1"}}
+cache: {sizeLimit: 2Gi}
+serviceAccount: {create: true, name: sopsync-sa, annotations: {eks.amazonaws.com/role-arn: arn}}
+rbac: {create: true}
+resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {cpu: "1", memory: 512Mi}}
+podAnnotations: {a.example/p: "1"}
+podLabels: {team: platform}
+priorityClassName: system-cluster-critical
+nodeSelector: {kubernetes.io/arch: arm64}
+tolerations: [{key: dedicated, operator: Equal, value: infra, effect: NoSchedule}]
+affinity: {podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: []}}
+topologySpreadConstraints: [{maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway}]
+terminationGracePeriodSeconds: 60
+podSecurityContext: {runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: {type: RuntimeDefault}, supplementalGroups: [1000]}
+securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+podDisruptionBudget: {enabled: true, minAvailable: 2}
+serviceMonitor: {enabled: true, interval: 15s, labels: {release: prometheus}}
+networkPolicy:
+  enabled: true
+  from: [{namespaceSelector: {matchLabels: {name: monitoring}}}]
+  egress:
+    enabled: true
+    git:
+      ipBlocks: [{cidr: 203.0.113.0/24}, {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}]
+      ports: [22, 443]
+    apiServer: {cidrs: [192.0.2.10/32], ports: [6443]}
+"#,
+    )
+    .expect("write values");
+    let docs = template(&["-f", everything.to_str().expect("utf-8 path")]);
+    let all = kinds(&docs);
+    for kind in [
+        "Deployment",
+        "ServiceMonitor",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Role",
+    ] {
+        assert!(all.contains(kind), "{kind} in {all:?}");
+    }
+}
+
+/// Issue 17: the values table of the chart's README is generated from the `# --`
+/// comments of values.yaml, every key is documented, and the committed table is current.
+#[test]
+fn the_chart_readme_values_table_is_generated_from_values_yaml_and_current() {
+    let out = run(
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/chart-docs")).arg("--check"),
+    );
+    assert!(
+        out.status.success(),
+        "scripts/chart-docs --check: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let readme = std::fs::read_to_string(chart_dir().join("README.md")).expect("README");
+    for row in [
+        "| `controller.gitAllowedHosts` | list | `[]` |",
+        "| `networkPolicy.egress.apiServer.cidrs` | list | `[]` |",
+        "| `resources` | object |",
+    ] {
+        assert!(readme.contains(row), "{row}");
+    }
+}
