@@ -9,6 +9,7 @@ mod encrypt;
 mod filestatus;
 mod keygen;
 mod render;
+mod repo_keys;
 mod rotate;
 
 use crate::core::creation_rules::SopsConfig;
@@ -237,22 +238,28 @@ impl Context {
             }
         };
         let Some(path) = path else { return Ok(None) };
-        let text = std::fs::read(&path).map_err(|source| CliError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let docs = codec(Format::Yaml, &FormatOptions::default())
-            .parse_plain(&text)
-            .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
-        let config = match docs.first() {
-            Some(d) => SopsConfig::from_document(d)
-                .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?,
-            None => SopsConfig::default(),
-        };
-        let abs = std::fs::canonicalize(&path).unwrap_or(path);
-        let dir = abs.parent().map(Path::to_path_buf).unwrap_or_default();
-        Ok(Some(LoadedConfig { config, dir }))
+        read_config(path).map(Some)
     }
+}
+
+/// Reads and parses the `.sops.yaml` at `path`; its rules are relative to its
+/// directory (canonical).
+pub(crate) fn read_config(path: PathBuf) -> Result<LoadedConfig, CliError> {
+    let text = std::fs::read(&path).map_err(|source| CliError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let docs = codec(Format::Yaml, &FormatOptions::default())
+        .parse_plain(&text)
+        .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
+    let config = match docs.first() {
+        Some(d) => SopsConfig::from_document(d)
+            .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?,
+        None => SopsConfig::default(),
+    };
+    let abs = std::fs::canonicalize(&path).unwrap_or(path);
+    let dir = abs.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(LoadedConfig { config, dir })
 }
 
 /// The path used to match creation rules: relative to the config's directory when
