@@ -1,6 +1,7 @@
 //! The command-line shell: a clap tree over the core. Each subcommand is one module;
 //! this file holds what they share (reading input, `.sops.yaml`, atomic writes).
 
+mod audit;
 mod controller;
 mod crd;
 mod decrypt;
@@ -114,6 +115,9 @@ enum Command {
     Crd(crd::Args),
     /// Run a command with the file's top-level keys as environment variables (sops exec-env).
     ExecEnv(edit::ExecEnvArgs),
+    /// Report every SOPS file's recipients and problems (stale or missing recipients, no
+    /// rule, cannot open, MAC failure, plaintext under a path_regex rule); exit 1 on any.
+    Audit(audit::Args),
 }
 
 impl Cli {
@@ -142,6 +146,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Set(a) => edit::run_set(&ctx, a),
         Command::Unset(a) => edit::run_unset(&ctx, a),
         Command::ExecEnv(a) => edit::run_exec_env(&ctx, a),
+        Command::Audit(a) => audit::run(&ctx, a),
         Command::Crd(a) => crd::run(a),
         Command::Controller(a) => controller::run(*a),
     }
