@@ -327,7 +327,14 @@ pub(crate) fn write_output(
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
+            // A named prefix: a write killed before its rename leaves a file that
+            // `updatekeys/rotate --recursive` and `audit` recognize and name, instead
+            // of walking it as one more SOPS file.
+            let mut tmp = tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .suffix(".tmp")
+                .tempfile_in(dir)
+                .map_err(werr)?;
             if let Ok(meta) = std::fs::metadata(&real) {
                 tmp.as_file()
                     .set_permissions(meta.permissions())
@@ -341,6 +348,9 @@ pub(crate) fn write_output(
         None => write_stdout(bytes),
     }
 }
+
+/// How the temporary files of [`write_output`] begin (they end in `.tmp`).
+pub(crate) const TEMP_PREFIX: &str = ".sopsync-write-";
 
 /// The file a write to `path` replaces: `path` itself, or the end of its chain of
 /// symlinks (relative links resolve against their own directory). A link that leads

@@ -147,6 +147,13 @@ pub(super) fn discover(dirs: &[PathBuf]) -> Result<Found, CliError> {
             if ignored.contains(&rel) || !looks_like_sops(&bytes) {
                 continue;
             }
+            if is_leftover(&rel) {
+                found.notes.push(format!(
+                    "{}: skipped: left by an interrupted write (its file was not replaced); delete it",
+                    shown(&rel)
+                ));
+                continue;
+            }
             let path = base.join(&rel);
             let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             if seen.insert(real) {
@@ -158,7 +165,7 @@ pub(super) fn discover(dirs: &[PathBuf]) -> Result<Found, CliError> {
             }
         }
         for rel in tree.others {
-            if !ignored.contains(&rel) {
+            if !ignored.contains(&rel) && !is_leftover(&rel) {
                 found.others.push((base.join(&rel), shown(&rel)));
             }
         }
@@ -174,6 +181,12 @@ pub(super) fn discover(dirs: &[PathBuf]) -> Result<Found, CliError> {
         }
     }
     Ok(found)
+}
+
+/// A temporary file of `write_output` that a killed run left behind.
+fn is_leftover(rel: &str) -> bool {
+    let name = rel.rsplit('/').next().unwrap_or(rel);
+    name.starts_with(super::TEMP_PREFIX) && name.ends_with(".tmp")
 }
 
 /// What git says about ignored paths.
