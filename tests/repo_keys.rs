@@ -289,7 +289,15 @@ fn a_killed_rotation_leaves_no_corrupt_file_and_resume_rotates_each_file_once() 
     let (dir, root) = copy_repo();
     let journal = dir.path().join("journal.jsonl");
     let mut child = sopsync_as(&r.a)
-        .args(["rotate", "--recursive", "--jobs", "1", "--journal"])
+        .args([
+            "rotate",
+            "--recursive",
+            "--jobs",
+            "1",
+            "--rm-age",
+            &r.c_recipient,
+            "--journal",
+        ])
         .arg(&journal)
         .arg(&root)
         .stderr(std::process::Stdio::null())
@@ -339,7 +347,14 @@ fn a_killed_rotation_leaves_no_corrupt_file_and_resume_rotates_each_file_once() 
     assert!(!rotated.is_empty(), "nothing was rotated before the kill");
     let stderr = ok_stderr(
         sopsync_as(&r.a)
-            .args(["rotate", "--recursive", "--resume", "--journal"])
+            .args([
+                "rotate",
+                "--recursive",
+                "--resume",
+                "--rm-age",
+                &r.c_recipient,
+                "--journal",
+            ])
             .arg(&journal)
             .arg(&root),
     );

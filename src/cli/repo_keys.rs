@@ -566,7 +566,7 @@ impl Run<'_> {
             .map_err(|e| CliError::Config(format!("{}: {e}", f.shown)))?;
         let stores = config
             .as_ref()
-            .map(|(c, _)| c.config.stores.clone())
+            .map(|(c, _)| c.config.stores)
             .unwrap_or_default();
         let opts = self.ctx.apply_indent(stores)?;
         let format = format_for(None, &f.path);
