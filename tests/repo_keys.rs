@@ -585,3 +585,67 @@ fn audit_finds_each_planted_problem_and_nothing_else_in_table_json_and_junit() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn gitignored_files_are_neither_updated_nor_audited_but_tracked_ones_are() {
+    let dir = tempdir();
+    let (a, ra) = age_keypair(dir.path(), "a");
+    let (_b, rb) = age_keypair(dir.path(), "b");
+    let root = dir.path().join("repo");
+    for d in ["tracked", "local"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for rel in ["tracked/s.yaml", "local/s.yaml", "local/forced.yaml"] {
+        std::fs::write(root.join(rel), "password: canary-ignored\n").unwrap();
+        run_ok(
+            sops()
+                .current_dir(&root)
+                .args(["encrypt", "-i", "--age", &ra])
+                .arg(rel),
+        );
+    }
+    // Every file lacks B; local/ is ignored, but a file added with -f is tracked, and
+    // git never ignores a tracked file.
+    std::fs::write(
+        root.join(".sops.yaml"),
+        format!("creation_rules:\n  - path_regex: \\.yaml$\n    age: {ra},{rb}\n"),
+    )
+    .unwrap();
+    std::fs::write(root.join(".gitignore"), "local/\n").unwrap();
+    let git = |args: &[&str]| {
+        run_ok(Command::new(tool("git")).current_dir(&root).args(args));
+    };
+    git(&["init", "-q", "."]);
+    git(&[
+        "add",
+        "-f",
+        ".gitignore",
+        ".sops.yaml",
+        "tracked/s.yaml",
+        "local/forced.yaml",
+    ]);
+    let out = run(sopsync().current_dir(&root).args([
+        "audit",
+        "--structural-only",
+        "--format",
+        "json",
+        ".",
+    ]));
+    let expected: BTreeSet<(String, String)> = ["tracked/s.yaml", "local/forced.yaml"]
+        .iter()
+        .map(|p| (p.to_string(), "missing_recipient".to_string()))
+        .collect();
+    assert_eq!(problems_from_json(&out.stdout), expected);
+    let ignored_before = std::fs::read(root.join("local/s.yaml")).unwrap();
+    let stderr = ok_stderr(
+        sopsync()
+            .env("SOPS_AGE_KEY_FILE", &a)
+            .current_dir(&root)
+            .args(["updatekeys", "--recursive", "-y", "."]),
+    );
+    assert!(
+        stderr.contains("summary: 2 changed, 0 unchanged, 0 failed"),
+        "{stderr}"
+    );
+    assert!(std::fs::read(root.join("local/s.yaml")).unwrap() == ignored_before);
+}
