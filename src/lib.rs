@@ -3,7 +3,8 @@
 //! Architecture map (see ARCHITECTURE.md):
 //! - [`core`]: pure format and crypto (no I/O): tree, codecs, cipher, MAC, keys.
 //! - [`keysource`]: the only reader of the SOPS_AGE_* environment and key files.
-//! - [`repo`]: Git fetch, safe tree walking, rendering SOPS files into Secrets.
+//! - [`repo`]: Git fetch, safe tree walking, rendering SOPS files into Secrets, and
+//!   the per-file plan of repository-wide key rotation and audit (`repo::rekey`).
 //! - [`cli`]: the command-line shell over the core.
 //! - [`controller`]: the in-cluster controller (CRDs, reconcile, status, metrics).
 //! - [`server`]: the controller's HTTP endpoints (health, readiness, metrics, webhook).
