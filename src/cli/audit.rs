@@ -9,7 +9,7 @@
 //! No output carries a value or a digest of one: recipients, `lastmodified`, rule
 //! names and error kinds only (the `mac` is never printed).
 
-use super::repo_keys::{discover, Configs};
+use super::repo_files::{discover, Configs};
 use super::{format_for, rule_path, Context};
 use crate::core::formats::{codec, FormatOptions};
 use crate::core::{self as core_ops, DecryptOptions};

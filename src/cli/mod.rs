@@ -10,6 +10,7 @@ mod encrypt;
 mod filestatus;
 mod keygen;
 mod render;
+mod repo_files;
 mod repo_keys;
 mod rotate;
 
