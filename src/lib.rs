@@ -5,7 +5,8 @@
 //! - [`child`]: running `git` and key commands with a deadline, bounded output, and
 //!   their whole process group ended.
 //! - [`keysource`]: the only reader of the SOPS_AGE_* environment and key files.
-//! - [`repo`]: Git fetch, safe tree walking, rendering SOPS files into Secrets.
+//! - [`repo`]: Git fetch, safe tree walking, rendering SOPS files into Secrets, and
+//!   the per-file plan of repository-wide key rotation and audit (`repo::rekey`).
 //! - [`cli`]: the command-line shell over the core.
 //! - [`controller`]: the in-cluster controller (CRDs, reconcile, status, metrics).
 //! - [`server`]: the controller's HTTP endpoints (health, readiness, metrics, webhook).

@@ -13,6 +13,7 @@ mod interop;
 mod layering;
 mod leaks;
 mod render;
+mod repo_keys;
 mod security;
 mod server;
 mod vectors;

@@ -39,12 +39,23 @@ Examples:
   # A new data key, in place
   sopsync rotate -i secret.enc.yaml
   # Add a recipient (e.g. a new team member's) while rotating
-  sopsync rotate -i --add-age \"$(cat new-member.pub)\" secret.enc.yaml";
+  sopsync rotate -i --add-age \"$(cat new-member.pub)\" secret.enc.yaml
+  # Every SOPS file of a repository, resumable after an interruption
+  sopsync rotate --recursive --resume clusters/";
 
 pub(super) const UPDATEKEYS: &str = "\
 Examples:
   # After changing the recipients in .sops.yaml
-  sopsync updatekeys -y secret.enc.yaml";
+  sopsync updatekeys -y secret.enc.yaml
+  # A whole repository, and a new data key where a recipient was removed
+  sopsync updatekeys --recursive -y --rotate .";
+
+pub(super) const AUDIT: &str = "\
+Examples:
+  # In a merge-request job without a key: structure and recipients only
+  sopsync audit --structural-only --format junit . > audit.xml
+  # With the cluster's key: MACs and who can open what
+  sopsync audit --format json clusters/";
 
 pub(super) const RENDER: &str = "\
 Examples:

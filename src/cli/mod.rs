@@ -1,6 +1,7 @@
 //! The command-line shell: a clap tree over the core. Each subcommand is one module;
 //! this file holds what they share (reading input, `.sops.yaml`, atomic writes).
 
+mod audit;
 mod completion;
 mod controller;
 mod crd;
@@ -11,6 +12,8 @@ mod examples;
 mod filestatus;
 mod keygen;
 mod render;
+mod repo_files;
+mod repo_keys;
 mod rotate;
 
 use crate::core::creation_rules::SopsConfig;
@@ -128,6 +131,10 @@ enum Command {
     /// Run a command with the file's top-level keys as environment variables (sops exec-env).
     #[command(after_help = examples::EXEC_ENV)]
     ExecEnv(edit::ExecEnvArgs),
+    /// Report every SOPS file's recipients and problems (stale or missing recipients, no
+    /// rule, cannot open, MAC failure, plaintext under a path_regex rule); exit 1 on any.
+    #[command(after_help = examples::AUDIT)]
+    Audit(audit::Args),
     /// Print a shell completion script (bash, zsh, fish).
     #[command(after_help = examples::COMPLETION)]
     Completion(completion::CompletionArgs),
@@ -162,6 +169,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Set(a) => edit::run_set(&ctx, a),
         Command::Unset(a) => edit::run_unset(&ctx, a),
         Command::ExecEnv(a) => edit::run_exec_env(&ctx, a),
+        Command::Audit(a) => audit::run(&ctx, a),
         Command::Crd(a) => crd::run(a),
         Command::Controller(a) => controller::run(*a),
         Command::Completion(a) => completion::run_completion(a),
@@ -260,22 +268,28 @@ impl Context {
             }
         };
         let Some(path) = path else { return Ok(None) };
-        let text = std::fs::read(&path).map_err(|source| CliError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let docs = codec(Format::Yaml, &FormatOptions::default())
-            .parse_plain(&text)
-            .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
-        let config = match docs.first() {
-            Some(d) => SopsConfig::from_document(d)
-                .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?,
-            None => SopsConfig::default(),
-        };
-        let abs = std::fs::canonicalize(&path).unwrap_or(path);
-        let dir = abs.parent().map(Path::to_path_buf).unwrap_or_default();
-        Ok(Some(LoadedConfig { config, dir }))
+        read_config(path).map(Some)
     }
+}
+
+/// Reads and parses the `.sops.yaml` at `path`; its rules are relative to its
+/// directory (canonical).
+pub(crate) fn read_config(path: PathBuf) -> Result<LoadedConfig, CliError> {
+    let text = std::fs::read(&path).map_err(|source| CliError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let docs = codec(Format::Yaml, &FormatOptions::default())
+        .parse_plain(&text)
+        .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
+    let config = match docs.first() {
+        Some(d) => SopsConfig::from_document(d)
+            .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?,
+        None => SopsConfig::default(),
+    };
+    let abs = std::fs::canonicalize(&path).unwrap_or(path);
+    let dir = abs.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok(LoadedConfig { config, dir })
 }
 
 /// The path used to match creation rules: relative to the config's directory when
@@ -338,7 +352,14 @@ pub(crate) fn write_output(
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
+            // A named prefix: a write killed before its rename leaves a file that
+            // `updatekeys/rotate --recursive` and `audit` recognize and name, instead
+            // of walking it as one more SOPS file.
+            let mut tmp = tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .suffix(".tmp")
+                .tempfile_in(dir)
+                .map_err(werr)?;
             if let Ok(meta) = std::fs::metadata(&real) {
                 tmp.as_file()
                     .set_permissions(meta.permissions())
@@ -352,6 +373,9 @@ pub(crate) fn write_output(
         None => write_stdout(bytes),
     }
 }
+
+/// How the temporary files of [`write_output`] begin (they end in `.tmp`).
+pub(crate) const TEMP_PREFIX: &str = ".sopsync-write-";
 
 /// The file a write to `path` replaces: `path` itself, or the end of its chain of
 /// symlinks (relative links resolve against their own directory). A link that leads

@@ -1,6 +1,7 @@
 //! `sopsync rotate` (new data key) and `sopsync updatekeys` (re-wrap for the
 //! recipients of the matching `.sops.yaml` rule).
 
+use super::repo_keys::{Mode, RecursiveArgs};
 use super::{core_err, format_for, read_input, rule_path, write_output, Context};
 use crate::core::formats::codec;
 use crate::core::keys::{AgeRecipient, Recipient};
@@ -11,8 +12,9 @@ use std::path::PathBuf;
 /// `rotate` flags.
 #[derive(clap::Args, Debug)]
 pub struct RotateArgs {
-    /// The encrypted file.
-    file: PathBuf,
+    /// The encrypted file; with --recursive, the directories to walk.
+    #[arg(required = true, value_name = "FILE")]
+    paths: Vec<PathBuf>,
     /// Write back to the file (atomically).
     #[arg(short = 'i', long)]
     in_place: bool,
@@ -25,19 +27,49 @@ pub struct RotateArgs {
     /// Input format; default: by extension.
     #[arg(long)]
     input_type: Option<String>,
+    #[command(flatten)]
+    recursive: RecursiveArgs,
 }
 
 /// `updatekeys` flags.
 #[derive(clap::Args, Debug)]
 pub struct UpdateKeysArgs {
-    /// The encrypted file.
-    file: PathBuf,
+    /// The encrypted file; with --recursive, the directories to walk.
+    #[arg(required = true, value_name = "FILE")]
+    paths: Vec<PathBuf>,
     /// Do not ask for confirmation (sopsync never prompts; accepted for compatibility).
     #[arg(short = 'y', long)]
     yes: bool,
     /// Input format; default: by extension.
     #[arg(long)]
     input_type: Option<String>,
+    /// With --recursive: also give every file a new data key (updatekeys keeps it).
+    #[arg(long, requires = "recursive")]
+    rotate: bool,
+    #[command(flatten)]
+    recursive: RecursiveArgs,
+}
+
+/// The one file of a single-file run; several paths need --recursive.
+fn single(
+    paths: &[PathBuf],
+    input_type: Option<&str>,
+    a: &RecursiveArgs,
+) -> Result<Option<PathBuf>, CliError> {
+    if a.recursive {
+        if input_type.is_some() {
+            return Err(CliError::Conflict(
+                "--input-type applies to one file; with --recursive each file's format comes from its name".into(),
+            ));
+        }
+        return Ok(None);
+    }
+    match paths {
+        [one] => Ok(Some(one.clone())),
+        _ => Err(CliError::Conflict(
+            "several paths given: pass one file, or --recursive to walk directories".into(),
+        )),
+    }
 }
 
 fn split(list: &Option<String>) -> Vec<String> {
@@ -51,15 +83,22 @@ fn split(list: &Option<String>) -> Vec<String> {
 }
 
 pub(super) fn run_rotate(ctx: &Context, a: RotateArgs) -> Result<(), CliError> {
+    let Some(path) = single(&a.paths, a.input_type.as_deref(), &a.recursive)? else {
+        let mode = Mode::Rotate {
+            add: split(&a.add_age),
+            remove: split(&a.rm_age),
+        };
+        return super::repo_keys::run(ctx, mode, &a.paths, &a.recursive);
+    };
     let super::edit::Opened {
         format,
         opts,
         file,
         plain,
         ..
-    } = super::edit::open(ctx, &a.file, a.input_type.as_deref())?;
+    } = super::edit::open(ctx, &path, a.input_type.as_deref())?;
     let c = codec(format, &opts);
-    let mut groups = core_ops::recipients_of(&file.metadata).map_err(core_err(&a.file))?;
+    let mut groups = core_ops::recipients_of(&file.metadata).map_err(core_err(&path))?;
     let remove = split(&a.rm_age);
     for g in groups.iter_mut() {
         g.retain(|r| match r {
@@ -92,25 +131,29 @@ pub(super) fn run_rotate(ctx: &Context, a: RotateArgs) -> Result<(), CliError> {
         threshold,
         &mut env,
     )
-    .map_err(core_err(&a.file))?;
-    let out = core_ops::emit_encrypted_with(c.as_ref(), &next).map_err(core_err(&a.file))?;
-    write_output(&out, a.in_place.then_some(a.file.as_path()), None)
+    .map_err(core_err(&path))?;
+    let out = core_ops::emit_encrypted_with(c.as_ref(), &next).map_err(core_err(&path))?;
+    write_output(&out, a.in_place.then_some(path.as_path()), None)
 }
 
 pub(super) fn run_updatekeys(ctx: &Context, a: UpdateKeysArgs) -> Result<(), CliError> {
     let _ = a.yes;
-    let format = format_for(a.input_type.as_deref(), &a.file);
+    let Some(path) = single(&a.paths, a.input_type.as_deref(), &a.recursive)? else {
+        let mode = Mode::UpdateKeys { rotate: a.rotate };
+        return super::repo_keys::run(ctx, mode, &a.paths, &a.recursive);
+    };
+    let format = format_for(a.input_type.as_deref(), &path);
     let loaded = ctx.load_config()?.ok_or_else(|| {
         CliError::Config("updatekeys needs a .sops.yaml with creation rules".into())
     })?;
     let rule = loaded
         .config
-        .rule_for(&rule_path(&a.file, &loaded.dir))
+        .rule_for(&rule_path(&path, &loaded.dir))
         .cloned()
         .ok_or_else(|| {
             CliError::Config(format!(
                 "no creation rule in .sops.yaml matches {}",
-                a.file.display()
+                path.display()
             ))
         })?;
     let groups: Vec<Vec<Recipient>> = rule
@@ -131,11 +174,11 @@ pub(super) fn run_updatekeys(ctx: &Context, a: UpdateKeysArgs) -> Result<(), Cli
     }
     let opts = ctx.apply_indent(loaded.config.stores)?;
     let c = codec(format, &opts);
-    let input = read_input(&a.file)?;
+    let input = read_input(&path)?;
     let file =
-        core_ops::parse_encrypted_with(c.as_ref(), format, &input).map_err(core_err(&a.file))?;
+        core_ops::parse_encrypted_with(c.as_ref(), format, &input).map_err(core_err(&path))?;
     let ids = crate::keysource::age_identities();
-    let key = ctx.unwrap_key(&file.metadata, &ids, &a.file)?;
+    let key = ctx.unwrap_key(&file.metadata, &ids, &path)?;
     let mut rng = rand_core::OsRng;
     let mut env = CryptoEnv {
         rng: &mut rng,
@@ -148,9 +191,9 @@ pub(super) fn run_updatekeys(ctx: &Context, a: UpdateKeysArgs) -> Result<(), Cli
         rule.shamir_threshold.or(file.metadata.shamir_threshold),
         &mut env,
     )
-    .map_err(core_err(&a.file))?;
-    let out = core_ops::emit_encrypted_with(c.as_ref(), &next).map_err(core_err(&a.file))?;
-    write_output(&out, Some(&a.file), None)?;
-    eprintln!("updated keys of {}", a.file.display());
+    .map_err(core_err(&path))?;
+    let out = core_ops::emit_encrypted_with(c.as_ref(), &next).map_err(core_err(&path))?;
+    write_output(&out, Some(&path), None)?;
+    eprintln!("updated keys of {}", path.display());
     Ok(())
 }

@@ -3,5 +3,6 @@
 
 pub mod git;
 pub mod names;
+pub mod rekey;
 pub mod render;
 pub mod walk;

@@ -103,6 +103,9 @@ pub struct Tree {
     /// Entries skipped because they cannot hold a SOPS file (FIFOs, sockets,
     /// devices), with the reason: reported as notes, not failures.
     pub skipped: Vec<Skipped>,
+    /// The other regular files (not SOPS files, not kept), by path: `audit` looks for
+    /// plaintext files that a `.sops.yaml` rule says should be encrypted.
+    pub others: Vec<String>,
 }
 
 /// An entry the walk passed over, and why.
@@ -254,7 +257,7 @@ pub fn walk_tree(root: &Path, sub: Option<&str>, limits: &WalkLimits) -> Result<
                     Ok(Some(bytes)) => {
                         tree.files.insert(shown, bytes);
                     }
-                    Ok(None) => {}
+                    Ok(None) => tree.others.push(shown),
                     Err(e) => tree.failures.push(e),
                 }
             }
@@ -262,6 +265,7 @@ pub fn walk_tree(root: &Path, sub: Option<&str>, limits: &WalkLimits) -> Result<
     }
     tree.failures.sort_by_key(|e| e.path().to_string());
     tree.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    tree.others.sort();
     Ok(tree)
 }
 
