@@ -4,8 +4,57 @@
 //! reported if decryption fails in the end.
 
 use crate::core::keys::AgeIdentities;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
+
+/// Most bytes a key file may hold. An age identity line is 74 bytes and age-keygen adds
+/// two comment lines, ~200 bytes a key: a megabyte is thousands of keys, and a file
+/// larger than that is not a key file (or is `/dev/zero`).
+pub const MAX_KEY_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a key file (`SOPS_AGE_KEY_FILE`, the default `keys.txt`, the controller's
+/// `--controller-key-file`).
+///
+/// Guarantees: returns promptly whatever the path names. The file is opened with
+/// `O_NONBLOCK`, so a FIFO does not wait for a writer, and its type is checked on the
+/// open descriptor (no race with a rename): anything but a regular file (FIFO, device,
+/// socket, directory) is refused. At most [`MAX_KEY_FILE_BYTES`] are read.
+///
+/// Errors: a sentence saying what is wrong with the file (never its content).
+pub fn read_key_file(path: &Path) -> Result<Zeroizing<String>, String> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|e| std::io::Error::from(e).to_string())?;
+    let file = std::fs::File::from(fd);
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(
+            "not a regular file (a FIFO, device, socket or directory); point it at a file holding age identities"
+                .into(),
+        );
+    }
+    // O_NONBLOCK does nothing on a regular file, so the read below is an ordinary one.
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_KEY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+        return Err(format!(
+            "larger than {MAX_KEY_FILE_BYTES} bytes, more than any key file holds; is it the right file?"
+        ));
+    }
+    let text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
+        // The rejected bytes are key material: wipe them too.
+        drop(Zeroizing::new(e.into_bytes()));
+        "not UTF-8 text".to_string()
+    })?;
+    Ok(Zeroizing::new(text))
+}
 
 /// The default key file: `$XDG_CONFIG_HOME/sops/age/keys.txt`, else
 /// `~/.config/sops/age/keys.txt` (Linux and other Unix).
@@ -103,9 +152,9 @@ pub fn age_identities() -> AgeIdentities {
     }
     if let Some(path) = std::env::var_os("SOPS_AGE_KEY_FILE") {
         let name = format!("SOPS_AGE_KEY_FILE={}", PathBuf::from(&path).display());
-        match std::fs::read_to_string(&path) {
-            Ok(text) => ids.add_source(&Zeroizing::new(text), &name),
-            Err(e) => ids.add_failed_source(&name, &e.to_string()),
+        match read_key_file(path.as_ref()) {
+            Ok(text) => ids.add_source(&text, &name),
+            Err(e) => ids.add_failed_source(&name, &e),
         }
     }
     if let Ok(cmd) = std::env::var("SOPS_AGE_KEY_CMD") {
@@ -118,9 +167,9 @@ pub fn age_identities() -> AgeIdentities {
     if let Some(path) = default_key_file() {
         if path.exists() {
             let name = path.display().to_string();
-            match std::fs::read_to_string(&path) {
-                Ok(text) => ids.add_source(&Zeroizing::new(text), &name),
-                Err(e) => ids.add_failed_source(&name, &e.to_string()),
+            match read_key_file(&path) {
+                Ok(text) => ids.add_source(&text, &name),
+                Err(e) => ids.add_failed_source(&name, &e),
             }
         }
     }
