@@ -13,20 +13,15 @@
 # measure, STYLE.md 28), on the Debian release of the runtime below: the binary links
 # glibc and loads the runtime's NSS modules at run time, so both must be the same glibc.
 FROM rust:1.95-bookworm AS builder
-# valgrind: build-release's callgrind training that orders hot functions first (without
-# it the script warns and ships an unordered link). lld: see the link below.
+# build-release checks the binary's hardening (PIE, full RELRO) with readelf: binutils,
+# already in this image (gcc needs it), named here so that the dependency is visible.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends valgrind lld \
+ && apt-get install -y --no-install-recommends binutils \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-ARG TARGETARCH
-# build-release orders functions with LLD's --symbol-ordering-file. rustc links
-# x86_64-unknown-linux-gnu with its bundled rust-lld already; on other targets it calls
-# the system cc, which is told to use LLD too.
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     set -eu; \
-    if [ "$TARGETARCH" != "amd64" ]; then export RUSTFLAGS="-C link-arg=-fuse-ld=lld"; fi; \
     bin="$(scripts/build-release -q)"; \
     install -D -m 0755 "$bin" /out/sopsync; \
     /out/sopsync --version

@@ -5,8 +5,39 @@
 
 use crate::core::keys::AgeIdentities;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
+
+/// Most bytes a key file may hold. An age identity line is 74 bytes and age-keygen adds
+/// two comment lines, ~200 bytes a key: a megabyte is thousands of keys, and a file
+/// larger than that is not a key file (or is `/dev/zero`).
+pub const MAX_KEY_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a key file (`SOPS_AGE_KEY_FILE`, the default `keys.txt`, the controller's
+/// `--controller-key-file`).
+///
+/// Guarantees: returns promptly whatever the path names. The file is opened with
+/// `O_NONBLOCK`, so a FIFO does not wait for a writer, and its type is checked on the
+/// open descriptor (no race with a rename): anything but a regular file (FIFO, device,
+/// socket, directory) is refused. At most [`MAX_KEY_FILE_BYTES`] are read.
+///
+/// Errors: a sentence saying what is wrong with the file (never its content).
+pub fn read_key_file(path: &Path) -> Result<Zeroizing<String>, String> {
+    use crate::small_file::{read_small_file, SmallFileError};
+    let mut bytes = read_small_file(path, MAX_KEY_FILE_BYTES).map_err(|e| match e {
+        SmallFileError::NotRegular => format!("{e}; point it at a file holding age identities"),
+        SmallFileError::TooLarge(_) => {
+            format!("{e}, more than any key file holds; is it the right file?")
+        }
+        e => e.to_string(),
+    })?;
+    let text = String::from_utf8(std::mem::take(&mut *bytes)).map_err(|e| {
+        // The rejected bytes are key material: wipe them too.
+        drop(Zeroizing::new(e.into_bytes()));
+        "not UTF-8 text".to_string()
+    })?;
+    Ok(Zeroizing::new(text))
+}
 
 /// The default key file: `$XDG_CONFIG_HOME/sops/age/keys.txt`, else
 /// `~/.config/sops/age/keys.txt` (Linux and other Unix).
@@ -144,9 +175,9 @@ pub fn age_identities() -> AgeIdentities {
     }
     if let Some(path) = std::env::var_os("SOPS_AGE_KEY_FILE") {
         let name = format!("SOPS_AGE_KEY_FILE={}", PathBuf::from(&path).display());
-        match std::fs::read_to_string(&path) {
-            Ok(text) => ids.add_source(&Zeroizing::new(text), &name),
-            Err(e) => ids.add_failed_source(&name, &e.to_string()),
+        match read_key_file(path.as_ref()) {
+            Ok(text) => ids.add_source(&text, &name),
+            Err(e) => ids.add_failed_source(&name, &e),
         }
     }
     if let Ok(cmd) = std::env::var("SOPS_AGE_KEY_CMD") {
@@ -159,9 +190,9 @@ pub fn age_identities() -> AgeIdentities {
     if let Some(path) = default_key_file() {
         if path.exists() {
             let name = path.display().to_string();
-            match std::fs::read_to_string(&path) {
-                Ok(text) => ids.add_source(&Zeroizing::new(text), &name),
-                Err(e) => ids.add_failed_source(&name, &e.to_string()),
+            match read_key_file(&path) {
+                Ok(text) => ids.add_source(&text, &name),
+                Err(e) => ids.add_failed_source(&name, &e),
             }
         }
     }

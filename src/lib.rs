@@ -5,6 +5,8 @@
 //! - [`child`]: running `git` and key commands with a deadline, bounded output, and
 //!   their whole process group ended.
 //! - [`keysource`]: the only reader of the SOPS_AGE_* environment and key files.
+//! - [`small_file`]: reading a small file a user or repository named (never a FIFO or
+//!   device, never past a cap): key files, `.sops.yaml`, the webhook secret.
 //! - [`repo`]: Git fetch, safe tree walking, rendering SOPS files into Secrets, and
 //!   the per-file plan of repository-wide key rotation and audit (`repo::rekey`).
 //! - [`cli`]: the command-line shell over the core.
@@ -22,3 +24,4 @@ pub mod error;
 pub mod keysource;
 pub mod repo;
 pub mod server;
+pub mod small_file;

@@ -146,11 +146,13 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
     let webhook = match &a.webhook_secret_file {
         None => None,
         Some(p) => {
+            // An operator's path, but still only a regular file of sane size is read
+            // (a FIFO here would hang the controller's start).
             let bytes =
-                zeroize::Zeroizing::new(std::fs::read(p).map_err(|source| CliError::Read {
+                crate::small_file::read_small_file(p, 64 * 1024).map_err(|e| CliError::Read {
                     path: p.clone(),
-                    source,
-                })?);
+                    source: e.into(),
+                })?;
             let trimmed = bytes
                 .iter()
                 .rposition(|b| !b.is_ascii_whitespace())

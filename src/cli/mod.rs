@@ -254,7 +254,9 @@ impl Context {
                 let mut depth = 0;
                 while let Some(d) = dir {
                     let candidate = d.join(".sops.yaml");
-                    if candidate.is_file() {
+                    // As sops finds it (os.Stat): any entry, so that a FIFO or a device named
+                    // .sops.yaml is refused by read_config rather than silently passed over.
+                    if candidate.exists() {
                         found = Some(candidate);
                         break;
                     }
@@ -272,12 +274,19 @@ impl Context {
     }
 }
 
+/// The largest `.sops.yaml` read (the size limit of a SOPS file in `render`).
+const MAX_CONFIG_BYTES: u64 = 8 * 1024 * 1024;
+
 /// Reads and parses the `.sops.yaml` at `path`; its rules are relative to its
 /// directory (canonical).
 pub(crate) fn read_config(path: PathBuf) -> Result<LoadedConfig, CliError> {
-    let text = std::fs::read(&path).map_err(|source| CliError::Read {
-        path: path.clone(),
-        source,
+    // A repository's `.sops.yaml` may be a FIFO or a link to /dev/zero: read it only if
+    // it is a regular file, and only as far as the largest file `render` reads.
+    let text = crate::small_file::read_small_file(&path, MAX_CONFIG_BYTES).map_err(|e| {
+        CliError::Read {
+            path: path.clone(),
+            source: e.into(),
+        }
     })?;
     let docs = codec(Format::Yaml, &FormatOptions::default())
         .parse_plain(&text)

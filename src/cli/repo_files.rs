@@ -242,7 +242,8 @@ impl Configs {
                 .skip(1)
                 .take(100)
                 .map(|d| d.join(".sops.yaml"))
-                .find(|c| c.is_file()),
+                // Any entry, as sops finds it: a FIFO or device is refused by read_config.
+                .find(|c| c.exists()),
         };
         let Some(path) = path else { return Ok(None) };
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());

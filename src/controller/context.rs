@@ -191,13 +191,13 @@ impl Context {
                     "spec.decryption.useControllerKey: the controller was started without --controller-key-file".into(),
                 ));
             };
-            let text = std::fs::read(path).map(Zeroizing::new).map_err(|e| {
+            let text = crate::keysource::read_key_file(path).map_err(|e| {
                 LoadError::Stall(
                     "ControllerKeyUnavailable",
                     format!("the controller's key file cannot be read: {e}"),
                 )
             })?;
-            ids.add_source(&String::from_utf8_lossy(&text), "the controller's key");
+            ids.add_source(&text, "the controller's key");
             found += 1;
         }
         let explicit = d.secret_ref.is_some();

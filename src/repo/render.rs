@@ -11,6 +11,7 @@
 //! errors name files and keys, never values.
 
 use super::names::{check_data_key, check_namespace, check_secret_name};
+use crate::core::formats::yaml::parse::expansion_budget;
 use crate::core::formats::{codec, Format, FormatOptions};
 use crate::core::keys::KeyBackend;
 use crate::core::tree::{MapEntry, Mapping, SeqEntry, Value};
@@ -19,6 +20,7 @@ use base64::Engine;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Condvar, Mutex, PoisonError};
 use zeroize::Zeroizing;
 
 /// The name of a generator manifest.
@@ -469,6 +471,65 @@ fn check_names(s: &DesiredSecret, path: &str) -> Result<(), FileError> {
     Ok(())
 }
 
+/// The parse weight (see [`expansion_budget`]) that the decryptions running at the same
+/// time may hold, in this whole process: every render, CLI or controller, shares it.
+///
+/// Each file reserves its own bound before it is parsed, so memory is bounded by this
+/// budget rather than by the number of threads (eight worker threads once held eight
+/// alias bombs, 3 GB). A unit of weight costs about 5 bytes of memory at worst (a tree of
+/// one-letter scalars), so this is ~100 MB at worst. Small files reserve the 256 KiB
+/// floor and 64 of them run side by side; a file whose bound exceeds the budget waits
+/// until nothing else runs and then runs alone.
+const PARSE_BUDGET_BYTES: usize = 16 << 20;
+
+static PARSE_BUDGET: ParseBudget = ParseBudget {
+    free: Mutex::new(PARSE_BUDGET_BYTES),
+    freed: Condvar::new(),
+};
+
+/// A counting semaphore over [`PARSE_BUDGET_BYTES`]. Rayon threads block on it; no
+/// reservation is held while waiting for other rayon work, so this cannot deadlock.
+struct ParseBudget {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// Part of the budget, given back when dropped.
+struct Reservation {
+    budget: &'static ParseBudget,
+    amount: usize,
+}
+
+impl ParseBudget {
+    fn reserve(&'static self, want: usize) -> Reservation {
+        let amount = want.min(PARSE_BUDGET_BYTES);
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free < amount {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= amount;
+        Reservation {
+            budget: self,
+            amount,
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut free = self
+            .budget
+            .free
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *free += self.amount;
+        self.budget.freed.notify_all();
+    }
+}
+
 /// Renders every Secret described by `files` (path relative to the root → bytes).
 /// SOPS files are found by their metadata and decrypted in parallel, each data key
 /// unwrapped once.
@@ -483,7 +544,11 @@ pub fn render_files(
         .collect();
     let decrypted: HashMap<String, Result<Decrypted, FileError>> = candidates
         .par_iter()
-        .map(|(p, b)| ((*p).clone(), decrypt_one(p, b, keys)))
+        .map(|(p, b)| {
+            // Held while the file is parsed and decrypted, whatever the thread count.
+            let _reserved = PARSE_BUDGET.reserve(expansion_budget(b.len()));
+            ((*p).clone(), decrypt_one(p, b, keys))
+        })
         .collect();
     let mut report = RenderReport {
         decrypted_files: decrypted.values().filter(|r| r.is_ok()).count(),

@@ -21,6 +21,33 @@ pub const MAX_NODES: usize = 1_000_000;
 /// Most aliases (`*name`) an input may use.
 pub const MAX_ALIASES: usize = 100_000;
 
+/// How many times its own size an input may weigh once parsed (see [`expansion_budget`]).
+///
+/// Without aliases a tree weighs at most 17 times its input (every node takes at least
+/// one byte of input, `{a,b}`, and weighs [`NODE_WEIGHT`] plus its text), and real files
+/// weigh 2 to 4 times their size (a `key: value` line is about 8 bytes a node). 64 leaves
+/// room for the anchors and merge keys people write (a block reused a dozen times), while
+/// a bomb, whose whole point is to grow by orders of magnitude, stops early.
+pub const EXPANSION_FACTOR: usize = 64;
+/// The weight any input may reach, however small: a 200-byte file whose anchor is used
+/// twenty times is not a bomb. 256 KiB of weight is at most 16,384 nodes, a few MiB.
+pub const MIN_EXPANSION_BUDGET: usize = 256 * 1024;
+/// What a node weighs on top of its text: empty scalars must not be free, and the
+/// tree's bookkeeping (enum, vector slot, line) is several words a node anyway.
+pub const NODE_WEIGHT: usize = 16;
+
+/// The most a parse of `input_len` bytes may weigh: scalar and comment text plus
+/// [`NODE_WEIGHT`] a node, counting every copy an alias or an anchor makes.
+///
+/// Guarantees: memory of a parse grows with its input, whatever aliases do (a 2.7 KB
+/// alias bomb used to take 330 MB below [`MAX_NODES`]). Callers that run parses side
+/// by side (the render engine) reserve this much per file to bound their total.
+pub fn expansion_budget(input_len: usize) -> usize {
+    input_len
+        .saturating_mul(EXPANSION_FACTOR)
+        .max(MIN_EXPANSION_BUDGET)
+}
+
 /// Scalar text and comments of the input are plaintext: wiped when dropped.
 type Secret = Zeroizing<String>;
 
@@ -151,6 +178,10 @@ struct Builder<'s> {
     anchors: HashMap<usize, Node>,
     held: Vec<Secret>,
     nodes: usize,
+    /// What the tree and the anchors' copies weigh so far (see [`expansion_budget`]).
+    weight: usize,
+    max_weight: usize,
+    input_len: usize,
     aliases: usize,
     docs: Vec<(Option<Node>, Vec<Secret>)>,
     root: Option<Node>,
@@ -158,14 +189,37 @@ struct Builder<'s> {
 }
 
 impl Builder<'_> {
-    fn count(&mut self, n: usize, line: usize) -> Result<(), FormatError> {
-        self.nodes += n;
+    /// Adds `n` nodes weighing `weight` to the parse, or refuses them past a limit.
+    /// Called before the nodes are built or copied, so a refused copy costs nothing.
+    fn count(&mut self, n: usize, weight: usize, line: usize) -> Result<(), FormatError> {
+        self.nodes = self.nodes.saturating_add(n);
+        self.weight = self.weight.saturating_add(weight);
         if self.nodes > MAX_NODES {
             return Err(FormatError::Limit {
                 format: "yaml",
                 reason: format!("more than {MAX_NODES} nodes after alias expansion (near line {line}); is this a YAML bomb?"),
             });
         }
+        if self.weight > self.max_weight {
+            return Err(FormatError::Limit {
+                format: "yaml",
+                reason: format!(
+                    "more than {} bytes after alias expansion (near line {line}; the limit is \
+                     {EXPANSION_FACTOR} times the input's {} bytes, at least \
+                     {MIN_EXPANSION_BUDGET}); is this a YAML bomb?",
+                    self.max_weight, self.input_len
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Keeps a copy of an anchored node for its aliases; the copy is charged like any
+    /// other node (nested anchors copy their contents once per level).
+    fn anchor(&mut self, id: usize, node: &Node, line: usize) -> Result<(), FormatError> {
+        let (_, weight) = measure(node);
+        self.count(0, weight, line)?;
+        self.anchors.insert(id, node.clone());
         Ok(())
     }
 
@@ -198,7 +252,7 @@ impl Builder<'_> {
                 ),
             });
         }
-        self.count(1, span.start.line())?;
+        self.count(1, NODE_WEIGHT, span.start.line())?;
         let mut frame = Frame {
             col: span.start.col(),
             kind,
@@ -273,7 +327,7 @@ impl Builder<'_> {
             }
         };
         if frame.anchor != 0 {
-            self.anchors.insert(frame.anchor, node.clone());
+            self.anchor(frame.anchor, &node, end_line)?;
         }
         self.attach(node)
     }
@@ -458,6 +512,9 @@ pub fn parse_documents(input: &[u8]) -> Result<Vec<Mapping>, FormatError> {
         anchors: HashMap::new(),
         held: Vec::new(),
         nodes: 0,
+        weight: 0,
+        max_weight: expansion_budget(input.len()),
+        input_len: input.len(),
         aliases: 0,
         docs: Vec::new(),
         root: None,
@@ -548,6 +605,7 @@ impl Builder<'_> {
                 self.in_doc = false;
             }
             Event::Comment(text, placement) => {
+                self.count(0, text.len() + NODE_WEIGHT, line)?;
                 let text = Secret::new(text.to_string());
                 if *placement == Placement::Right {
                     self.trailing_comment(text, line);
@@ -562,7 +620,7 @@ impl Builder<'_> {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => {
-                self.count(1, line)?;
+                self.count(1, text.len() + NODE_WEIGHT, line)?;
                 let text = match style {
                     // U+2028 and U+2029 both start with the byte E2: a byte search
                     // first (a char search decoded every scalar of a large file).
@@ -583,7 +641,7 @@ impl Builder<'_> {
                     line,
                 });
                 if *anchor != 0 {
-                    self.anchors.insert(*anchor, node.clone());
+                    self.anchor(*anchor, &node, line)?;
                 }
                 self.attach(node)?;
             }
@@ -595,12 +653,14 @@ impl Builder<'_> {
                         reason: format!("more than {MAX_ALIASES} aliases (at line {line})"),
                     });
                 }
-                let node = self
+                let anchored = self
                     .anchors
                     .get(id)
-                    .cloned()
                     .ok_or_else(|| perr(line, "alias to an unknown anchor"))?;
-                self.count(count_nodes(&node), line)?;
+                // Measured before it is copied: a refused expansion allocates nothing.
+                let (nodes, weight) = measure(anchored);
+                self.count(nodes, weight, line)?;
+                let node = self.anchors[id].clone();
                 self.attach(node)?;
             }
             Event::MappingStart(style, anchor, _) => {
@@ -845,35 +905,22 @@ fn line_of(input: &[u8], offset: usize) -> usize {
     input[..offset].iter().filter(|b| **b == b'\n').count() + 1
 }
 
-fn count_nodes(n: &Node) -> usize {
+/// What a node holds: (nodes, weight) as [`Builder::count`] charges them, comments
+/// included since an alias copies them too.
+fn measure(n: &Node) -> (usize, usize) {
+    let scalar = |s: &Scalar| s.text.len() + NODE_WEIGHT;
+    let comment = |c: &Secret| c.len() + NODE_WEIGHT;
+    let add = |a: (usize, usize), b: (usize, usize)| (a.0 + b.0, a.1 + b.1);
     match n {
-        Node::Scalar(_) => 1,
-        Node::Map(m) => {
-            1 + m
-                .items
-                .iter()
-                .map(|i| {
-                    if let MItem::Pair { value, .. } = i {
-                        1 + count_nodes(value)
-                    } else {
-                        0
-                    }
-                })
-                .sum::<usize>()
-        }
-        Node::Seq(s) => {
-            1 + s
-                .items
-                .iter()
-                .map(|i| {
-                    if let SItem::Elem { node, .. } = i {
-                        count_nodes(node)
-                    } else {
-                        0
-                    }
-                })
-                .sum::<usize>()
-        }
+        Node::Scalar(s) => (1, scalar(s)),
+        Node::Map(m) => m.items.iter().fold((1, NODE_WEIGHT), |acc, i| match i {
+            MItem::Pair { key, value, .. } => add(add(acc, (1, scalar(key))), measure(value)),
+            MItem::Comment(c) => add(acc, (0, comment(c))),
+        }),
+        Node::Seq(s) => s.items.iter().fold((1, NODE_WEIGHT), |acc, i| match i {
+            SItem::Elem { node, .. } => add(acc, measure(node)),
+            SItem::Comment(c) => add(acc, (0, comment(c))),
+        }),
     }
 }
 
