@@ -9,6 +9,7 @@
 //! - [`cli`]: the command-line shell over the core.
 //! - [`controller`]: the in-cluster controller (CRDs, reconcile, status, metrics).
 //! - [`server`]: the controller's HTTP endpoints (health, readiness, metrics, webhook).
+//! - [`helm`]: SOPS values files decrypted for helm and handed over through pipes.
 //! - [`error`]: the binary's errors, exit codes and hints.
 #![forbid(unsafe_code)]
 
@@ -18,6 +19,7 @@ pub mod controller;
 pub mod core;
 pub mod ephemeral;
 pub mod error;
+pub mod helm;
 pub mod keysource;
 pub mod repo;
 pub mod server;

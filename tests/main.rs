@@ -8,6 +8,7 @@ mod controller;
 mod fake_apiserver;
 mod formats_codec;
 mod git;
+mod helm;
 mod install;
 mod interop;
 mod layering;

@@ -9,6 +9,7 @@ mod edit;
 mod encrypt;
 mod examples;
 mod filestatus;
+mod helm;
 mod keygen;
 mod render;
 mod rotate;
@@ -134,6 +135,13 @@ enum Command {
     /// Print the man page (roff), or write one page per command into a directory.
     #[command(after_help = examples::MAN)]
     Man(completion::ManArgs),
+    /// Run helm with every -f/--values SOPS file decrypted into a pipe (/dev/fd/N), never a file.
+    #[command(disable_help_flag = true)]
+    Helm(helm::HelmArgs),
+    /// Print the merged values of SOPS (and plain) values files, for debugging.
+    Values(helm::ValuesArgs),
+    /// Helm downloader plugin command: print the decrypted values of a sops:// URL.
+    HelmDownloader(helm::DownloaderArgs),
 }
 
 impl Cli {
@@ -166,6 +174,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Controller(a) => controller::run(*a),
         Command::Completion(a) => completion::run_completion(a),
         Command::Man(a) => completion::run_man(a),
+        Command::Helm(a) => helm::run_helm(a),
+        Command::Values(a) => helm::run_values(a),
+        Command::HelmDownloader(a) => helm::run_downloader(a),
     }
 }
 
