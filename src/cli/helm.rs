@@ -250,3 +250,42 @@ pub(super) fn run_downloader(a: DownloaderArgs) -> Result<(), CliError> {
     let text = helm::decrypt_values(&path, &bytes, &keys).map_err(helm_err)?;
     write_stdout(&text)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use clap::{CommandFactory, FromArgMatches};
+
+    fn helm_args(argv: &[&str]) -> Vec<String> {
+        let argv: Vec<&str> = ["sopsync", "helm"].iter().chain(argv).copied().collect();
+        let m = Cli::command().try_get_matches_from(argv).expect("parses");
+        match Cli::from_arg_matches(&m).expect("cli").command {
+            Command::Helm(a) => a
+                .args
+                .iter()
+                .map(|s| s.to_string_lossy().into_owned())
+                .collect(),
+            other => panic!("not helm: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_argument_after_helm_is_helms_own_help_and_sopsync_globals_included() {
+        let all = [
+            "--kube-context",
+            "x",
+            "template",
+            "r",
+            "c",
+            "--help",
+            "-f",
+            "s.yaml",
+            "--config",
+            "c.yaml",
+            "--indent",
+            "2",
+        ];
+        assert_eq!(helm_args(&all), all);
+        assert_eq!(helm_args(&["-n", "prod", "list"]), ["-n", "prod", "list"]);
+    }
+}

@@ -136,11 +136,13 @@ enum Command {
     #[command(after_help = examples::MAN)]
     Man(completion::ManArgs),
     /// Run helm with every -f/--values SOPS file decrypted into a pipe (/dev/fd/N), never a file.
-    #[command(disable_help_flag = true)]
+    #[command(after_help = examples::HELM)]
     Helm(helm::HelmArgs),
     /// Print the merged values of SOPS (and plain) values files, for debugging.
+    #[command(after_help = examples::VALUES)]
     Values(helm::ValuesArgs),
     /// Helm downloader plugin command: print the decrypted values of a sops:// URL.
+    #[command(after_help = examples::HELM_DOWNLOADER)]
     HelmDownloader(helm::DownloaderArgs),
 }
 
