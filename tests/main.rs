@@ -2,6 +2,7 @@
 
 mod support;
 
+mod argocd;
 mod chart;
 mod cli;
 mod controller;

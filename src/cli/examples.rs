@@ -111,3 +111,9 @@ pub(super) const HELM_DOWNLOADER: &str = "\
 Examples:
   # Run by helm's sops:// downloader plugin (helm-plugin/), as helm calls it
   sopsync helm-downloader '' '' '' sops://secrets.yaml";
+
+pub(super) const ARGOCD: &str = "\
+Examples:
+  # As Argo CD's repo-server runs it, in the application's directory
+  ARGOCD_APP_NAME=web ARGOCD_APP_NAMESPACE=prod sopsync argocd generate
+  ARGOCD_ENV_SOPSYNC_MODE=secrets sopsync argocd generate";

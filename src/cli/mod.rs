@@ -1,6 +1,7 @@
 //! The command-line shell: a clap tree over the core. Each subcommand is one module;
 //! this file holds what they share (reading input, `.sops.yaml`, atomic writes).
 
+mod argocd;
 mod completion;
 mod controller;
 mod crd;
@@ -144,6 +145,9 @@ enum Command {
     /// Helm downloader plugin command: print the decrypted values of a sops:// URL.
     #[command(after_help = examples::HELM_DOWNLOADER)]
     HelmDownloader(helm::DownloaderArgs),
+    /// Argo CD Config Management Plugin steps (init, generate), modes safe|secrets|helm.
+    #[command(after_help = examples::ARGOCD)]
+    Argocd(argocd::Args),
 }
 
 impl Cli {
@@ -179,6 +183,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Helm(a) => helm::run_helm(a),
         Command::Values(a) => helm::run_values(a),
         Command::HelmDownloader(a) => helm::run_downloader(a),
+        Command::Argocd(a) => argocd::run(a),
     }
 }
 
