@@ -36,7 +36,7 @@ pub fn helm_shim(dir: &Path) -> PathBuf {
     std::fs::write(
         &path,
         format!(
-            "#!{python}\nimport sys\nsys.path.insert(0, {:?})\nfrom helm_shim import main\nsys.exit(main(sys.argv[1:]))\n",
+            "#!{python}\nimport sys\nsys.dont_write_bytecode = True\nsys.path.insert(0, {:?})\nfrom helm_shim import main\nsys.exit(main(sys.argv[1:]))\n",
             project_root().join("scripts").display().to_string()
         ),
     )
