@@ -63,7 +63,8 @@ RUN set -eu; \
 #                        ends after git (e.g. killed with git's process group on a timeout)
 #                        is re-parented to PID 1; sopsync waits only for its own children,
 #                        so as PID 1 it would collect zombies; tini reaps them
-#   helm                 the Argo CD sidecar's helm mode (stage above)
+#   helm                 the Argo CD sidecar's helm mode and `sopsync helm` (stage above);
+#                        SOPSYNC_HELM names another helm binary, which then is the user's
 # Not installed:
 #   an editor            `edit` opens $SOPS_EDITOR or $EDITOR, else vim, nano or vi; the
 #                        image runs controllers and CI jobs, not interactive edits (run

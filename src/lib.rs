@@ -12,15 +12,19 @@
 //! - [`cli`]: the command-line shell over the core.
 //! - [`controller`]: the in-cluster controller (CRDs, reconcile, status, metrics).
 //! - [`server`]: the controller's HTTP endpoints (health, readiness, metrics, webhook).
+//! - [`argocd`]: the Argo CD plugin (CMP v2): an app directory to manifests, modes safe/secrets/helm.
+//! - [`helm`]: SOPS values files decrypted for helm and handed over through pipes.
 //! - [`error`]: the binary's errors, exit codes and hints.
 #![forbid(unsafe_code)]
 
+pub mod argocd;
 pub mod child;
 pub mod cli;
 pub mod controller;
 pub mod core;
 pub mod ephemeral;
 pub mod error;
+pub mod helm;
 pub mod keysource;
 pub mod repo;
 pub mod server;

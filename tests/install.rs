@@ -44,6 +44,8 @@ const USER_CHOSEN: &[(&str, &str, &str)] = &[
     ("src/cli/edit.rs", "&argv[0]", "SOPS_EDITOR"),
     // The age identity command of SOPS_AGE_KEY_CMD.
     ("src/keysource.rs", "prog", "SOPS_AGE_KEY_CMD"),
+    // `sopsync helm` and the Argo CD plugin: $SOPSYNC_HELM, else the image's helm.
+    ("src/helm.rs", "program", "SOPSYNC_HELM"),
 ];
 
 /// Programs that a spawned program runs in turn, when the source shows the trigger.

@@ -2,12 +2,14 @@
 
 mod support;
 
+mod argocd;
 mod chart;
 mod cli;
 mod controller;
 mod fake_apiserver;
 mod formats_codec;
 mod git;
+mod helm;
 mod install;
 mod interop;
 mod layering;

@@ -106,3 +106,25 @@ pub(super) const MAN: &str = "\
 Examples:
   sopsync man | man -l -
   sopsync man --dir /usr/local/share/man/man1";
+
+pub(super) const HELM: &str = "\
+Examples:
+  # SOPS values files go to helm over pipes; plain ones and every other flag as given
+  SOPS_AGE_KEY_FILE=key.txt sopsync helm upgrade --install web ./chart -f values.yaml -f secrets.yaml
+  sopsync helm template web ./chart -n prod --values secrets.yaml";
+
+pub(super) const VALUES: &str = "\
+Examples:
+  # What helm would get from these files, merged left to right
+  sopsync values values.yaml secrets.yaml | less";
+
+pub(super) const HELM_DOWNLOADER: &str = "\
+Examples:
+  # Run by helm's sops:// downloader plugin (helm-plugin/), as helm calls it
+  sopsync helm-downloader '' '' '' sops://secrets.yaml";
+
+pub(super) const ARGOCD: &str = "\
+Examples:
+  # As Argo CD's repo-server runs it, in the application's directory
+  ARGOCD_APP_NAME=web ARGOCD_APP_NAMESPACE=prod sopsync argocd generate
+  ARGOCD_ENV_SOPSYNC_MODE=secrets sopsync argocd generate";

@@ -1,6 +1,7 @@
 //! The command-line shell: a clap tree over the core. Each subcommand is one module;
 //! this file holds what they share (reading input, `.sops.yaml`, atomic writes).
 
+mod argocd;
 mod audit;
 mod completion;
 mod controller;
@@ -10,6 +11,7 @@ mod edit;
 mod encrypt;
 mod examples;
 mod filestatus;
+mod helm;
 mod keygen;
 mod render;
 mod repo_files;
@@ -141,6 +143,18 @@ enum Command {
     /// Print the man page (roff), or write one page per command into a directory.
     #[command(after_help = examples::MAN)]
     Man(completion::ManArgs),
+    /// Run helm with every -f/--values SOPS file decrypted into a pipe (/dev/fd/N), never a file.
+    #[command(after_help = examples::HELM)]
+    Helm(helm::HelmArgs),
+    /// Print the merged values of SOPS (and plain) values files, for debugging.
+    #[command(after_help = examples::VALUES)]
+    Values(helm::ValuesArgs),
+    /// Helm downloader plugin command: print the decrypted values of a sops:// URL.
+    #[command(after_help = examples::HELM_DOWNLOADER)]
+    HelmDownloader(helm::DownloaderArgs),
+    /// Argo CD Config Management Plugin steps (init, generate), modes safe|secrets|helm.
+    #[command(after_help = examples::ARGOCD)]
+    Argocd(argocd::Args),
 }
 
 impl Cli {
@@ -174,6 +188,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Controller(a) => controller::run(*a),
         Command::Completion(a) => completion::run_completion(a),
         Command::Man(a) => completion::run_man(a),
+        Command::Helm(a) => helm::run_helm(a),
+        Command::Values(a) => helm::run_values(a),
+        Command::HelmDownloader(a) => helm::run_downloader(a),
+        Command::Argocd(a) => argocd::run(a),
     }
 }
 

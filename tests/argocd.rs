@@ -1,0 +1,226 @@
+//! The Argo CD plugin (issue 13), run as argocd-cmp-server runs it: in a copy of the
+//! app directory, with the CMP environment, stdin closed, no HOME and no terminal.
+
+use crate::helm::{age_key_file, files_holding, helm_shim, sops_encrypt_yaml, write_chart, CANARY};
+use crate::support::{run_with_deadline, sopsync, tempdir};
+use base64::Engine;
+use sha2::Digest;
+use sopsync::core::formats::{codec, Format, FormatOptions};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const CONFIGMAP: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\ndata:\n  a: b\n";
+
+fn secret_manifest() -> String {
+    format!("apiVersion: v1\nkind: Secret\nmetadata:\n    name: db\n    namespace: prod\ntype: Opaque\nstringData:\n    password: {CANARY}\n")
+}
+
+/// A SOPS Secret manifest with only data/stringData encrypted (names stay readable).
+fn encrypt_secret(out: &Path) {
+    let scratch = tempdir();
+    let src = scratch.path().join("s.yaml");
+    std::fs::write(&src, secret_manifest()).unwrap();
+    let recipient =
+        std::fs::read_to_string(crate::support::project_root().join("keys-example/age.pub"))
+            .unwrap();
+    let bytes = crate::support::run_ok(
+        crate::support::sops()
+            .args([
+                "encrypt",
+                "--encrypted-regex",
+                "^(data|stringData)$",
+                "--age",
+                recipient.trim(),
+            ])
+            .arg(&src),
+    );
+    std::fs::write(out, bytes).unwrap();
+}
+
+struct App {
+    _root: tempfile::TempDir,
+    dir: PathBuf,
+    tmp: PathBuf,
+    bin: PathBuf,
+}
+
+fn app() -> App {
+    let root = tempdir();
+    let dir = root.path().join("app");
+    let tmp = root.path().join("tmp");
+    let bin = root.path().join("bin");
+    for d in [&dir, &tmp, &bin] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(dir.join("cm.yaml"), CONFIGMAP).unwrap();
+    encrypt_secret(&dir.join("db.enc.yaml"));
+    App {
+        _root: root,
+        dir,
+        tmp,
+        bin,
+    }
+}
+
+/// `sopsync argocd generate` as the CMP server runs it.
+fn generate(app: &App, mode: &str, extra: &[(&str, &str)]) -> std::process::Output {
+    let mut c = sopsync();
+    c.env_clear()
+        .current_dir(&app.dir)
+        .env("PATH", "/usr/bin:/bin")
+        .env("TMPDIR", &app.tmp)
+        .env("ARGOCD_APP_NAME", "web")
+        .env("ARGOCD_APP_NAMESPACE", "prod")
+        .env("ARGOCD_APP_REVISION", "0123abc")
+        .env("ARGOCD_APP_SOURCE_REPO_URL", "https://git.example/apps.git")
+        .env("KUBE_VERSION", "1.31.2")
+        .env("KUBE_API_VERSIONS", "v1,apps/v1,sopsync.io/v1alpha1")
+        .env("ARGOCD_ENV_SOPSYNC_MODE", mode)
+        .env("SOPS_AGE_KEY_FILE", age_key_file())
+        .env("SOPSYNC_HELM", helm_shim(&app.bin))
+        .args(["argocd", "generate"]);
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    run_with_deadline(&mut c, Duration::from_secs(60))
+}
+
+fn ok_stdout(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn safe_mode_carries_the_exact_bytes_sops_wrote_and_no_plaintext_or_digest_of_it() {
+    let app = app();
+    let out = ok_stdout(&generate(&app, "safe", &[]));
+    assert!(
+        out.starts_with(CONFIGMAP),
+        "plain manifest unchanged: {out}"
+    );
+    let docs = codec(Format::Yaml, &FormatOptions::default())
+        .parse_plain(out.as_bytes())
+        .expect("YAML");
+    let sops_secret = docs
+        .iter()
+        .find(|d| d.get("kind").and_then(|k| k.as_str()) == Some("SopsSecret"))
+        .expect("a SopsSecret");
+    let meta = sops_secret
+        .get("metadata")
+        .and_then(|m| m.as_map())
+        .unwrap();
+    assert_eq!(meta.get("name").and_then(|v| v.as_str()), Some("db"));
+    assert_eq!(meta.get("namespace").and_then(|v| v.as_str()), Some("prod"));
+    let encrypted = sops_secret
+        .get("spec")
+        .and_then(|s| s.as_map())
+        .and_then(|s| s.get("encrypted"))
+        .and_then(|v| v.as_str())
+        .unwrap();
+    assert_eq!(
+        encrypted.as_bytes(),
+        std::fs::read(app.dir.join("db.enc.yaml")).unwrap()
+    );
+    // No plaintext, no base64 of it, no unkeyed digest of it or of the Secret's data.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(CANARY);
+    let digest = hex(&sha2::Sha256::digest(CANARY.as_bytes()));
+    for needle in [
+        CANARY,
+        b64.as_str(),
+        digest.as_str(),
+        "sha256:",
+        "content-hash",
+    ] {
+        assert!(!out.contains(needle), "safe output holds {needle}");
+    }
+    assert_eq!(files_holding(&app.dir, CANARY), Vec::<String>::new());
+    assert_eq!(files_holding(&app.tmp, CANARY), Vec::<String>::new());
+}
+
+#[test]
+fn secrets_mode_renders_the_secret_with_its_decrypted_data() {
+    let app = app();
+    let out = ok_stdout(&generate(&app, "secrets", &[]));
+    assert!(out.starts_with(CONFIGMAP), "{out}");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(CANARY);
+    assert!(out.contains(&format!("password: {b64}")), "{out}");
+    assert!(
+        out.contains("name: db") && out.contains("namespace: prod"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_tampered_file_gives_a_nonzero_exit_one_stderr_line_and_empty_stdout_in_every_mode() {
+    for mode in ["safe", "secrets"] {
+        let app = app();
+        let path = app.dir.join("db.enc.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let at = text.find("ENC[AES256_GCM,data:").unwrap() + "ENC[AES256_GCM,data:".len();
+        let mut bytes = text.into_bytes();
+        bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
+        std::fs::write(&path, bytes).unwrap();
+        let out = generate(&app, mode, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{mode}");
+        assert!(out.stdout.is_empty(), "{mode}: stdout must be empty");
+        assert_eq!(stderr.lines().count(), 1, "{mode}: {stderr}");
+        assert!(
+            stderr.starts_with("sopsync argocd: db.enc.yaml: "),
+            "{mode}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn safe_mode_refuses_a_sops_values_file_and_points_to_existing_secret() {
+    let app = app();
+    write_chart(&app.dir);
+    sops_encrypt_yaml(
+        &format!("db:\n    password: {CANARY}\n"),
+        &app.dir.join("secrets.yaml"),
+    );
+    let out = generate(&app, "safe", &[("PARAM_VALUEFILES", "secrets.yaml")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("secrets.yaml: a SOPS values file would put its plaintext into Argo CD"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("existingSecret"), "{stderr}");
+}
+
+#[test]
+fn helm_mode_renders_the_chart_with_decrypted_values_and_argo_cds_capabilities() {
+    let app = app();
+    write_chart(&app.dir);
+    sops_encrypt_yaml(
+        &format!("db:\n    password: {CANARY}\n"),
+        &app.dir.join("secrets.yaml"),
+    );
+    let params = r#"[{"name":"valueFiles","array":["secrets.yaml"]}]"#;
+    let out = ok_stdout(&generate(
+        &app,
+        "helm",
+        &[("ARGOCD_APP_PARAMETERS", params)],
+    ));
+    assert!(out.contains(&format!("password: \"{CANARY}\"")), "{out}");
+    assert!(
+        out.contains("name: web") && out.contains("namespace: prod"),
+        "release name and -n: {out}"
+    );
+    assert!(out.contains("kube: \"v1.31.2\""), "--kube-version: {out}");
+    assert_eq!(files_holding(&app.dir, CANARY), Vec::<String>::new());
+    assert_eq!(files_holding(&app.tmp, CANARY), Vec::<String>::new());
+}
