@@ -36,7 +36,8 @@ impl ApiError {
         }
     }
 
-    fn with_details(mut self, d: Value) -> Self {
+    /// The same error with this `details` object.
+    pub fn with_details(mut self, d: Value) -> Self {
         self.details = Some(d);
         self
     }
@@ -169,6 +170,7 @@ impl ApiError {
             403 => "Forbidden",
             404 => "NotFound",
             405 => "MethodNotAllowed",
+            406 => "NotAcceptable",
             409 => "Conflict",
             410 => "Expired",
             415 => "UnsupportedMediaType",
