@@ -237,6 +237,7 @@ pub async fn handle(
         user_agent: user_agent.clone(),
         user: String::new(),
         denied: false,
+        authorized_create: false,
         status: 0,
     };
     if let Ok(Target::Resource { rt, ns, name, sub }) = &target {
@@ -283,6 +284,45 @@ pub async fn handle(
         record.denied = true;
         shared.log(record);
         return Ok(error_response(&e));
+    }
+    // An apply that would create the object is authorized as `create` as well (API
+    // concepts, "Patch and apply": server-side apply of an object that does not exist
+    // needs create permission; handlers/patch.go wraps the create validation in
+    // `withAuthorization` with the create attributes).
+    let creating = match &target {
+        Ok(Target::Resource {
+            rt,
+            ns,
+            name: Some(name),
+            sub: None,
+        }) if method == Method::PATCH
+            && content_type
+                .as_deref()
+                .is_some_and(|c| c.starts_with("application/apply-patch")) =>
+        {
+            let store = shared.store.lock().expect("store lock");
+            store
+                .get(rt, ns.as_deref().unwrap_or_default(), name)
+                .is_none()
+        }
+        _ => false,
+    };
+    if creating {
+        let create = rbac::Attributes {
+            verb: "create".into(),
+            ..attrs.clone()
+        };
+        let decision = {
+            let store = shared.store.lock().expect("store lock");
+            rbac::authorize(&store, &user, &create)
+        };
+        if let Err(e) = decision {
+            record.status = e.code;
+            record.denied = true;
+            shared.log(record);
+            return Ok(error_response(&e));
+        }
+        record.authorized_create = true;
     }
 
     // Fault injection: the first matching rule acts (delays add up and fall through).

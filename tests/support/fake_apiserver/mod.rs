@@ -5,7 +5,7 @@
 //! generation, managedFields and server-side apply, status subresource, finalizers,
 //! owner-reference garbage collection, watches with a bounded history) and lets a
 //! test inject faults and read a log of every request. See
-//! `/work/notes/FAKE-APISERVER.md` for the API and where it differs from the real one.
+//! `README.md` beside this file for what it models and what it does not.
 //!
 //! ```ignore
 //! let fake = FakeApiServer::start();
@@ -28,6 +28,7 @@ pub mod rbac;
 mod resources;
 mod selector;
 mod store;
+mod validation;
 mod watch;
 
 use std::net::SocketAddr;
@@ -184,6 +185,9 @@ pub struct RequestRecord {
     pub user: String,
     /// Refused by authorization (403 Forbidden from RBAC, not an injected fault).
     pub denied: bool,
+    /// A server-side apply that created its object, so it was authorized as `create`
+    /// as well as `patch`.
+    pub authorized_create: bool,
     /// HTTP status answered (0: connection dropped by a fault).
     pub status: u16,
 }
