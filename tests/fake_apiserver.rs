@@ -1530,3 +1530,498 @@ fn secret_in(ns: &str, name: &str) -> Secret {
     s.metadata.namespace = Some(ns.into());
     s
 }
+
+// ----- authorization (RBAC) -----
+
+/// One request through a kube client, answered as raw JSON: (HTTP status, body).
+async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    accept: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut b = hyper::Request::builder().method(method).uri(path);
+    if let Some(a) = accept {
+        b = b.header("accept", a);
+    }
+    if body.is_some() {
+        let ct = if method == "PATCH" {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
+        b = b.header("content-type", ct);
+    }
+    let bytes = body.map(|v| v.to_string().into_bytes()).unwrap_or_default();
+    let resp = client
+        .send(b.body(kube::client::Body::from(bytes)).expect("a request"))
+        .await
+        .expect("an HTTP response");
+    let code = resp.status().as_u16();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .expect("the body")
+        .to_bytes();
+    (code, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+const BOT: &str = "system:serviceaccount:ops:bot";
+
+fn role(kind: &str, ns: &str, name: &str, rules: Value) -> Value {
+    let mut meta = json!({ "name": name });
+    if kind == "Role" {
+        meta["namespace"] = json!(ns);
+    }
+    json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta, "rules": rules })
+}
+
+/// A (Cluster)RoleBinding of `role_kind/role` to the service account ops/bot.
+fn binding(kind: &str, ns: &str, name: &str, role_kind: &str, role: &str) -> Value {
+    let mut meta = json!({ "name": name });
+    if kind == "RoleBinding" {
+        meta["namespace"] = json!(ns);
+    }
+    json!({ "apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta,
+            "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role },
+            "subjects": [{ "kind": "ServiceAccount", "name": "bot", "namespace": "ops" }] })
+}
+
+/// The Status kube-apiserver writes for a request RBAC does not allow: `NewForbidden`
+/// (k8s.io/apimachinery/pkg/api/errors) around `forbiddenMessage`
+/// (k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/errors.go), e.g. as quoted in
+/// the RBAC docs' troubleshooting and every `kubectl auth can-i` walkthrough:
+/// `secrets "db" is forbidden: User "system:serviceaccount:ops:bot" cannot get resource
+/// "secrets" in API group "" in the namespace "team-a"`.
+fn forbidden_status(message: &str, details: Value) -> Value {
+    json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": "Forbidden", "details": details, "code": 403 })
+}
+
+#[test]
+fn rbac_denies_a_service_account_without_bindings_with_the_kube_apiserver_forbidden_status() {
+    let fake = FakeApiServer::start();
+    fake.ensure_namespace("team-a");
+    fake.block_on(async {
+        let bot = fake.client_as("ops", "bot").await;
+        let (code, body) = raw(&bot, "GET", "/api/v1/namespaces/team-a/secrets/db", None, None).await;
+        assert_eq!(code, 403);
+        assert_eq!(
+            body,
+            forbidden_status(
+                &format!("secrets \"db\" is forbidden: User \"{BOT}\" cannot get resource \"secrets\" in API group \"\" in the namespace \"team-a\""),
+                json!({ "name": "db", "kind": "secrets" })
+            )
+        );
+        // A list across namespaces is a request at the cluster scope, with no name.
+        let (code, body) = raw(&bot, "GET", "/apis/sopsync.io/v1alpha1/secretsources?watch=true", None, None).await;
+        assert_eq!(code, 403);
+        assert_eq!(
+            body,
+            forbidden_status(
+                &format!("secretsources.sopsync.io is forbidden: User \"{BOT}\" cannot watch resource \"secretsources\" in API group \"sopsync.io\" at the cluster scope"),
+                json!({ "group": "sopsync.io", "kind": "secretsources" })
+            )
+        );
+        // A subresource is named `resource/subresource`.
+        let (code, body) = raw(&bot, "PATCH", "/api/v1/namespaces/team-a/secrets/db/status", None, Some(json!({}))).await;
+        assert_eq!(code, 403);
+        assert_eq!(body["message"], json!(format!("secrets \"db\" is forbidden: User \"{BOT}\" cannot patch resource \"secrets/status\" in API group \"\" in the namespace \"team-a\"")));
+        // A path outside the API: `forbidden: User "u" cannot get path "/logs"`.
+        let (code, body) = raw(&bot, "GET", "/logs", None, None).await;
+        assert_eq!(code, 403);
+        assert_eq!(body["message"], json!(format!("forbidden: User \"{BOT}\" cannot get path \"/logs\"")));
+        // Discovery is granted to every authenticated user (system:discovery).
+        for path in ["/version", "/api", "/apis", "/api/v1", "/apis/sopsync.io/v1alpha1"] {
+            let (code, _) = raw(&bot, "GET", path, None, None).await;
+            assert!(code != 403, "{path} is discovery, allowed to every authenticated user");
+        }
+        // The administrator is in system:masters: RBAC is not asked.
+        let admin = fake.client().await;
+        let (code, _) = raw(&admin, "GET", "/api/v1/secrets", None, None).await;
+        assert_eq!(code, 200);
+        let denied: Vec<_> = fake.requests().into_iter().filter(|r| r.denied).collect();
+        assert_eq!(denied.len(), 4, "{denied:#?}");
+        assert!(denied.iter().all(|r| r.user == BOT && r.status == 403));
+    });
+}
+
+#[test]
+fn rbac_role_binding_grants_its_verbs_resources_and_names_only_in_its_namespace() {
+    let fake = FakeApiServer::start();
+    fake.register_crd(&Widget::crd());
+    fake.ensure_namespace("team-a");
+    fake.ensure_namespace("team-b");
+    fake.put(&secret_in("team-a", "db"));
+    fake.put(&secret_in("team-a", "other"));
+    fake.put(&secret_in("team-b", "db"));
+    fake.put(&Widget {
+        metadata: kube::api::ObjectMeta {
+            namespace: Some("team-a".into()),
+            ..widget("w", 1).metadata
+        },
+        ..widget("w", 1)
+    });
+    // RBAC docs, "Role example", "Referring to resources" (subresources by slash,
+    // resourceNames) and "RoleBinding examples" (a RoleBinding may reference a ClusterRole,
+    // granting its rules in the binding's namespace only).
+    fake.grant(&[
+        role("Role", "team-a", "reader", json!([
+            { "apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"] },
+            { "apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["settings"], "verbs": ["get", "create", "list"] },
+            { "apiGroups": ["test.sopsync.io"], "resources": ["widgets"], "verbs": ["patch"] },
+        ])),
+        binding("RoleBinding", "team-a", "reader", "Role", "reader"),
+        role("ClusterRole", "", "status-writer", json!([
+            { "apiGroups": ["*"], "resources": ["*/status"], "verbs": ["patch"] },
+        ])),
+        binding("RoleBinding", "team-a", "status-writer", "ClusterRole", "status-writer"),
+    ]);
+    fake.block_on(async {
+        let bot = fake.client_as("ops", "bot").await;
+        let code = |m: &'static str, p: &'static str, body: Option<Value>| {
+            let bot = bot.clone();
+            async move { raw(&bot, m, p, None, body).await.0 }
+        };
+        assert_eq!(
+            code("GET", "/api/v1/namespaces/team-a/secrets/db", None).await,
+            200
+        );
+        assert_eq!(
+            code("GET", "/api/v1/namespaces/team-a/secrets", None).await,
+            200
+        );
+        assert_eq!(
+            code(
+                "GET",
+                "/api/v1/namespaces/team-a/secrets?watch=true&timeoutSeconds=1",
+                None
+            )
+            .await,
+            200
+        );
+        // Only the verbs listed.
+        assert_eq!(
+            code("DELETE", "/api/v1/namespaces/team-a/secrets/db", None).await,
+            403
+        );
+        // Only in the RoleBinding's namespace, never at the cluster scope.
+        assert_eq!(
+            code("GET", "/api/v1/namespaces/team-b/secrets/db", None).await,
+            403
+        );
+        assert_eq!(code("GET", "/api/v1/secrets", None).await, 403);
+        // resourceNames: only that name; create and list carry no name and are refused,
+        // unless a field selector narrows the list to that one name.
+        assert_eq!(
+            code("GET", "/api/v1/namespaces/team-a/configmaps/settings", None).await,
+            404
+        );
+        assert_eq!(
+            code("GET", "/api/v1/namespaces/team-a/configmaps/other", None).await,
+            403
+        );
+        assert_eq!(
+            code(
+                "POST",
+                "/api/v1/namespaces/team-a/configmaps",
+                Some(json!({"metadata": {"name": "settings"}}))
+            )
+            .await,
+            403
+        );
+        assert_eq!(
+            code("GET", "/api/v1/namespaces/team-a/configmaps", None).await,
+            403
+        );
+        assert_eq!(
+            code(
+                "GET",
+                "/api/v1/namespaces/team-a/configmaps?fieldSelector=metadata.name%3Dsettings",
+                None
+            )
+            .await,
+            200
+        );
+        // `widgets` does not grant `widgets/status`; `*/status` does.
+        let w = "/apis/test.sopsync.io/v1/namespaces/team-a/widgets/w";
+        assert_eq!(
+            code("PATCH", w, Some(json!({"spec": {"size": 2}}))).await,
+            200
+        );
+        assert_eq!(
+            code(
+                "PATCH",
+                "/apis/test.sopsync.io/v1/namespaces/team-a/widgets/w/status",
+                Some(json!({"status": {"ready": true}}))
+            )
+            .await,
+            200
+        );
+        assert_eq!(
+            code(
+                "PATCH",
+                "/api/v1/namespaces/team-b/secrets/db/status",
+                Some(json!({}))
+            )
+            .await,
+            403
+        );
+    });
+}
+
+#[test]
+fn rbac_cluster_role_binding_grants_everywhere_and_an_edit_takes_effect_on_the_next_request() {
+    let fake = FakeApiServer::start();
+    fake.ensure_namespace("team-a");
+    fake.put(&secret_in("team-a", "db"));
+    fake.grant(&[
+        role(
+            "ClusterRole",
+            "",
+            "secrets",
+            json!([
+                { "apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"] },
+            ]),
+        ),
+        binding(
+            "ClusterRoleBinding",
+            "",
+            "secrets",
+            "ClusterRole",
+            "secrets",
+        ),
+    ]);
+    fake.block_on(async {
+        let bot = fake.client_as("ops", "bot").await;
+        let api: Api<Secret> = Api::all(bot.clone());
+        assert_eq!(api.list(&ListParams::default()).await.expect("list at the cluster scope").items.len(), 1);
+        let ns: Api<Secret> = Api::namespaced(bot.clone(), "team-a");
+        ns.get("db").await.expect("get in any namespace");
+        // RBAC is evaluated per request from the stored objects: a permission removed
+        // at run time is refused at once (RBAC docs: "changes to roles take effect
+        // immediately").
+        fake.grant(&[role("ClusterRole", "", "secrets", json!([
+            { "apiGroups": [""], "resources": ["secrets"], "verbs": ["list"] },
+        ]))]);
+        let e = api_error(ns.get("db").await.expect_err("get was revoked"));
+        assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
+        assert_eq!(e.message, format!("secrets \"db\" is forbidden: User \"{BOT}\" cannot get resource \"secrets\" in API group \"\" in the namespace \"team-a\""));
+        // A binding to a role that does not exist grants nothing.
+        let rt = fake.resource_type_raw("rbac.authorization.k8s.io", "v1", "clusterroles");
+        fake.delete_raw(&rt, "", "secrets").expect("delete the role");
+        let e = api_error(api.list(&ListParams::default()).await.expect_err("no role"));
+        assert_eq!(e.code, 403);
+    });
+}
+
+// ----- metadata-only requests -----
+
+const AS_LIST: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+const AS_ONE: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+
+#[test]
+fn metadata_only_requests_are_answered_as_partial_object_metadata_without_data() {
+    let fake = FakeApiServer::start();
+    let stored = fake.put(&secret("db", &[("password", "hunter2")]));
+    let meta = serde_json::to_value(&stored.metadata).expect("json");
+    fake.block_on(async {
+        let client = fake.client().await;
+        // API concepts, "Receiving resources as metadata only" / response.go
+        // asPartialObjectMetadataList: the list's kind and apiVersion are
+        // meta.k8s.io/v1 PartialObjectMetadataList, the list metadata is kept, and each
+        // item is a PartialObjectMetadata holding only the object's metadata.
+        let (code, body) = raw(&client, "GET", "/api/v1/namespaces/default/secrets", Some(AS_LIST), None).await;
+        assert_eq!(code, 200);
+        let rv = body["metadata"]["resourceVersion"].clone();
+        assert_eq!(
+            body,
+            json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": { "resourceVersion": rv },
+                "items": [{ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta }]
+            })
+        );
+        // One object: PartialObjectMetadata.
+        let (code, body) = raw(&client, "GET", "/api/v1/namespaces/default/secrets/db", Some(AS_ONE), None).await;
+        assert_eq!(code, 200);
+        assert_eq!(body, json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta }));
+        // Asking for the list form of one object (or the reverse) is 406 NotAcceptable.
+        let (code, body) = raw(&client, "GET", "/api/v1/namespaces/default/secrets/db", Some(AS_LIST), None).await;
+        assert_eq!((code, body["reason"].as_str()), (406, Some("NotAcceptable")));
+        let (code, _) = raw(&client, "GET", "/api/v1/namespaces/default/secrets", Some(AS_ONE), None).await;
+        assert_eq!(code, 406);
+        // Without the header, the full object.
+        let (_, body) = raw(&client, "GET", "/api/v1/namespaces/default/secrets/db", Some("application/json"), None).await;
+        assert_eq!(body["kind"], "Secret");
+        assert!(body["data"]["password"].is_string());
+
+        // The kube client's metadata watcher: every event carries metadata only.
+        let api: Api<kube::core::PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), "default");
+        let listed = api.list_metadata(&ListParams::default()).await.expect("list_metadata");
+        assert_eq!(listed.items.len(), 1);
+        let (code, text) = {
+            let req = hyper::Request::get("/api/v1/namespaces/default/secrets?watch=true&timeoutSeconds=1")
+                .header("accept", AS_ONE)
+                .body(kube::client::Body::from(Vec::new()))
+                .expect("request");
+            let resp = client.send(req).await.expect("watch");
+            let code = resp.status().as_u16();
+            let bytes = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
+            (code, String::from_utf8(bytes.to_vec()).expect("utf-8"))
+        };
+        assert_eq!(code, 200);
+        let first: Value = serde_json::from_str(text.lines().next().expect("an event")).expect("json");
+        assert_eq!(first["type"], "ADDED");
+        assert_eq!(first["object"], json!({ "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta }));
+        assert!(
+            !text.contains("aHVudGVyMg") && !text.contains("\"data\":"),
+            "no Secret data in a metadata watch: {text}"
+        );
+    });
+}
+
+// ----- validation (422 Invalid) -----
+
+/// The 422 Status `NewInvalid` writes for one field error (k8s.io/apimachinery/pkg/api/errors).
+fn invalid_status(kind: &str, name: &str, reason: &str, field: &str, body: &str) -> Value {
+    json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{kind} \"{name}\" is invalid: {field}: {body}"),
+            "reason": "Invalid",
+            "details": { "name": name, "kind": kind,
+                         "causes": [{ "reason": reason, "message": body, "field": field }] },
+            "code": 422 })
+}
+
+async fn post_secret(client: &kube::Client, secret: Value) -> (u16, Value) {
+    raw(
+        client,
+        "POST",
+        "/api/v1/namespaces/default/secrets",
+        None,
+        Some(secret),
+    )
+    .await
+}
+
+#[test]
+fn secret_names_and_data_keys_are_validated_as_kube_apiserver_does() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        // "Object Names and IDs": a Secret's name is a DNS subdomain.
+        let (code, body) = post_secret(&client, json!({"metadata": {"name": "Bad_Name"}})).await;
+        assert_eq!(code, 422);
+        assert_eq!(body, invalid_status("Secret", "Bad_Name", "FieldValueInvalid", "metadata.name",
+            "Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"));
+        // "Secrets": data keys are alphanumeric, '-', '_' or '.'.
+        let (code, body) = post_secret(&client, json!({"metadata": {"name": "s"}, "stringData": {"bad key": "v"}})).await;
+        assert_eq!(code, 422);
+        assert_eq!(body, invalid_status("Secret", "s", "FieldValueInvalid", "data[bad key]",
+            "Invalid value: \"bad key\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"));
+        let (code, body) = post_secret(&client, json!({"metadata": {"name": "s"}, "stringData": {"..x": "v"}})).await;
+        assert_eq!(code, 422);
+        assert_eq!(body["details"]["causes"][0]["message"], "Invalid value: \"..x\": must not start with '..'");
+        // "Secrets", "Restrictions": at most 1 MiB of data in all.
+        let big = "x".repeat(1024 * 1024 + 1);
+        let (code, body) = post_secret(&client, json!({"metadata": {"name": "s"}, "stringData": {"big": big}})).await;
+        assert_eq!(code, 422);
+        assert_eq!(body, invalid_status("Secret", "s", "FieldValueTooLong", "data", "Too long: may not be more than 1048576 bytes"));
+        let (code, _) = post_secret(&client, json!({"metadata": {"name": "s"}, "stringData": {"ok.key-1_A": "x".repeat(1024 * 1024)}})).await;
+        assert_eq!(code, 201, "exactly 1 MiB is allowed");
+        // ValidateSecretUpdate: the type is immutable.
+        let (code, body) = raw(&client, "PATCH", "/api/v1/namespaces/default/secrets/s", None, Some(json!({"type": "kubernetes.io/basic-auth"}))).await;
+        assert_eq!(code, 422);
+        assert_eq!(body, invalid_status("Secret", "s", "FieldValueInvalid", "type", "Invalid value: \"kubernetes.io/basic-auth\": field is immutable"));
+    });
+}
+
+#[test]
+fn labels_and_annotations_are_validated_for_every_kind() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let cm = |meta: Value| json!({"metadata": meta});
+        let post = |v: Value| {
+            let client = client.clone();
+            async move { raw(&client, "POST", "/api/v1/namespaces/default/configmaps", None, Some(v)).await }
+        };
+        // "Labels and Selectors", "Syntax and character set": a value is at most 63
+        // characters, empty or alphanumeric at both ends.
+        let (code, body) = post(cm(json!({"name": "c", "labels": {"app": "-bad"}}))).await;
+        assert_eq!(code, 422);
+        assert_eq!(body, invalid_status("ConfigMap", "c", "FieldValueInvalid", "metadata.labels",
+            "Invalid value: \"-bad\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"));
+        let (code, body) = post(cm(json!({"name": "c", "labels": {"app": "x".repeat(64)}}))).await;
+        assert_eq!(code, 422);
+        assert_eq!(body["details"]["causes"][0]["message"], json!(format!("Invalid value: \"{}\": must be no more than 63 characters", "x".repeat(64))));
+        // A key is `[prefix/]name`, the prefix a DNS subdomain.
+        let (code, body) = post(cm(json!({"name": "c", "labels": {"Example.com/app": "a"}}))).await;
+        assert_eq!(code, 422);
+        assert!(body["details"]["causes"][0]["message"].as_str().expect("message").starts_with("Invalid value: \"Example.com/app\": prefix part a lowercase RFC 1123 subdomain"), "{body}");
+        let (code, _) = post(cm(json!({"name": "c", "labels": {"example.com/app": "", "a.b_c-D": "v.1"}}))).await;
+        assert_eq!(code, 201);
+        // "Annotations": keys are qualified names; keys and values total at most 256 KiB.
+        let (code, body) = post(cm(json!({"name": "d", "annotations": {"a/b/c": "v"}}))).await;
+        assert_eq!(code, 422);
+        assert_eq!(body["details"]["causes"][0]["field"], "metadata.annotations");
+        let (code, body) = post(cm(json!({"name": "d", "annotations": {"big": "x".repeat(256 * 1024)}}))).await;
+        assert_eq!(code, 422);
+        assert_eq!(body, invalid_status("ConfigMap", "d", "FieldValueTooLong", "metadata.annotations", "Too long: may not be more than 262144 bytes"));
+        let (code, _) = post(cm(json!({"name": "d", "annotations": {"big": "x".repeat(256 * 1024 - 3)}}))).await;
+        assert_eq!(code, 201, "exactly 256 KiB in all is allowed");
+    });
+}
+
+#[test]
+fn rbac_a_server_side_apply_that_creates_its_object_needs_create_as_well_as_patch() {
+    let fake = FakeApiServer::start();
+    fake.ensure_namespace("team-a");
+    let grant = |verbs: Value| {
+        fake.grant(&[
+            role(
+                "Role",
+                "team-a",
+                "writer",
+                json!([{ "apiGroups": [""], "resources": ["secrets"], "verbs": verbs }]),
+            ),
+            binding("RoleBinding", "team-a", "writer", "Role", "writer"),
+        ]);
+    };
+    grant(json!(["patch"]));
+    fake.block_on(async {
+        let api: Api<Secret> = Api::namespaced(fake.client_as("ops", "bot").await, "team-a");
+        let apply = |v: &'static str| {
+            let api = api.clone();
+            async move {
+                api.patch(
+                    "db",
+                    &apply_params("mgr").force(),
+                    &Patch::Apply(secret_config("db", &[("k", v)], &[])),
+                )
+                .await
+            }
+        };
+        // API concepts, "Patch and apply": an apply that creates needs create permission.
+        let e = api_error(apply("one").await.expect_err("patch alone cannot create"));
+        assert_eq!((e.code, e.reason.as_str()), (403, "Forbidden"));
+        assert!(
+            e.message.contains("cannot create resource \"secrets\""),
+            "{}",
+            e.message
+        );
+        grant(json!(["patch", "create"]));
+        apply("one").await.expect("patch and create: created");
+        grant(json!(["patch"]));
+        apply("two")
+            .await
+            .expect("an apply to an existing object needs patch only");
+        let created: Vec<_> = fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.authorized_create)
+            .collect();
+        assert_eq!(created.len(), 1);
+    });
+}

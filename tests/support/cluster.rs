@@ -186,10 +186,24 @@ impl Cluster {
         let port = free_port();
         let log = self.dir.path().join(format!("{name}.log"));
         let cache = self.dir.path().join(format!("{name}-cache"));
+        // The controller runs as the chart's service account, with exactly the RBAC the
+        // chart renders for these flags (issue 16): a permission the chart lacks fails
+        // the test as it would fail in a cluster.
+        let rbac = ChartRbac::for_controller_args(extra);
+        self.fake.grant(&rbac.docs);
+        let kubeconfig = self.dir.path().join(format!("{name}-kubeconfig"));
+        let token = self
+            .fake
+            .service_account_token(&rbac.namespace, &rbac.service_account);
+        std::fs::write(
+            &kubeconfig,
+            self.fake.kubeconfig_yaml_with(&token, &rbac.namespace),
+        )
+        .expect("write the controller's kubeconfig");
         let mut cmd = sopsync();
         cmd.arg("controller")
             .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
+            .arg(&kubeconfig)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--cache-dir")
             .arg(&cache)
@@ -214,6 +228,109 @@ impl Cluster {
         };
         process.wait_listening();
         process
+    }
+}
+
+/// The release name and namespace the fixture renders the chart with.
+pub const RELEASE: &str = "sopsync";
+
+/// `helm template sopsync charts/sopsync -n NAMESPACE ARGS` by the real Helm engine,
+/// each rendered document as JSON (read with our own YAML codec).
+pub fn helm_template(namespace: &str, args: &[&str]) -> Vec<Value> {
+    use sopsync::core::formats::{codec, Format, FormatOptions};
+    let out = run_ok(
+        Command::new(crate::support::tool("helm"))
+            .args(["template", RELEASE])
+            .arg(crate::support::project_root().join("charts/sopsync"))
+            .args(["-n", namespace])
+            .args(args),
+    );
+    let opts = FormatOptions::default();
+    let docs = codec(Format::Yaml, &opts)
+        .parse_plain(&out)
+        .unwrap_or_else(|e| panic!("helm output is not YAML: {e}"));
+    let json = codec(Format::Json, &opts);
+    docs.iter()
+        .filter(|d| !d.entries.is_empty())
+        .map(|d| {
+            let bytes = json.emit_plain(std::slice::from_ref(d)).expect("as JSON");
+            serde_json::from_slice(&bytes).expect("JSON")
+        })
+        .collect()
+}
+
+/// The chart's RBAC for one controller configuration: the rendered Roles,
+/// ClusterRoles and bindings, and the service account they bind.
+pub struct ChartRbac {
+    /// Every rendered document whose kind is an RBAC kind.
+    pub docs: Vec<Value>,
+    /// The release namespace (the service account's).
+    pub namespace: String,
+    /// The service account's name.
+    pub service_account: String,
+}
+
+impl ChartRbac {
+    /// Renders the chart with the values that match these controller flags:
+    /// `--namespace N` is `watchNamespace: N` (a Role in N instead of a ClusterRole),
+    /// `--leader-elect` is `leaderElection.enabled` (the Lease Role), and the release
+    /// namespace is the Lease's (`--lease-namespace`, else `default`, where the
+    /// controller puts it without `POD_NAMESPACE`) or `sopsync-system` without leader election.
+    pub fn for_controller_args(args: &[&str]) -> ChartRbac {
+        let value = |flag: &str| {
+            args.iter().enumerate().find_map(|(i, a)| {
+                a.strip_prefix(&format!("{flag}="))
+                    .map(str::to_string)
+                    .or_else(|| (*a == flag).then(|| args.get(i + 1).map(|v| v.to_string()))?)
+            })
+        };
+        let elect = args.contains(&"--leader-elect");
+        let namespace = match (elect, value("--lease-namespace")) {
+            (true, Some(ns)) => ns,
+            (true, None) => "default".to_string(),
+            (false, _) => "sopsync-system".to_string(),
+        };
+        // One replica without leader election (the chart refuses more: only one may write).
+        let mut set = vec![format!("leaderElection.enabled={elect}")];
+        if !elect {
+            set.push("replicaCount=1".into());
+        }
+        if let Some(ns) = value("--namespace") {
+            set.push(format!("watchNamespace={ns}"));
+        }
+        Self::render(&namespace, &set)
+    }
+
+    /// Renders the chart in `namespace` with these `--set` values.
+    pub fn render(namespace: &str, set: &[String]) -> ChartRbac {
+        let mut args = Vec::new();
+        for s in set {
+            args.push("--set");
+            args.push(s.as_str());
+        }
+        let docs = helm_template(namespace, &args);
+        let service_account = docs
+            .iter()
+            .find(|d| d["kind"] == "ServiceAccount")
+            .and_then(|d| d["metadata"]["name"].as_str())
+            .expect("the chart renders a ServiceAccount")
+            .to_string();
+        ChartRbac {
+            docs: docs
+                .into_iter()
+                .filter(|d| d["apiVersion"] == "rbac.authorization.k8s.io/v1")
+                .collect(),
+            namespace: namespace.to_string(),
+            service_account,
+        }
+    }
+
+    /// The user name the service account authenticates as.
+    pub fn user(&self) -> String {
+        format!(
+            "system:serviceaccount:{}:{}",
+            self.namespace, self.service_account
+        )
     }
 }
 

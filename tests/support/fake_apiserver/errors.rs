@@ -36,7 +36,8 @@ impl ApiError {
         }
     }
 
-    fn with_details(mut self, d: Value) -> Self {
+    /// The same error with this `details` object.
+    pub fn with_details(mut self, d: Value) -> Self {
         self.details = Some(d);
         self
     }
@@ -131,6 +132,36 @@ impl ApiError {
         .with_details(d)
     }
 
+    /// 422 Invalid as `NewInvalid` (k8s.io/apimachinery/pkg/api/errors) writes it: the
+    /// message `<Kind> "<name>" is invalid: <field>: <body>` (several errors in `[a, b]`),
+    /// one cause per error with its type, body and field.
+    pub fn invalid_causes(
+        rt: &ResourceType,
+        name: &str,
+        causes: &[super::validation::Cause],
+    ) -> Self {
+        let errors: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let all = match errors.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let mut d = details(rt, name);
+        d["kind"] = json!(rt.kind);
+        d["causes"] = causes
+            .iter()
+            .map(|c| json!({ "reason": c.reason, "message": c.message, "field": c.field }))
+            .collect();
+        Self::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {all}", rt.kind),
+        )
+        .with_details(d)
+    }
+
     /// 400 with a message.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
@@ -169,6 +200,7 @@ impl ApiError {
             403 => "Forbidden",
             404 => "NotFound",
             405 => "MethodNotAllowed",
+            406 => "NotAcceptable",
             409 => "Conflict",
             410 => "Expired",
             415 => "UnsupportedMediaType",

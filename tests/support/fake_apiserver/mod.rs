@@ -5,7 +5,7 @@
 //! generation, managedFields and server-side apply, status subresource, finalizers,
 //! owner-reference garbage collection, watches with a bounded history) and lets a
 //! test inject faults and read a log of every request. See
-//! `/work/notes/FAKE-APISERVER.md` for the API and where it differs from the real one.
+//! `README.md` beside this file for what it models and what it does not.
 //!
 //! ```ignore
 //! let fake = FakeApiServer::start();
@@ -22,10 +22,13 @@ mod apply;
 mod errors;
 mod fields;
 mod http;
+mod metadata;
 mod patch;
+pub mod rbac;
 mod resources;
 mod selector;
 mod store;
+mod validation;
 mod watch;
 
 use std::net::SocketAddr;
@@ -178,6 +181,13 @@ pub struct RequestRecord {
     pub field_manager: Option<String>,
     /// User-Agent header.
     pub user_agent: Option<String>,
+    /// The authenticated user's name (`""` when the token was unknown).
+    pub user: String,
+    /// Refused by authorization (403 Forbidden from RBAC, not an injected fault).
+    pub denied: bool,
+    /// A server-side apply that created its object, so it was authorized as `create`
+    /// as well as `patch`.
+    pub authorized_create: bool,
     /// HTTP status answered (0: connection dropped by a fault).
     pub status: u16,
 }
@@ -206,13 +216,29 @@ struct FaultRule {
 /// State shared by the handle and the server tasks.
 pub(crate) struct Shared {
     store: Mutex<Store>,
+    /// The administrator's token (`system:masters`: RBAC is not asked).
     token: String,
+    /// Tokens of the other users (service accounts), which RBAC authorizes.
+    users: Mutex<Vec<(String, rbac::User)>>,
     faults: Mutex<Vec<FaultRule>>,
     log: Mutex<Vec<RequestRecord>>,
     bookmark_interval: Duration,
 }
 
 impl Shared {
+    /// The user a bearer token authenticates, if any.
+    fn user_of(&self, token: &str) -> Option<rbac::User> {
+        if token == self.token {
+            return Some(rbac::User::admin());
+        }
+        self.users
+            .lock()
+            .expect("users lock")
+            .iter()
+            .find(|(t, _)| t == token)
+            .map(|(_, u)| u.clone())
+    }
+
     fn log(&self, r: RequestRecord) {
         self.log.lock().expect("log lock").push(r);
     }
@@ -282,6 +308,7 @@ impl FakeApiServer {
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new(opts.history)),
             token,
+            users: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             bookmark_interval: opts.bookmark_interval,
@@ -322,12 +349,17 @@ impl FakeApiServer {
         &self.shared.token
     }
 
-    /// The kubeconfig text for this server (context `fake`, namespace `default`).
+    /// The kubeconfig text for this server (context `fake`, namespace `default`), as
+    /// the administrator (group `system:masters`, which RBAC does not restrict).
     pub fn kubeconfig_yaml(&self) -> String {
+        self.kubeconfig_yaml_with(&self.shared.token, "default")
+    }
+
+    /// The kubeconfig text authenticating with `token`, default namespace `namespace`.
+    pub fn kubeconfig_yaml_with(&self, token: &str, namespace: &str) -> String {
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {url}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\ncurrent-context: fake\nusers:\n- name: fake\n  user:\n    token: {token}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {url}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: {namespace}\ncurrent-context: fake\nusers:\n- name: fake\n  user:\n    token: {token}\n",
             url = self.url(),
-            token = self.shared.token
         )
     }
 
@@ -340,14 +372,62 @@ impl FakeApiServer {
     /// A `kube::Client` for this server, built from the same kubeconfig the binary gets.
     /// Its background worker runs on the fake's runtime, so it works from any runtime.
     pub async fn client(&self) -> kube::Client {
-        let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml())
-            .expect("our kubeconfig parses");
+        self.client_with(&self.kubeconfig_yaml()).await
+    }
+
+    /// A `kube::Client` authenticated as the service account `ns/name` (see
+    /// [`FakeApiServer::service_account_token`]): every request it makes is authorized
+    /// by RBAC from the Roles and bindings in the store.
+    pub async fn client_as(&self, ns: &str, name: &str) -> kube::Client {
+        let token = self.service_account_token(ns, name);
+        self.client_with(&self.kubeconfig_yaml_with(&token, ns))
+            .await
+    }
+
+    async fn client_with(&self, kubeconfig: &str) -> kube::Client {
+        let kc = kube::config::Kubeconfig::from_yaml(kubeconfig).expect("our kubeconfig parses");
         let config =
             kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
                 .await
                 .expect("a kube config from our kubeconfig");
         let _guard = self.runtime().enter();
         kube::Client::try_from(config).expect("a kube client")
+    }
+
+    // ----- authentication and authorization -----
+
+    /// The bearer token of the service account `ns/name` (made on first use): its
+    /// requests are authorized by RBAC (`rbac.rs`), like a pod's projected token.
+    pub fn service_account_token(&self, ns: &str, name: &str) -> String {
+        let user = rbac::User::service_account(ns, name);
+        let mut users = self.shared.users.lock().expect("users lock");
+        if let Some((t, _)) = users.iter().find(|(_, u)| *u == user) {
+            return t.clone();
+        }
+        let token = format!("{}-sa-{}", self.shared.token, users.len());
+        users.push((token.clone(), user));
+        token
+    }
+
+    /// Stores every Role, ClusterRole, RoleBinding and ClusterRoleBinding among `docs`
+    /// (e.g. a chart's rendered manifests; other kinds are left out); returns how many.
+    pub fn grant(&self, docs: &[Value]) -> usize {
+        let mut n = 0;
+        for d in docs {
+            let plural = match d["kind"].as_str() {
+                Some("Role") => "roles",
+                Some("ClusterRole") => "clusterroles",
+                Some("RoleBinding") => "rolebindings",
+                Some("ClusterRoleBinding") => "clusterrolebindings",
+                _ => continue,
+            };
+            let rt = self.resource_type_raw(rbac::GROUP, "v1", plural);
+            let ns = d["metadata"]["namespace"].as_str().unwrap_or_default();
+            let name = d["metadata"]["name"].as_str().expect("a named RBAC object");
+            self.put_raw(&rt, ns, name, d.clone());
+            n += 1;
+        }
+        n
     }
 
     fn runtime(&self) -> &tokio::runtime::Runtime {

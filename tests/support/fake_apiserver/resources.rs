@@ -1,5 +1,5 @@
 //! The kinds the fake serves: built-ins (Secret, ConfigMap, Namespace, Event, Lease,
-//! Deployment, CustomResourceDefinition) and kinds registered from CRDs, with what
+//! Deployment, CustomResourceDefinition, RBAC's Role, ClusterRole and their bindings) and kinds registered from CRDs, with what
 //! discovery, server-side apply and strategic merge need to know about each.
 
 use serde_json::{json, Value};
@@ -186,6 +186,22 @@ pub fn builtins() -> Vec<ResourceType> {
         .push(keyed("spec.template.spec.imagePullSecrets", &["name"]));
     dep.list_types.push(keyed("status.conditions", &["type"]));
     v.push(dep);
+    // RBAC's kinds, so that a test grants permissions the way a cluster does: by
+    // writing the chart's rendered Roles and bindings (the authorizer reads them).
+    for (plural, kind, namespaced) in [
+        ("roles", "Role", true),
+        ("rolebindings", "RoleBinding", true),
+        ("clusterroles", "ClusterRole", false),
+        ("clusterrolebindings", "ClusterRoleBinding", false),
+    ] {
+        v.push(ResourceType::builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            plural,
+            kind,
+            namespaced,
+        ));
+    }
     let mut crd = ResourceType::builtin(
         "apiextensions.k8s.io",
         "v1",

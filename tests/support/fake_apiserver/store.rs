@@ -15,6 +15,7 @@ use super::apply::{self, Entry};
 use super::errors::{ApiError, ApiResult};
 use super::fields::Scope;
 use super::resources::{self, ResourceType};
+use super::validation;
 
 /// Where an object lives.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -125,19 +126,6 @@ pub fn timestamp(micros: bool) -> String {
     } else {
         format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
     }
-}
-
-fn is_subdomain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
 }
 
 /// The object without the fields every write changes, for no-op detection and generation.
@@ -876,10 +864,13 @@ impl Store {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        if !is_subdomain(name) {
-            return Err(ApiError::invalid(rt, name, "metadata.name", &format!(
-                "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-            )));
+        // ValidateObjectMeta: most kinds' names are DNS subdomains ("Object Names and IDs").
+        let causes: Vec<validation::Cause> = validation::dns1123_subdomain(name)
+            .iter()
+            .map(|m| validation::Cause::invalid("metadata.name", name, m))
+            .collect();
+        if !causes.is_empty() {
+            return Err(ApiError::invalid_causes(rt, name, &causes));
         }
         let meta = obj["metadata"]
             .as_object_mut()
@@ -944,12 +935,12 @@ impl Store {
                     data[k] = json!(base64::engine::general_purpose::STANDARD.encode(s));
                 }
             }
-            let mut total = 0usize;
+            let mut sizes = Vec::new();
             if let Some(data) = m.get("data").and_then(Value::as_object) {
                 for (k, v) in data {
                     let s = v.as_str().unwrap_or_default();
                     match base64::engine::general_purpose::STANDARD.decode(s) {
-                        Ok(b) => total += b.len(),
+                        Ok(b) => sizes.push((k.clone(), b.len())),
                         Err(e) => {
                             return Err(ApiError::bad_request(format!(
                                 "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at key {k:?}: {e}"
@@ -958,26 +949,17 @@ impl Store {
                     }
                 }
             }
-            if total > 1024 * 1024 {
-                return Err(ApiError::invalid(
-                    rt,
-                    name,
-                    "data",
-                    "Too long: must have at most 1048576 bytes",
-                ));
-            }
             if m.get("type").is_none_or(|t| t.as_str() == Some("")) {
                 m.insert("type".into(), json!("Opaque"));
             }
-            if let Some(old) = old {
-                if old["type"] != m["type"] {
-                    return Err(ApiError::invalid(
-                        rt,
-                        name,
-                        "type",
-                        "Invalid value: field is immutable",
-                    ));
-                }
+            let causes = validation::secret(old, obj, &sizes);
+            if !causes.is_empty() {
+                return Err(ApiError::invalid_causes(rt, name, &causes));
+            }
+        } else {
+            let causes = validation::object_meta(obj);
+            if !causes.is_empty() {
+                return Err(ApiError::invalid_causes(rt, name, &causes));
             }
         }
         if core && rt.plural == "namespaces" && obj["status"]["phase"].is_null() {

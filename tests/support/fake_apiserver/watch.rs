@@ -14,18 +14,24 @@ use serde_json::{json, Value};
 
 use super::errors::ApiError;
 use super::http::{json_response, Body, BoxError, Query};
+use super::metadata::{partial, Representation};
 use super::resources::ResourceType;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{Change, ChangeKind};
 use super::Shared;
 
-fn line(kind: &str, object: &Value) -> Bytes {
+fn line(kind: &str, object: &Value, rep: Representation) -> Bytes {
+    // A metadata-only watch sends each object (bookmarks too) as PartialObjectMetadata.
+    let object = match rep {
+        Representation::Partial if kind != "ERROR" => partial(object),
+        _ => object.clone(),
+    };
     let mut s = json!({ "type": kind, "object": object }).to_string();
     s.push('\n');
     Bytes::from(s)
 }
 
-fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
+fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool, rep: Representation) -> Bytes {
     let mut meta = json!({ "resourceVersion": rv.to_string() });
     if initial_end {
         meta["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
@@ -33,6 +39,7 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
     line(
         "BOOKMARK",
         &json!({ "kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta }),
+        rep,
     )
 }
 
@@ -84,6 +91,7 @@ pub fn serve(
     ns: Option<String>,
     name: Option<String>,
     query: Query,
+    rep: Representation,
 ) -> Response<Body> {
     let labels = match LabelSelector::parse(query.get("labelSelector").unwrap_or_default()) {
         Ok(l) => l,
@@ -134,7 +142,7 @@ pub fn serve(
         Ok(s) => s,
         Err(e) if e.code == 410 => {
             // kube-apiserver answers 200 and sends the 410 as an ERROR event.
-            let _ = tx.try_send(Ok(Frame::data(line("ERROR", &e.to_status()))));
+            let _ = tx.try_send(Ok(Frame::data(line("ERROR", &e.to_status(), rep))));
             drop(tx);
             return stream_response(rx);
         }
@@ -144,14 +152,18 @@ pub fn serve(
     tokio::spawn(async move {
         for c in &backlog {
             if let Some((kind, obj)) = filter.event(c) {
-                if tx.send(Ok(Frame::data(line(kind, obj)))).await.is_err() {
+                if tx
+                    .send(Ok(Frame::data(line(kind, obj, rep))))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
         }
         if initial_events
             && tx
-                .send(Ok(Frame::data(bookmark(&rt, snapshot_rv, true))))
+                .send(Ok(Frame::data(bookmark(&rt, snapshot_rv, true, rep))))
                 .await
                 .is_err()
         {
@@ -168,7 +180,7 @@ pub fn serve(
                 c = changes.recv() => match c {
                     Some(c) => {
                         if let Some((kind, obj)) = filter.event(&c) {
-                            if tx.send(Ok(Frame::data(line(kind, obj)))).await.is_err() {
+                            if tx.send(Ok(Frame::data(line(kind, obj, rep)))).await.is_err() {
                                 return;
                             }
                         }
@@ -185,7 +197,7 @@ pub fn serve(
                         changes.is_empty().then_some(store.rv)
                     };
                     if let Some(rv) = rv {
-                        if tx.send(Ok(Frame::data(bookmark(&rt, rv, false)))).await.is_err() {
+                        if tx.send(Ok(Frame::data(bookmark(&rt, rv, false, rep)))).await.is_err() {
                             return;
                         }
                     }

@@ -1,0 +1,269 @@
+//! The controller under the chart's own RBAC (issue 16): the fake API server authorizes
+//! every request of the controller's service account from the Roles and bindings that
+//! `helm template` renders, so a permission the chart lacks fails here as in a cluster,
+//! a permission the chart grants but the controller never uses fails the least-privilege
+//! test, and a permission revoked at run time must surface as a condition and an Event.
+
+use crate::support::cluster::{
+    api, condition, db, ready_is, secret_manifest, settle, wait_applied, wait_until, ChartRbac,
+    Cluster, ControllerProcess, CANARY,
+};
+use crate::support::fake_apiserver::rbac::expand_rules;
+use crate::support::fake_apiserver::RequestRecord;
+use serde_json::{json, Value};
+use sopsync::controller::crd::SopsSecret;
+use std::collections::BTreeSet;
+
+/// The (group, resource[/subresource], verb) triples the service account was allowed.
+fn used(requests: &[RequestRecord], user: &str) -> BTreeSet<(String, String, String)> {
+    let mut used = BTreeSet::new();
+    for r in requests
+        .iter()
+        .filter(|r| r.user == user && !r.denied && !r.resource.is_empty())
+    {
+        let res = match &r.subresource {
+            Some(s) => format!("{}/{s}", r.resource),
+            None => r.resource.clone(),
+        };
+        if r.authorized_create {
+            used.insert((r.group.clone(), res.clone(), "create".to_string()));
+        }
+        used.insert((r.group.clone(), res, r.verb.clone()));
+    }
+    used
+}
+
+fn denied(requests: &[RequestRecord]) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.denied)
+        .map(|r| format!("{} {} {}", r.user, r.verb, r.path))
+        .collect()
+}
+
+fn sops_secret(c: &Cluster, ns: &str, name: &str, encrypted: &str) {
+    c.fake.ensure_namespace(ns);
+    let rt = c
+        .fake
+        .resource_type_raw("sopsync.io", "v1alpha1", "sopssecrets");
+    let obj = json!({"apiVersion": "sopsync.io/v1alpha1", "kind": "SopsSecret",
+                     "metadata": {"name": name, "namespace": ns},
+                     "spec": { "encrypted": encrypted }});
+    c.fake.put_raw(&rt, ns, name, obj);
+}
+
+fn github_signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("hmac key");
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// A signed GitHub push webhook for `commit` (patches the matching SecretSources).
+fn announce(c: &Cluster, ctl: &ControllerProcess, commit: &str) {
+    let body = json!({"ref": "refs/heads/main", "after": commit,
+                      "repository": {"clone_url": c.url()}})
+    .to_string();
+    let (code, text) = ctl.http(
+        "POST",
+        "/hooks/git",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-GitHub-Event", "push"),
+            (
+                "X-Hub-Signature-256",
+                &github_signature(b"hook-secret", body.as_bytes()),
+            ),
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(code, 202, "{text}");
+}
+
+/// Everything the controller does in one run: leader election, a SecretSource and a
+/// SopsSecret synced, a Secret changed by someone else restored, one pruned, a webhook
+/// push, and a failing file (a Warning Event, repeated).
+fn exercise(c: &Cluster, extra: &[&str]) -> ControllerProcess {
+    c.key_secret("team-a");
+    let hook = c.dir.path().join("webhook-secret");
+    std::fs::write(&hook, "hook-secret\n").expect("write");
+    // An hour between polls, so that the controller settles between steps; the
+    // webhook announces each push.
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1h"}));
+    let inline = c.sops_encrypt(&secret_manifest(
+        "inline",
+        None,
+        &[("token", &format!("{CANARY}-inline"))],
+    ));
+    sops_secret(c, "team-a", "inline", &inline);
+    let mut args = vec!["--webhook-secret-file", hook.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    let ctl = c.controller("c1", &args);
+    let first = c.head();
+    wait_applied(c, &ctl, "team-a", "apps", &first);
+    wait_until("the inline SopsSecret synced", &ctl, || {
+        ready_is(
+            c.fake
+                .get::<SopsSecret>("team-a", "inline")
+                .and_then(|s| s.status)
+                .as_ref(),
+            "True",
+            "Synced",
+        )
+    });
+    settle(&ctl);
+    // Someone else edits a Secret the controller owns: it is restored.
+    let mut s = c.secret("team-a", "db").expect("db");
+    s.data.as_mut().expect("data").clear();
+    c.fake.put(&s);
+    wait_until("db restored", &ctl, || {
+        c.data("team-a", "db")
+            .is_some_and(|d| d.get("password") == Some(&format!("{CANARY}-one")))
+    });
+    settle(&ctl);
+    // A push removes api.yaml (prune) and is announced by the webhook.
+    let second = c.commit(&[("api.yaml", None), ("db.yaml", Some(&db("two")))]);
+    announce(c, &ctl, &second);
+    wait_applied(c, &ctl, "team-a", "apps", &second);
+    wait_until("api pruned", &ctl, || c.secret("team-a", "api").is_none());
+    // A file that cannot be decrypted: a Warning Event, repeated on every retry.
+    let third = c.commit(&[(
+        "broken.yaml",
+        // (`kind: "Secret"` quoted, so that the fixture does not encrypt it.)
+        Some("apiVersion: v1\nkind: \"Secret\"\nmetadata:\n  name: broken\nsops: {}\n"),
+    )]);
+    announce(c, &ctl, &third);
+    wait_until("the failure reported by a repeated Event", &ctl, || {
+        c.fake
+            .requests()
+            .iter()
+            .any(|r| r.group == "events.k8s.io" && r.verb == "patch" && !r.denied)
+    });
+    ctl
+}
+
+/// Least privilege, measured: every (group, resource, verb) the chart grants is used by
+/// the controller in [`exercise`], and nothing it does is refused.
+fn assert_least_privilege(c: &Cluster, rbac: &ChartRbac) {
+    let requests = c.fake.requests();
+    assert!(
+        denied(&requests).is_empty(),
+        "the chart's RBAC refused requests the controller needs:\n{:#?}",
+        denied(&requests)
+    );
+    let used = used(&requests, &rbac.user());
+    let granted: BTreeSet<(String, String, String)> = rbac
+        .docs
+        .iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("Role" | "ClusterRole")))
+        .flat_map(expand_rules)
+        .collect();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(
+        unused.is_empty(),
+        "the chart grants permissions the controller never used (group, resource, verb):\n{unused:#?}\nused: {used:#?}"
+    );
+}
+
+#[test]
+fn every_permission_the_chart_grants_cluster_wide_with_leader_election_is_used_and_none_is_missing()
+{
+    let c = Cluster::new(&[("db.yaml", &db("one")), ("api.yaml", &api("one"))]);
+    let extra = [
+        "--leader-elect",
+        "--lease-namespace",
+        "sopsync-system",
+        "--lease-name",
+        "sopsync",
+    ];
+    c.fake.ensure_namespace("sopsync-system");
+    let ctl = exercise(&c, &extra);
+    let rbac = ChartRbac::for_controller_args(&extra);
+    assert!(rbac.docs.iter().any(|d| d["kind"] == "ClusterRole"));
+    assert_least_privilege(&c, &rbac);
+    ctl.assert_no_canary();
+}
+
+#[test]
+fn with_watch_namespace_the_namespaced_role_is_enough_and_every_permission_is_used() {
+    let c = Cluster::new(&[("db.yaml", &db("one")), ("api.yaml", &api("one"))]);
+    let extra = ["--namespace", "team-a"];
+    let ctl = exercise(&c, &extra);
+    let rbac = ChartRbac::for_controller_args(&extra);
+    assert!(
+        rbac.docs.iter().all(|d| d["kind"] != "ClusterRole"),
+        "watchNamespace renders no ClusterRole"
+    );
+    assert_least_privilege(&c, &rbac);
+    ctl.assert_no_canary();
+}
+
+#[test]
+fn a_permission_revoked_at_run_time_surfaces_as_a_condition_and_an_event_and_recovers() {
+    let c = Cluster::new(&[("db.yaml", &db("one"))]);
+    c.key_secret("team-a");
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
+    let mut ctl = c.controller("c1", &[]);
+    let first = c.head();
+    wait_applied(&c, &ctl, "team-a", "apps", &first);
+    // Revoke writing Secrets: the chart's ClusterRole without `patch` on secrets.
+    let rbac = ChartRbac::for_controller_args(&[]);
+    let revoked: Vec<Value> = rbac
+        .docs
+        .iter()
+        .cloned()
+        .map(|mut d| {
+            if d["kind"] == "ClusterRole" {
+                for rule in d["rules"].as_array_mut().expect("rules") {
+                    if rule["resources"] == json!(["secrets"]) {
+                        rule["verbs"] = json!(["get", "list", "watch"]);
+                    }
+                }
+            }
+            d
+        })
+        .collect();
+    c.fake.grant(&revoked);
+    let second = c.commit(&[("db.yaml", Some(&db("two")))]);
+    wait_until("Ready=False saying the write was forbidden", &ctl, || {
+        c.status("team-a", "apps").is_some_and(|s| {
+            condition(&s, "Ready").is_some_and(|r| {
+                r.status == "False" && r.message.to_lowercase().contains("forbidden")
+            })
+        })
+    });
+    wait_until(
+        "a Warning Event saying the write was forbidden",
+        &ctl,
+        || {
+            c.events("team-a")
+                .iter()
+                .any(|(t, _, note)| t == "Warning" && note.to_lowercase().contains("forbidden"))
+        },
+    );
+    assert!(
+        ctl.child.try_wait().expect("wait").is_none(),
+        "the controller exited on a 403:\n{}",
+        ctl.logs()
+    );
+    assert_eq!(
+        c.data("team-a", "db").expect("db kept")["password"],
+        format!("{CANARY}-one"),
+        "the last good Secret is kept"
+    );
+    // The permission comes back: the next retry applies the new revision.
+    c.fake.grant(&rbac.docs);
+    wait_applied(&c, &ctl, "team-a", "apps", &second);
+    assert_eq!(
+        c.data("team-a", "db").expect("db")["password"],
+        format!("{CANARY}-two")
+    );
+    ctl.assert_no_canary();
+    assert!(ctl.terminate().success());
+}
