@@ -147,15 +147,12 @@ fn plain_manifests(
             } else if meta.is_file()
                 && matches!(Format::from_path(&name), Format::Yaml | Format::Json)
             {
-                if meta.len() > limits.max_file_bytes {
-                    return Err(file_err(
-                        &path,
-                        format!("larger than {} bytes", limits.max_file_bytes),
-                    ));
-                }
-                let bytes = std::fs::read(e.path()).map_err(|e| file_err(&path, e.to_string()))?;
+                // Read through the descriptor: a file swapped for a FIFO or a larger
+                // file after the lstat above is refused, not waited on or read whole.
+                let bytes = crate::small_file::read_small_file(&e.path(), limits.max_file_bytes)
+                    .map_err(|e| file_err(&path, e.to_string()))?;
                 if !walk::looks_like_sops(&bytes) {
-                    out.insert(path, bytes);
+                    out.insert(path, bytes.to_vec());
                 }
             }
         }

@@ -326,7 +326,10 @@ fn decrypt_if_sops(
             max: MAX_VALUES_BYTES,
         });
     }
-    let bytes = Zeroizing::new(std::fs::read(&file).map_err(read_err)?);
+    // Through the descriptor: a file swapped for a FIFO after the stat above is
+    // refused rather than opened and drained before helm could read it.
+    let bytes = crate::small_file::read_small_file(&file, MAX_VALUES_BYTES)
+        .map_err(|e| read_err(e.into()))?;
     if !crate::repo::walk::looks_like_sops(&bytes) {
         return Ok(None);
     }
