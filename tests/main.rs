@@ -12,6 +12,7 @@ mod install;
 mod interop;
 mod layering;
 mod leaks;
+mod parity;
 mod render;
 mod security;
 mod server;

@@ -1,0 +1,289 @@
+//! SOPS parity, round two (issue 15): behaviour compared with the real sops 3.11.
+//!
+//! - Key entries: every key list sops 3.11 can write survives every sopsync rewrite
+//!   (`set`, `unset`, `edit`) unchanged, field by field and in sops' order, including
+//!   the ones sopsync cannot use; `rotate`, which would need to wrap a new data key
+//!   for them, refuses and leaves the file as it was. The fixtures are real sops age
+//!   files with one extra entry added to the metadata exactly as sops writes it (sops
+//!   needs the provider to encrypt; the MAC does not cover the metadata, so the real
+//!   sops still decrypts them with the age key, which each test checks).
+
+use crate::support::{age_keypair, run, run_ok, sops, sopsync, tempdir};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+const PLAIN: &str = "a: 1\nb: two\n";
+
+/// A temp dir with an age key pair and a real-sops-encrypted YAML file holding one
+/// extra key entry.
+struct EntryFixture {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    /// The extra list's block exactly as sops writes it under `sops:`.
+    block: String,
+}
+
+impl EntryFixture {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn sopsync(&self) -> std::process::Command {
+        let mut c = sopsync();
+        c.current_dir(self.dir.path())
+            .env("SOPS_AGE_KEY_FILE", &self.key);
+        c
+    }
+
+    /// The real sops' plaintext of `name`; panics when sops cannot decrypt it.
+    fn sops_decrypt(&self, name: &str) -> String {
+        let out = run_ok(
+            sops()
+                .env("SOPS_AGE_KEY_FILE", &self.key)
+                .arg("decrypt")
+                .arg(self.path(name)),
+        );
+        String::from_utf8(out).expect("utf-8 plaintext")
+    }
+}
+
+/// The metadata list `list` as sops 3.11 writes it in YAML (4-space indent, fields in
+/// the order of sops' stores; the names and order were read back from a file the real
+/// sops 3.11 binary rewrote with `sops set`).
+fn entry_block(list: &str) -> String {
+    let t = "\"2025-01-02T03:04:05Z\"";
+    let body = match list {
+        "kms" => format!(
+            "        - arn: arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\n\
+             \x20         role: arn:aws:iam::111122223333:role/sops\n\
+             \x20         context:\n\
+             \x20           app: web\n\
+             \x20           env: prod\n\
+             \x20         created_at: {t}\n\
+             \x20         enc: AQICAHhwdGVzdA==\n\
+             \x20         aws_profile: team\n"
+        ),
+        "gcp_kms" => format!(
+            "        - resource_id: projects/p/locations/global/keyRings/r/cryptoKeys/k\n\
+             \x20         created_at: {t}\n\
+             \x20         enc: CiQAZ2NwdGVzdA==\n"
+        ),
+        "hckms" => format!(
+            "        - key_id: tr-west-1:0d0466b0-e727-4d9c-b35d-f84bb474a37f\n\
+             \x20         created_at: {t}\n\
+             \x20         enc: aGNrbXN0ZXN0\n"
+        ),
+        "azure_kv" => format!(
+            "        - vault_url: https://team.vault.azure.net\n\
+             \x20         name: sops-key\n\
+             \x20         version: 0123456789abcdef0123456789abcdef\n\
+             \x20         created_at: {t}\n\
+             \x20         enc: YXp1cmV0ZXN0\n"
+        ),
+        "hc_vault" => format!(
+            "        - vault_address: http://127.0.0.1:8200\n\
+             \x20         engine_path: transit\n\
+             \x20         key_name: sops\n\
+             \x20         created_at: {t}\n\
+             \x20         enc: vault:v1:dmF1bHR0ZXN0\n"
+        ),
+        "pgp" => format!(
+            "        - created_at: {t}\n\
+             \x20         enc: |-\n\
+             \x20           -----BEGIN PGP MESSAGE-----\n\
+             \n\
+             \x20           hQEMA0test\n\
+             \x20           =abcd\n\
+             \x20           -----END PGP MESSAGE-----\n\
+             \x20         fp: FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4\n"
+        ),
+        other => panic!("no fixture entry for {other}"),
+    };
+    format!("    {list}:\n{body}")
+}
+
+/// The `list:` block under `sops:` in a YAML file (up to the next metadata key).
+fn list_block(yaml: &str, list: &str) -> Option<String> {
+    let start = format!("    {list}:\n");
+    let at = yaml.find("\nsops:\n")?;
+    let sops_part = &yaml[at + 1..];
+    let from = sops_part.find(&start)?;
+    let rest = &sops_part[from + start.len()..];
+    let end = rest
+        .lines()
+        .position(|l| l.starts_with("    ") && !l.starts_with("     "))
+        .map(|n| rest.lines().take(n).map(|l| l.len() + 1).sum())
+        .unwrap_or(rest.len());
+    Some(format!("{start}{}", &rest[..end]))
+}
+
+/// A real sops age file with `list`'s entry added where sops puts it: `pgp` after
+/// `mac`, the other lists before `age` (§6.1).
+fn entry_fixture(list: &str) -> EntryFixture {
+    let dir = tempdir();
+    let (key, recipient) = age_keypair(dir.path(), "k");
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(&plain, PLAIN).unwrap();
+    let enc = run_ok(
+        sops()
+            .args([
+                "encrypt",
+                "--age",
+                &recipient,
+                "--filename-override",
+                "x.yaml",
+            ])
+            .arg(&plain),
+    );
+    let enc = String::from_utf8(enc).unwrap();
+    let (block, with_entry) = if list == "age" {
+        // sops' own age entry, as it wrote it.
+        (
+            list_block(&enc, "age").expect("sops writes an age list"),
+            enc.clone(),
+        )
+    } else {
+        let block = entry_block(list);
+        let with_entry = with_entry(&enc, list, &block);
+        (block, with_entry)
+    };
+    let f = EntryFixture { dir, key, block };
+    std::fs::write(f.path("enc.yaml"), &with_entry).unwrap();
+    // The fixture is one the real sops reads: it decrypts with the age key.
+    assert_eq!(f.sops_decrypt("enc.yaml"), PLAIN, "sops reads the fixture");
+    f
+}
+
+/// `enc` with `block` added where sops writes `list`.
+fn with_entry(enc: &str, list: &str, block: &str) -> String {
+    if list == "pgp" {
+        let at = enc
+            .find("    unencrypted_suffix:")
+            .expect("sops writes the suffix");
+        format!("{}{block}{}", &enc[..at], &enc[at..])
+    } else {
+        enc.replacen("\nsops:\n", &format!("\nsops:\n{block}"), 1)
+    }
+}
+
+fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+fn assert_ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The entry is kept verbatim by `set`, `unset` and `edit`, each result still
+/// decrypts with the real sops, and `rotate` refuses without touching the file.
+fn entry_survives_every_rewrite(list: &str) {
+    let f = entry_fixture(list);
+    let kept = |step: &str| {
+        let text = std::fs::read_to_string(f.path("enc.yaml")).unwrap();
+        assert_eq!(
+            list_block(&text, list).as_deref(),
+            Some(f.block.as_str()),
+            "the {list} entry changed after {step}:\n{text}"
+        );
+    };
+
+    assert_ok(
+        &run(f
+            .sopsync()
+            .args(["set", "enc.yaml", "[\"b\"]", "\"three\""])),
+        "set",
+    );
+    kept("set");
+    assert_eq!(f.sops_decrypt("enc.yaml"), "a: 1\nb: three\n");
+
+    assert_ok(
+        &run(f.sopsync().args(["unset", "enc.yaml", "[\"a\"]"])),
+        "unset",
+    );
+    kept("unset");
+    assert_eq!(f.sops_decrypt("enc.yaml"), "b: three\n");
+
+    let editor = write_script(
+        f.dir.path(),
+        "editor.sh",
+        "sed -i 's/b: three/b: four/' \"$1\"",
+    );
+    assert_ok(
+        &run(f
+            .sopsync()
+            .env("EDITOR", &editor)
+            .env_remove("SOPS_EDITOR")
+            .args(["edit", "enc.yaml"])),
+        "edit",
+    );
+    kept("edit");
+    assert_eq!(f.sops_decrypt("enc.yaml"), "b: four\n");
+
+    if list == "age" {
+        assert_ok(
+            &run(f.sopsync().args(["rotate", "-i", "enc.yaml"])),
+            "rotate",
+        );
+        assert_eq!(f.sops_decrypt("enc.yaml"), "b: four\n");
+        return;
+    }
+    // A new data key cannot be wrapped for a backend sopsync does not have, and
+    // keeping the old entry would leave it opening a key that no longer exists.
+    let before = std::fs::read(f.path("enc.yaml")).unwrap();
+    let out = run(f.sopsync().args(["rotate", "-i", "enc.yaml"]));
+    assert_eq!(out.status.code(), Some(1), "rotate refuses");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "has a {list} key, which sopsync cannot encrypt to"
+        )),
+        "rotate names the backend: {stderr}"
+    );
+    assert_eq!(std::fs::read(f.path("enc.yaml")).unwrap(), before);
+}
+
+#[test]
+fn kms_entry_survives_set_unset_and_edit_unchanged() {
+    entry_survives_every_rewrite("kms");
+}
+
+#[test]
+fn gcp_kms_entry_survives_set_unset_and_edit_unchanged() {
+    entry_survives_every_rewrite("gcp_kms");
+}
+
+#[test]
+fn hckms_entry_survives_set_unset_and_edit_unchanged() {
+    entry_survives_every_rewrite("hckms");
+}
+
+#[test]
+fn azure_kv_entry_survives_set_unset_and_edit_unchanged() {
+    entry_survives_every_rewrite("azure_kv");
+}
+
+#[test]
+fn hc_vault_entry_survives_set_unset_and_edit_unchanged() {
+    entry_survives_every_rewrite("hc_vault");
+}
+
+#[test]
+fn pgp_entry_survives_set_unset_and_edit_unchanged() {
+    entry_survives_every_rewrite("pgp");
+}
+
+/// The age entry itself is kept byte-for-byte while the data key stays, and `rotate`
+/// (which sopsync can do for age) writes a file the real sops opens.
+#[test]
+fn age_entry_survives_set_unset_and_edit_unchanged() {
+    entry_survives_every_rewrite("age");
+}
