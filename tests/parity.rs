@@ -287,3 +287,218 @@ fn pgp_entry_survives_set_unset_and_edit_unchanged() {
 fn age_entry_survives_set_unset_and_edit_unchanged() {
     entry_survives_every_rewrite("age");
 }
+
+/// Runs `cmd` with `stdin` as its standard input.
+fn with_stdin(cmd: &mut std::process::Command, stdin: &Path) -> Output {
+    cmd.stdin(std::fs::File::open(stdin).expect("stdin file"));
+    run(cmd)
+}
+
+/// `decrypt` and `encrypt` without a file read standard input, with the exit codes of
+/// sops 3.11 for each combination of `--filename-override`, `--input-type` and
+/// `--in-place` (each case is run through the real sops too, and must agree).
+#[test]
+fn decrypt_and_encrypt_read_stdin_with_sops_exit_codes() {
+    let dir = tempdir();
+    let (key, recipient) = age_keypair(dir.path(), "k");
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(&plain, PLAIN).unwrap();
+    let enc = dir.path().join("enc.yaml");
+    let out = run_ok(
+        sops()
+            .args(["encrypt", "--age", &recipient])
+            .arg(&plain)
+            .arg("--output")
+            .arg(&enc),
+    );
+    assert!(out.is_empty());
+    let enc_json = dir.path().join("enc.json");
+    let plain_json = dir.path().join("plain.json");
+    std::fs::write(&plain_json, "{\"a\": 1}\n").unwrap();
+    run_ok(
+        sops()
+            .args(["encrypt", "--age", &recipient])
+            .arg(&plain_json)
+            .arg("--output")
+            .arg(&enc_json),
+    );
+
+    // (args, stdin, exit code both tools give)
+    let decrypt_cases: &[(&[&str], &Path, i32)] = &[
+        (&["decrypt", "--filename-override", "x.yaml"], &enc, 0),
+        (
+            &[
+                "decrypt",
+                "--filename-override",
+                "x.yaml",
+                "--extract",
+                "[\"b\"]",
+            ],
+            &enc,
+            0,
+        ),
+        (
+            &["decrypt", "--input-type", "yaml", "--output-type", "yaml"],
+            &enc,
+            0,
+        ),
+        (
+            &[
+                "decrypt",
+                "--filename-override",
+                "x.yaml",
+                "--output-type",
+                "json",
+            ],
+            &enc,
+            0,
+        ),
+        // No name: the input is read as JSON (the binary store) and written as binary.
+        (&["decrypt"], &enc, 1),
+        (&["decrypt"], &enc_json, 4),
+        (&["decrypt", "--input-type", "yaml"], &enc, 4),
+        (
+            &["decrypt", "--filename-override", "x.yaml", "--in-place"],
+            &enc,
+            8,
+        ),
+        (&["decrypt", "--filename-override", "x.yaml"], &plain, 1),
+    ];
+    for (args, stdin, code) in decrypt_cases {
+        let ours = with_stdin(
+            sopsync()
+                .current_dir(dir.path())
+                .env("SOPS_AGE_KEY_FILE", &key)
+                .args(*args),
+            stdin,
+        );
+        let theirs = with_stdin(
+            sops()
+                .current_dir(dir.path())
+                .env("SOPS_AGE_KEY_FILE", &key)
+                .args(*args),
+            stdin,
+        );
+        assert_eq!(theirs.status.code(), Some(*code), "sops {args:?}");
+        assert_eq!(
+            ours.status.code(),
+            Some(*code),
+            "sopsync {args:?}: {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&ours.stdout),
+            String::from_utf8_lossy(&theirs.stdout),
+            "stdout of {args:?}"
+        );
+    }
+
+    let encrypt_cases: &[(&[&str], i32)] = &[
+        (&["encrypt", "--filename-override", "x.yaml"], 0),
+        (
+            &[
+                "encrypt",
+                "--filename-override",
+                "x.yaml",
+                "--output-type",
+                "json",
+            ],
+            0,
+        ),
+        (&["encrypt"], 8),
+        (&["encrypt", "--input-type", "yaml"], 8),
+        (
+            &["encrypt", "--filename-override", "x.yaml", "--in-place"],
+            8,
+        ),
+    ];
+    for (args, code) in encrypt_cases {
+        let mut ours = sopsync();
+        ours.current_dir(dir.path())
+            .args(*args)
+            .args(["--age", &recipient]);
+        let ours = with_stdin(&mut ours, &plain);
+        let mut theirs = sops();
+        theirs
+            .current_dir(dir.path())
+            .args(*args)
+            .args(["--age", &recipient]);
+        let theirs = with_stdin(&mut theirs, &plain);
+        assert_eq!(theirs.status.code(), Some(*code), "sops {args:?}");
+        assert_eq!(
+            ours.status.code(),
+            Some(*code),
+            "sopsync {args:?}: {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        if *code == 0 {
+            // Our output is a file the real sops opens, in the format sops chose.
+            let name = if args.contains(&"json") {
+                "ours.json"
+            } else {
+                "ours.yaml"
+            };
+            std::fs::write(dir.path().join(name), &ours.stdout).unwrap();
+            assert_eq!(
+                ours.stdout.first(),
+                theirs.stdout.first(),
+                "same output format for {args:?}"
+            );
+            let back = run_ok(
+                sops()
+                    .env("SOPS_AGE_KEY_FILE", &key)
+                    .args(["decrypt", "--output-type", "yaml"])
+                    .arg(dir.path().join(name)),
+            );
+            assert_eq!(String::from_utf8_lossy(&back), PLAIN, "{args:?}");
+        } else {
+            assert!(ours.stdout.is_empty(), "nothing printed on failure");
+        }
+    }
+}
+
+/// sops picks the output format from `--output-type` or the file name, never from
+/// `--input-type`: a `.txt` file read as YAML is written as binary (encrypt: the
+/// binary store's JSON; decrypt: exit 4, no `data` key).
+#[test]
+fn input_type_alone_does_not_choose_the_output_format_as_in_sops() {
+    let dir = tempdir();
+    let (key, recipient) = age_keypair(dir.path(), "k");
+    let plain = dir.path().join("plain.txt");
+    std::fs::write(&plain, PLAIN).unwrap();
+    let args = ["encrypt", "--input-type", "yaml", "--age", &recipient];
+    let ours = run_ok(sopsync().args(args).arg(&plain));
+    let theirs = run_ok(sops().args(args).arg(&plain));
+    assert_eq!(
+        ours.first(),
+        Some(&b'{'),
+        "{}",
+        String::from_utf8_lossy(&ours)
+    );
+    assert_eq!(theirs.first(), Some(&b'{'));
+    let enc = dir.path().join("enc.txt");
+    std::fs::write(
+        &enc,
+        run_ok(
+            sops()
+                .args([
+                    "encrypt",
+                    "--age",
+                    &recipient,
+                    "--filename-override",
+                    "x.yaml",
+                ])
+                .arg(&plain),
+        ),
+    )
+    .unwrap();
+    for tool in [sops(), sopsync()] {
+        let mut cmd = tool;
+        let out = run(cmd
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .args(["decrypt", "--input-type", "yaml"])
+            .arg(&enc));
+        assert_eq!(out.status.code(), Some(4), "{cmd:?}");
+        assert!(out.stdout.is_empty());
+    }
+}

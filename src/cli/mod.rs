@@ -288,6 +288,44 @@ pub(crate) fn rule_path(file: &Path, config_dir: &Path) -> String {
     }
 }
 
+/// Where `encrypt`/`decrypt` read from: a file, or standard input when no file is
+/// given (sops 3.11's `decrypt`/`encrypt` without a positional argument).
+pub(crate) struct Source<'a>(Option<&'a Path>);
+
+impl<'a> Source<'a> {
+    pub(crate) fn new(file: Option<&'a Path>) -> Self {
+        Source(file)
+    }
+
+    /// The name whose extension picks the format and `.sops.yaml` rule: the override,
+    /// else the file; empty for stdin without one, which selects binary as in sops.
+    pub(crate) fn format_name(&self, filename_override: Option<&'a Path>) -> &'a Path {
+        filename_override.or(self.0).unwrap_or(Path::new(""))
+    }
+
+    /// How errors name the input.
+    pub(crate) fn label(&self) -> &'a Path {
+        self.0.unwrap_or(Path::new("<stdin>"))
+    }
+
+    /// All of the input (exit 100 for a missing file, 2 for another read error).
+    pub(crate) fn read(&self) -> Result<Vec<u8>, CliError> {
+        match self.0 {
+            Some(path) => read_input(path),
+            None => {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf).map_err(
+                    |source| CliError::Read {
+                        path: PathBuf::from("<stdin>"),
+                        source,
+                    },
+                )?;
+                Ok(buf)
+            }
+        }
+    }
+}
+
 /// Reads an input file (exit 100 when it does not exist).
 pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>, CliError> {
     std::fs::read(path).map_err(|source| CliError::Read {
