@@ -204,10 +204,15 @@ impl Context {
                     "--indent {n}: the indent must not be negative"
                 )))
             }
-            Some(0) => opts.json_indent = Some(0),
+            // sops' --indent sets the YAML, JSON and binary-JSON indents alike.
+            Some(0) => {
+                opts.json_indent = Some(0);
+                opts.json_binary_indent = Some(0);
+            }
             Some(n) => {
                 opts.yaml_indent = n as usize;
                 opts.json_indent = Some(n as usize);
+                opts.json_binary_indent = Some(n as usize);
             }
         }
         Ok(opts)
@@ -549,6 +554,7 @@ mod tests {
                 "p",
             ],
             &["filestatus", "f.yaml"],
+            &["decrypt", "--filename-override", "x.yaml"],
         ];
         for case in cases {
             let argv: Vec<std::ffi::OsString> = std::iter::once("sopsync")
@@ -570,7 +576,8 @@ mod tests {
         for bad in [
             &["decrypt", "--help"][..],
             &["decrypt", "--nope", "f"],
-            &["decrypt"],
+            // No file reads stdin (issue 15); two files are a mistake.
+            &["decrypt", "f", "g"],
         ] {
             let argv: Vec<&str> = std::iter::once("sopsync")
                 .chain(bad.iter().copied())
