@@ -623,3 +623,142 @@ fn sops_yaml_stores_indents_apply_to_every_command_as_in_sops() {
         }
     }
 }
+
+/// An SSH key pair made with the real `ssh-keygen`: (private key path, public line).
+fn ssh_keypair(dir: &Path, kind: &str, passphrase: &str) -> (PathBuf, String) {
+    let path = dir.join(format!("id_{kind}"));
+    let mut cmd = std::process::Command::new(crate::support::tool("ssh-keygen"));
+    cmd.args(["-q", "-t", kind, "-N", passphrase, "-C", "me@host", "-f"])
+        .arg(&path);
+    if kind == "rsa" {
+        cmd.args(["-b", "2048"]);
+    }
+    run_ok(&mut cmd);
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    (path, public.trim_end().to_string())
+}
+
+/// age with SSH keys (`ssh-ed25519`, `ssh-rsa`), both ways with the real sops: the
+/// recipient from `--age`, `SOPS_AGE_RECIPIENTS` or `.sops.yaml`; the private key
+/// from `SOPS_AGE_SSH_PRIVATE_KEY_FILE` or `~/.ssh/id_<type>`. Both tools store the
+/// same recipient text.
+#[test]
+fn ssh_ed25519_and_rsa_keys_interop_with_sops_both_ways() {
+    for kind in ["ed25519", "rsa"] {
+        let dir = tempdir();
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        let (private, public) = ssh_keypair(&home.join(".ssh"), kind, "");
+        let plain = dir.path().join("plain.yaml");
+        std::fs::write(&plain, PLAIN).unwrap();
+        let empty_home = dir.path().join("nohome");
+        let with_key = |c: &mut std::process::Command| {
+            c.env("HOME", &empty_home)
+                .env("SOPS_AGE_SSH_PRIVATE_KEY_FILE", &private);
+        };
+        // sops -> sopsync
+        let theirs = dir.path().join("theirs.yaml");
+        std::fs::write(
+            &theirs,
+            run_ok(sops().args(["encrypt", "--age", &public]).arg(&plain)),
+        )
+        .unwrap();
+        let mut c = sopsync();
+        with_key(&mut c);
+        assert_eq!(
+            run_ok(c.arg("decrypt").arg(&theirs)),
+            PLAIN.as_bytes(),
+            "{kind}"
+        );
+        // The default key path ~/.ssh/id_<type>, no variable set.
+        let found = run_ok(
+            sopsync()
+                .env("HOME", &home)
+                .env_remove("SOPS_AGE_SSH_PRIVATE_KEY_FILE")
+                .arg("decrypt")
+                .arg(&theirs),
+        );
+        assert_eq!(found, PLAIN.as_bytes(), "{kind} from ~/.ssh");
+        // sopsync -> sops, the recipient given three ways.
+        std::fs::write(
+            dir.path().join(".sops.yaml"),
+            format!("creation_rules:\n  - age: \"{public}\"\n"),
+        )
+        .unwrap();
+        let ways: [(&str, Vec<&str>, Option<&str>); 3] = [
+            ("--age", vec!["--age", &public], None),
+            ("SOPS_AGE_RECIPIENTS", vec![], Some(&public)),
+            (".sops.yaml", vec![], None),
+        ];
+        for (way, flags, env) in ways {
+            let mut c = sopsync();
+            c.current_dir(dir.path()).arg("encrypt").args(&flags);
+            if let Some(r) = env {
+                c.env("SOPS_AGE_RECIPIENTS", r);
+            }
+            let ours = run_ok(c.arg("plain.yaml"));
+            let ours_text = String::from_utf8(ours).unwrap();
+            assert_eq!(
+                list_block(&ours_text, "age").and_then(|b| b.lines().nth(1).map(String::from)),
+                Some(format!("        - recipient: {public}")),
+                "{kind} via {way}"
+            );
+            let path = dir.path().join("ours.yaml");
+            std::fs::write(&path, &ours_text).unwrap();
+            let mut s = sops();
+            with_key(&mut s);
+            assert_eq!(
+                run_ok(s.arg("decrypt").arg(&path)),
+                PLAIN.as_bytes(),
+                "sops opens ours: {kind} via {way}"
+            );
+        }
+    }
+}
+
+/// A passphrase-protected SSH key with no terminal to ask on: exit 128 as in sops,
+/// and the error says why the key could not be used.
+#[test]
+fn passphrase_protected_ssh_key_without_a_terminal_exits_128_like_sops() {
+    let dir = tempdir();
+    let (private, public) = ssh_keypair(dir.path(), "ed25519", "correct horse");
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(&plain, PLAIN).unwrap();
+    let enc = dir.path().join("enc.yaml");
+    std::fs::write(
+        &enc,
+        run_ok(sops().args(["encrypt", "--age", &public]).arg(&plain)),
+    )
+    .unwrap();
+    // setsid: a new session has no controlling terminal, even when the test runs
+    // from one, so /dev/tty cannot be opened (as in CI).
+    for program in [
+        crate::support::tool("sops"),
+        PathBuf::from(env!("CARGO_BIN_EXE_sopsync")),
+    ] {
+        let mut c = std::process::Command::new(crate::support::tool("setsid"));
+        c.arg("-w")
+            .arg(&program)
+            .args(["decrypt"])
+            .arg(&enc)
+            .env("HOME", dir.path().join("nohome"))
+            .env("SOPS_AGE_SSH_PRIVATE_KEY_FILE", &private)
+            .env("SOPS_DISABLE_VERSION_CHECK", "1")
+            .env_remove("SOPS_AGE_KEY")
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY_CMD");
+        let out = crate::support::run_with_deadline(&mut c, std::time::Duration::from_secs(60));
+        assert_eq!(out.status.code(), Some(128), "{program:?}");
+        assert!(out.stdout.is_empty());
+        if program.ends_with("sopsync") {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains(&format!(
+                    "{}: the SSH key is passphrase-protected and there is no terminal to ask for its passphrase",
+                    private.display()
+                )),
+                "{stderr}"
+            );
+        }
+    }
+}
