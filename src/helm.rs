@@ -370,6 +370,7 @@ fn emit_options() -> FormatOptions {
     FormatOptions {
         yaml_indent: 2,
         json_indent: Some(2),
+        ..FormatOptions::default()
     }
 }
 

@@ -1,5 +1,6 @@
 //! The only reader of sops' key environment (spec §5.2, §9.4): `SOPS_AGE_KEY`,
-//! `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD`, the default `keys.txt`, and
+//! `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD`, the default `keys.txt`, SSH keys
+//! (`SOPS_AGE_SSH_PRIVATE_KEY_FILE`, `~/.ssh/id_ed25519`, `~/.ssh/id_rsa`), and
 //! `SOPS_AGE_RECIPIENTS`. Every source found is combined; a failing source is only
 //! reported if decryption fails in the end.
 
@@ -196,7 +197,71 @@ pub fn age_identities() -> AgeIdentities {
             }
         }
     }
+    add_ssh_keys(&mut ids);
     ids
+}
+
+/// SSH private keys as sops 3.11 loads them (age/keysource.go): the file named by
+/// `SOPS_AGE_SSH_PRIVATE_KEY_FILE` when set, and also `~/.ssh/id_ed25519` and
+/// `~/.ssh/id_rsa` when they exist.
+fn add_ssh_keys(ids: &mut AgeIdentities) {
+    let mut paths = Vec::new();
+    if let Some(path) = std::env::var_os("SOPS_AGE_SSH_PRIVATE_KEY_FILE") {
+        paths.push(PathBuf::from(path));
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        for name in ["id_ed25519", "id_rsa"] {
+            let p = PathBuf::from(&home).join(".ssh").join(name);
+            if p.exists() {
+                paths.push(p);
+            }
+        }
+    }
+    for path in paths {
+        let name = path.display().to_string();
+        match std::fs::read(&path) {
+            Ok(pem) => ids.add_ssh_key(&Zeroizing::new(pem), &name, TtyPrompt::open()),
+            Err(e) => ids.add_failed_source(&name, &e.to_string()),
+        }
+    }
+}
+
+/// Asks for an SSH key's passphrase on the controlling terminal (`/dev/tty`), with
+/// echo off, as sops does; there is none without a terminal.
+struct TtyPrompt;
+
+impl TtyPrompt {
+    fn open() -> Option<std::sync::Arc<dyn crate::core::keys::PassphrasePrompt>> {
+        std::fs::File::open("/dev/tty")
+            .is_ok()
+            .then(|| std::sync::Arc::new(TtyPrompt) as _)
+    }
+}
+
+impl crate::core::keys::PassphrasePrompt for TtyPrompt {
+    fn passphrase(&self, key_name: &str) -> Option<age::secrecy::SecretString> {
+        use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+        use std::io::{BufRead, Write};
+        let mut tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .ok()?;
+        let saved = tcgetattr(&tty).ok()?;
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(LocalModes::ECHO);
+        tcsetattr(&tty, OptionalActions::Now, &quiet).ok()?;
+        let _ = write!(tty, "Enter passphrase for {key_name:?}: ");
+        let _ = tty.flush();
+        let mut line = Zeroizing::new(String::new());
+        let read = std::io::BufReader::new(&tty).read_line(&mut line);
+        // Echo comes back whatever the read gave.
+        let _ = tcsetattr(&tty, OptionalActions::Now, &saved);
+        let _ = writeln!(tty);
+        read.ok()?;
+        let pass = line.trim_end_matches(['\n', '\r']);
+        Some(age::secrecy::SecretString::from(pass.to_string()))
+    }
 }
 
 /// `SOPS_AGE_RECIPIENTS`, when set and non-empty.

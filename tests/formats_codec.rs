@@ -445,6 +445,7 @@ fn json_dotenv_ini_binary_codecs_match_real_sops_byte_for_byte_on_the_corpus() {
         .unwrap();
         let opts = FormatOptions {
             json_indent: opt,
+            json_binary_indent: opt,
             ..FormatOptions::default()
         };
         for f in ["nested.json", "empty_containers.json", "numbers.json"] {

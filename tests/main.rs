@@ -14,6 +14,7 @@ mod install;
 mod interop;
 mod layering;
 mod leaks;
+mod parity;
 mod rbac;
 mod render;
 mod repo_keys;

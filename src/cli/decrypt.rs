@@ -1,7 +1,7 @@
 //! `sopsync decrypt`: sops-compatible decryption, MAC always verified unless
 //! `--ignore-mac`.
 
-use super::{core_err, format_for, parse_tree_path, read_input, write_output, Context, Step};
+use super::{core_err, format_for, parse_tree_path, write_output, Context, Source, Step};
 use crate::core::formats::{codec, Format, FormatOptions};
 use crate::core::tree::Mapping;
 use crate::core::tree::{SeqEntry, Value};
@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 /// `decrypt` flags (sops names).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The encrypted file.
-    file: PathBuf,
+    /// The encrypted file; standard input when left out (name its format with
+    /// `--filename-override`, as sops does: without it the input is read as binary).
+    file: Option<PathBuf>,
     /// Print only this part, e.g. '["data"]["password"]' or '["list"][0]'.
     #[arg(long)]
     extract: Option<String>,
@@ -69,16 +70,16 @@ fn extract<'a>(docs: &'a [Mapping], steps: &[Step], path: &str) -> Result<&'a Va
     Ok(cur)
 }
 
-/// Reads, decrypts and verifies one file with the environment's keys.
-pub(crate) fn decrypt_file(
+/// Decrypts and verifies `input` (named `path` in errors) with the environment's keys.
+fn decrypt_bytes(
     ctx: &Context,
+    input: &[u8],
     path: &Path,
     format: Format,
     opts: &FormatOptions,
     ignore_mac: bool,
 ) -> Result<Vec<Mapping>, CliError> {
-    let input = read_input(path)?;
-    let file = core_ops::parse_encrypted_with(codec(format, opts).as_ref(), format, &input)
+    let file = core_ops::parse_encrypted_with(codec(format, opts).as_ref(), format, input)
         .map_err(core_err(path))?;
     let ids = crate::keysource::age_identities();
     let key = ctx.unwrap_key(&file.metadata, &ids, path)?;
@@ -95,26 +96,34 @@ pub(crate) fn decrypt_file(
 }
 
 pub(super) fn run(ctx: &Context, a: Args) -> Result<(), CliError> {
+    // sops 3.11 checks these in this order, both exit 8.
+    if a.file.is_none() && a.in_place {
+        return Err(CliError::Conflict(
+            "cannot use --in-place when reading from stdin".into(),
+        ));
+    }
     if a.in_place && a.output.is_some() {
         return Err(CliError::Conflict(
             "--in-place and --output cannot be combined".into(),
         ));
     }
-    let name = a
-        .filename_override
-        .clone()
-        .unwrap_or_else(|| a.file.clone());
-    let in_format = format_for(a.input_type.as_deref(), &name);
-    let out_format = format_for(a.output_type.as_deref().or(a.input_type.as_deref()), &name);
+    let source = Source::new(a.file.as_deref());
+    let name = source.format_name(a.filename_override.as_deref());
+    let in_format = format_for(a.input_type.as_deref(), name);
+    // As sops: the output format is `--output-type` or the name's, never the input
+    // type's (so stdin without `--filename-override` is written as binary).
+    let out_format = format_for(a.output_type.as_deref(), name);
     let opts = ctx.format_options()?;
     let steps = a
         .extract
         .as_deref()
         .map(|p| parse_tree_path(p, "--extract path"))
         .transpose()?;
-    let docs = decrypt_file(ctx, &a.file, in_format, &opts, a.ignore_mac)?;
+    let input = source.read()?;
+    let label = source.label();
+    let docs = decrypt_bytes(ctx, &input, label, in_format, &opts, a.ignore_mac)?;
     let out_codec = codec(out_format, &opts);
-    let emit_err = |e: crate::core::formats::FormatError| core_err(&a.file)(e.into());
+    let emit_err = |e: crate::core::formats::FormatError| core_err(label)(e.into());
     let bytes = match (&steps, a.extract.as_deref()) {
         (Some(steps), Some(path)) => match extract(&docs, steps, path)? {
             // A string is written raw, without a newline (§7.6).
@@ -129,7 +138,7 @@ pub(super) fn run(ctx: &Context, a: Args) -> Result<(), CliError> {
     let bytes = zeroize::Zeroizing::new(bytes);
     write_output(
         &bytes,
-        a.in_place.then_some(a.file.as_path()),
+        a.file.as_deref().filter(|_| a.in_place),
         a.output.as_deref(),
     )
 }

@@ -1,6 +1,6 @@
 //! `sopsync encrypt`: sops-compatible encryption of a plaintext file.
 
-use super::{core_err, format_for, read_input, rule_path, write_output, Context};
+use super::{core_err, format_for, rule_path, write_output, Context, Source};
 use crate::core::formats::codec;
 use crate::core::keys::{AgeRecipient, Recipient};
 use crate::core::metadata::SelectionRule;
@@ -11,8 +11,9 @@ use std::path::PathBuf;
 /// `encrypt` flags (sops names).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The plaintext file.
-    file: PathBuf,
+    /// The plaintext file; standard input when left out (then `--filename-override`
+    /// is required, as in sops).
+    file: Option<PathBuf>,
     /// Age recipients, comma-separated.
     #[arg(short = 'a', long = "age")]
     age: Option<String>,
@@ -100,17 +101,30 @@ fn parse_recipients(list: &str) -> Result<Vec<Recipient>, CliError> {
 }
 
 pub(super) fn run(ctx: &Context, a: Args) -> Result<(), CliError> {
+    // sops 3.11 checks these in this order, each exit 8; `--input-type` alone does not
+    // name the file for `.sops.yaml` rules, so it is not enough.
+    if a.file.is_none() && a.in_place {
+        return Err(CliError::Conflict(
+            "cannot use --in-place when reading from stdin".into(),
+        ));
+    }
+    if a.file.is_none() && a.filename_override.is_none() {
+        return Err(CliError::Conflict(
+            "must specify --filename-override when reading from stdin".into(),
+        ));
+    }
     if a.in_place && a.output.is_some() {
         return Err(CliError::Conflict(
             "--in-place and --output cannot be combined".into(),
         ));
     }
-    let name = a
-        .filename_override
-        .clone()
-        .unwrap_or_else(|| a.file.clone());
+    let source = Source::new(a.file.as_deref());
+    let name = source
+        .format_name(a.filename_override.as_deref())
+        .to_path_buf();
     let in_format = format_for(a.input_type.as_deref(), &name);
-    let out_format = format_for(a.output_type.as_deref().or(a.input_type.as_deref()), &name);
+    // As sops: `--output-type` or the name's format, never the input type's.
+    let out_format = format_for(a.output_type.as_deref(), &name);
     let flag_rule = flag_rule(&a)?;
     let loaded = ctx.load_config()?;
     let opts = ctx.apply_indent(loaded.as_ref().map(|l| l.config.stores).unwrap_or_default())?;
@@ -147,23 +161,24 @@ pub(super) fn run(ctx: &Context, a: Args) -> Result<(), CliError> {
                 .as_ref()
                 .is_some_and(|r| r.mac_only_encrypted),
     };
-    let input = read_input(&a.file)?;
+    let input = source.read()?;
+    let label = source.label();
     let docs = codec(in_format, &opts)
         .parse_plain(&input)
-        .map_err(|e| core_err(&a.file)(e.into()))?;
+        .map_err(|e| core_err(label)(e.into()))?;
     let mut rng = rand_core::OsRng;
     let mut env = CryptoEnv {
         rng: &mut rng,
         now: super::now_utc(),
     };
     let mut file =
-        core_ops::encrypt(docs, in_format, &config, &mut env).map_err(core_err(&a.file))?;
+        core_ops::encrypt(docs, in_format, &config, &mut env).map_err(core_err(label))?;
     file.format = out_format;
     let out = core_ops::emit_encrypted_with(codec(out_format, &opts).as_ref(), &file)
-        .map_err(core_err(&a.file))?;
+        .map_err(core_err(label))?;
     write_output(
         &out,
-        a.in_place.then_some(a.file.as_path()),
+        a.file.as_deref().filter(|_| a.in_place),
         a.output.as_deref(),
     )
 }

@@ -230,10 +230,15 @@ impl Context {
                     "--indent {n}: the indent must not be negative"
                 )))
             }
-            Some(0) => opts.json_indent = Some(0),
+            // sops' --indent sets the YAML, JSON and binary-JSON indents alike.
+            Some(0) => {
+                opts.json_indent = Some(0);
+                opts.json_binary_indent = Some(0);
+            }
             Some(n) => {
                 opts.yaml_indent = n as usize;
                 opts.json_indent = Some(n as usize);
+                opts.json_binary_indent = Some(n as usize);
             }
         }
         Ok(opts)
@@ -326,6 +331,44 @@ pub(crate) fn rule_path(file: &Path, config_dir: &Path) -> String {
     match abs.strip_prefix(config_dir) {
         Ok(rel) => rel.to_string_lossy().into_owned(),
         Err(_) => abs.to_string_lossy().into_owned(),
+    }
+}
+
+/// Where `encrypt`/`decrypt` read from: a file, or standard input when no file is
+/// given (sops 3.11's `decrypt`/`encrypt` without a positional argument).
+pub(crate) struct Source<'a>(Option<&'a Path>);
+
+impl<'a> Source<'a> {
+    pub(crate) fn new(file: Option<&'a Path>) -> Self {
+        Source(file)
+    }
+
+    /// The name whose extension picks the format and `.sops.yaml` rule: the override,
+    /// else the file; empty for stdin without one, which selects binary as in sops.
+    pub(crate) fn format_name(&self, filename_override: Option<&'a Path>) -> &'a Path {
+        filename_override.or(self.0).unwrap_or(Path::new(""))
+    }
+
+    /// How errors name the input.
+    pub(crate) fn label(&self) -> &'a Path {
+        self.0.unwrap_or(Path::new("<stdin>"))
+    }
+
+    /// All of the input (exit 100 for a missing file, 2 for another read error).
+    pub(crate) fn read(&self) -> Result<Vec<u8>, CliError> {
+        match self.0 {
+            Some(path) => read_input(path),
+            None => {
+                let mut buf = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf).map_err(
+                    |source| CliError::Read {
+                        path: PathBuf::from("<stdin>"),
+                        source,
+                    },
+                )?;
+                Ok(buf)
+            }
+        }
     }
 }
 
@@ -562,6 +605,7 @@ mod tests {
                 "p",
             ],
             &["filestatus", "f.yaml"],
+            &["decrypt", "--filename-override", "x.yaml"],
         ];
         for case in cases {
             let argv: Vec<std::ffi::OsString> = std::iter::once("sopsync")
@@ -583,7 +627,8 @@ mod tests {
         for bad in [
             &["decrypt", "--help"][..],
             &["decrypt", "--nope", "f"],
-            &["decrypt"],
+            // No file reads stdin (issue 15); two files are a mistake.
+            &["decrypt", "f", "g"],
         ] {
             let argv: Vec<&str> = std::iter::once("sopsync")
                 .chain(bad.iter().copied())

@@ -223,16 +223,29 @@ impl SopsConfig {
                     cfg.stores.yaml_indent = *n as usize;
                 }
             }
-            if let Some(Value::Int(n)) = stores
-                .get("json")
-                .and_then(|y| y.as_map())
-                .and_then(|y| y.get("indent"))
-            {
-                cfg.stores.json_indent = match *n {
-                    -1 => None,
-                    n if n >= 0 => Some(n as usize),
-                    _ => return Err(err("stores.json.indent", "must be -1 (TAB) or more")),
-                };
+            // sops keeps a separate indent for the binary store's JSON (§7.5).
+            for store in ["json", "json_binary"] {
+                if let Some(Value::Int(n)) = stores
+                    .get(store)
+                    .and_then(|y| y.as_map())
+                    .and_then(|y| y.get("indent"))
+                {
+                    let indent = match *n {
+                        -1 => None,
+                        n if n >= 0 => Some(n as usize),
+                        _ => {
+                            return Err(err(
+                                format!("stores.{store}.indent"),
+                                "must be -1 (TAB) or more",
+                            ))
+                        }
+                    };
+                    if store == "json" {
+                        cfg.stores.json_indent = indent;
+                    } else {
+                        cfg.stores.json_binary_indent = indent;
+                    }
+                }
             }
         }
         Ok(cfg)

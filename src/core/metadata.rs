@@ -109,6 +109,9 @@ pub enum OtherKeyKind {
     AzureKv,
     /// HashiCorp Vault transit (`hc_vault`).
     HcVault,
+    /// HuaweiCloud KMS (`hckms`: the list name sops 3.11 writes, with the fields
+    /// `key_id`, `created_at`, `enc`).
+    HcKms,
 }
 
 impl OtherKeyKind {
@@ -119,6 +122,7 @@ impl OtherKeyKind {
             OtherKeyKind::GcpKms => "gcp_kms",
             OtherKeyKind::AzureKv => "azure_kv",
             OtherKeyKind::HcVault => "hc_vault",
+            OtherKeyKind::HcKms => "hckms",
         }
     }
 }

@@ -25,6 +25,7 @@ pub fn recipient_label(key: &MasterKey) -> String {
                     field("engine_path"),
                     field("key_name")
                 ),
+                OtherKeyKind::HcKms => field("key_id").to_string(),
             };
             format!("{}:{id}", kind.list_name())
         }

@@ -13,10 +13,14 @@ pub struct BinaryCodec {
 }
 
 impl BinaryCodec {
-    /// A codec; the JSON indent applies to the encrypted form.
+    /// A codec; `json_binary_indent` applies to the encrypted form (sops'
+    /// `stores.json_binary`, not `stores.json`).
     pub fn new(opts: &FormatOptions) -> Self {
         BinaryCodec {
-            json: JsonCodec::new(opts),
+            json: JsonCodec::new(&FormatOptions {
+                json_indent: opts.json_binary_indent,
+                ..*opts
+            }),
         }
     }
 }

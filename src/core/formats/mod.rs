@@ -74,6 +74,9 @@ pub struct FormatOptions {
     pub yaml_indent: usize,
     /// JSON indent: `None` is a TAB (sops' `-1`), `Some(n)` is n spaces.
     pub json_indent: Option<usize>,
+    /// The indent of the binary store's encrypted JSON (`stores.json_binary`), set
+    /// apart from `json_indent` as in sops; same encoding.
+    pub json_binary_indent: Option<usize>,
 }
 
 impl Default for FormatOptions {
@@ -81,6 +84,7 @@ impl Default for FormatOptions {
         FormatOptions {
             yaml_indent: 4,
             json_indent: None,
+            json_binary_indent: None,
         }
     }
 }

@@ -20,8 +20,12 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> CoreError {
     }
 }
 
-/// The key lists in the order sops collects them into a group (§5.5 step 2).
-const LISTS: [&str; 6] = ["kms", "gcp_kms", "azure_kv", "hc_vault", "pgp", "age"];
+/// The key lists in the order sops collects them into a group (§5.5 step 2). sops 3.11
+/// reads HuaweiCloud KMS entries (`hckms`) after `gcp_kms`; a list missing here would
+/// be dropped on the next rewrite, so every list sops can write is named.
+const LISTS: [&str; 7] = [
+    "kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "pgp", "age",
+];
 
 /// Reads the `sops` block. `format` tells which shape it came in (numbers in JSON).
 ///
@@ -255,6 +259,7 @@ fn read_key(list: &str, e: &Mapping, at: &str) -> Result<MasterKey, CoreError> {
                 "kms" => OtherKeyKind::Kms,
                 "gcp_kms" => OtherKeyKind::GcpKms,
                 "azure_kv" => OtherKeyKind::AzureKv,
+                "hckms" => OtherKeyKind::HcKms,
                 _ => OtherKeyKind::HcVault,
             };
             if e.get("created_at").is_some() {
@@ -289,8 +294,9 @@ pub fn metadata_to_mapping(md: &Metadata, format: Format) -> Mapping {
             .iter()
             .map(|g| {
                 let mut gm = Mapping::new();
-                // §6.2: pgp, kms, gcp_kms, azure_kv when non-empty; hc_vault, age always.
-                for list in ["pgp", "kms", "gcp_kms", "azure_kv"] {
+                // §6.2: pgp, kms, gcp_kms, hckms, azure_kv when non-empty; hc_vault, age
+                // always (sops 3.11 puts hckms after gcp_kms).
+                for list in ["pgp", "kms", "gcp_kms", "hckms", "azure_kv"] {
                     if let Some(v) = list_value(g, list) {
                         gm.push(list, v);
                     }
@@ -311,7 +317,8 @@ pub fn metadata_to_mapping(md: &Metadata, format: Format) -> Mapping {
     } else {
         md.key_groups.first().unwrap_or(&empty)
     };
-    for list in ["kms", "gcp_kms", "azure_kv", "hc_vault", "age"] {
+    // §6.1 fields 3-7, with sops 3.11's `hckms` after `gcp_kms`.
+    for list in ["kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "age"] {
         if let Some(v) = list_value(flat, list) {
             m.push(list, v);
         }
@@ -440,6 +447,41 @@ mod tests {
         let back = metadata_from_mapping(&j, Format::Json).unwrap();
         assert_eq!(back.key_groups, md.key_groups);
         assert_eq!(back.shamir_threshold, Some(3));
+    }
+
+    #[test]
+    fn hckms_entries_are_read_and_written_where_sops_puts_them() {
+        // sops 3.11 writes HuaweiCloud KMS entries as `hckms`, after `gcp_kms`, both
+        // flat and inside a key group; a rewrite must not drop them (issue 15).
+        let mut entry = Mapping::new();
+        entry.push("key_id", Value::str("tr-west-1:0d0466b0"));
+        entry.push("created_at", Value::str("2025-01-02T03:04:05Z"));
+        entry.push("enc", Value::str("aGNrbXM="));
+        let hckms = MasterKey::Other {
+            kind: OtherKeyKind::HcKms,
+            fields: entry,
+        };
+        let mut md = sample(1);
+        md.key_groups[0].keys.insert(0, hckms.clone());
+        let flat = metadata_to_mapping(&md, Format::Yaml);
+        assert_eq!(keys_of(&flat)[..2], ["hckms", "age"]);
+        assert_eq!(metadata_from_mapping(&flat, Format::Yaml).unwrap(), md);
+        let mut two = sample(2);
+        two.key_groups[1].keys.insert(0, hckms);
+        let grouped = metadata_to_mapping(&two, Format::Json);
+        let Some(Value::Seq(groups)) = grouped.get("key_groups") else {
+            panic!()
+        };
+        let SeqEntry::Value(Value::Map(g1)) = &groups.items[1] else {
+            panic!()
+        };
+        assert_eq!(keys_of(g1), ["hckms", "hc_vault", "age"]);
+        assert_eq!(
+            metadata_from_mapping(&grouped, Format::Json)
+                .unwrap()
+                .key_groups,
+            two.key_groups
+        );
     }
 
     #[test]

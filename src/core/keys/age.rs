@@ -5,10 +5,12 @@
 //! sources still work); the wrapped data key is an armored age file with a trailing
 //! newline, one recipient per entry.
 //!
-//! Choices: X25519 recipients only. The age crate's `ssh` feature would add `rsa`,
-//! `bcrypt-pbkdf`, `cbc`, `ctr` and `curve25519-dalek` to every build, and plugins
-//! need process spawning, which the pure core may not do; both are refused with a
-//! clear error.
+//! Choices: X25519 recipients, and SSH keys (`ssh-ed25519`, `ssh-rsa`) through the
+//! age crate's `ssh` feature, as sops 3.11 accepts them (issue 15). Plugins need
+//! process spawning, which the pure core may not do; they are refused with a clear
+//! error. A passphrase-protected SSH key asks for its passphrase only when one of its
+//! stanzas is tried, through a [`PassphrasePrompt`] the shell supplies (the core does
+//! no I/O).
 //!
 //! Decryption first tries [`age_file`](super::age_file), which opens the one-chunk files
 //! sops writes without the crate's streaming reader (issue 5); anything unusual goes
@@ -108,10 +110,68 @@ pub(super) fn decode_recipient(text: &str) -> Option<PublicKey> {
     .ok()
 }
 
+/// Asks the user for the passphrase of an encrypted SSH key; implemented by the shell
+/// (a terminal prompt), `None` when nobody can be asked.
+pub trait PassphrasePrompt: Send + Sync {
+    /// The passphrase for the key named `key_name` (its path).
+    fn passphrase(&self, key_name: &str) -> Option<age::secrecy::SecretString>;
+}
+
+/// The age crate's callbacks, answering only passphrase requests through a
+/// [`PassphrasePrompt`].
+#[derive(Clone)]
+struct PromptCallbacks {
+    prompt: std::sync::Arc<dyn PassphrasePrompt>,
+    key_name: String,
+}
+
+impl age::Callbacks for PromptCallbacks {
+    fn display_message(&self, _message: &str) {}
+
+    fn confirm(&self, _message: &str, _yes: &str, _no: Option<&str>) -> Option<bool> {
+        None
+    }
+
+    fn request_public_string(&self, _description: &str) -> Option<String> {
+        None
+    }
+
+    fn request_passphrase(&self, _description: &str) -> Option<age::secrecy::SecretString> {
+        self.prompt.passphrase(&self.key_name)
+    }
+}
+
+/// One SSH private key used as an age identity (sops: `SOPS_AGE_SSH_PRIVATE_KEY_FILE`,
+/// `~/.ssh/id_ed25519`, `~/.ssh/id_rsa`).
+struct SshKey {
+    name: String,
+    identity: age::ssh::Identity,
+    /// Set for a passphrase-protected key when someone can be asked.
+    prompt: Option<std::sync::Arc<dyn PassphrasePrompt>>,
+}
+
+impl SshKey {
+    /// The identity as the age crate tries it.
+    fn for_crate(&self) -> Box<dyn age::Identity + '_> {
+        match (&self.identity, &self.prompt) {
+            (age::ssh::Identity::Encrypted(_), Some(prompt)) => {
+                Box::new(self.identity.clone().with_callbacks(PromptCallbacks {
+                    prompt: prompt.clone(),
+                    key_name: self.name.clone(),
+                }))
+            }
+            _ => Box::new(self.identity.clone()),
+        }
+    }
+}
+
 /// Age identities collected from any number of sources.
 #[derive(Default)]
 pub struct AgeIdentities {
     sources: Vec<Source>,
+    ssh: Vec<SshKey>,
+    /// SSH key files that could not be used, with why (never their content).
+    ssh_failed: Vec<String>,
 }
 
 impl fmt::Debug for AgeIdentities {
@@ -152,6 +212,35 @@ impl AgeIdentities {
         });
     }
 
+    /// Adds an SSH private key file's content `pem` named `name` (its path). A
+    /// passphrase-protected key is asked for through `prompt` when one of its stanzas
+    /// is tried; without a prompt (no terminal) it is reported as unusable.
+    pub fn add_ssh_key(
+        &mut self,
+        pem: &[u8],
+        name: &str,
+        prompt: Option<std::sync::Arc<dyn PassphrasePrompt>>,
+    ) {
+        match age::ssh::Identity::from_buffer(pem, Some(name.to_string())) {
+            Ok(age::ssh::Identity::Unsupported(_)) => self
+                .ssh_failed
+                .push(format!("{name}: an SSH key type age does not support")),
+            Ok(age::ssh::Identity::Encrypted(_)) if prompt.is_none() => self.ssh_failed.push(
+                format!(
+                    "{name}: the SSH key is passphrase-protected and there is no terminal to ask for its passphrase"
+                ),
+            ),
+            Ok(identity) => self.ssh.push(SshKey {
+                name: name.to_string(),
+                identity,
+                prompt,
+            }),
+            Err(_) => self
+                .ssh_failed
+                .push(format!("{name}: not an SSH private key age can use")),
+        }
+    }
+
     /// Records a source that could not be read at all (missing file, failed command).
     pub fn add_failed_source(&mut self, source: &str, reason: &str) {
         self.sources.push(Source {
@@ -168,9 +257,9 @@ impl AgeIdentities {
         self.identities().count()
     }
 
-    /// True when no usable identity was found.
+    /// True when no usable identity (age or SSH) was found.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len() == 0 && self.ssh.is_empty()
     }
 
     fn identities(&self) -> impl Iterator<Item = &X25519Identity> {
@@ -236,15 +325,19 @@ impl KeyBackend for AgeIdentities {
         let identities: Vec<&X25519Identity> = self.identities().collect();
         match age_file::open(enc, recipient, &identities) {
             Opened::Plaintext(plaintext) => return Ok(Some(plaintext)),
-            Opened::NotForUs => return Ok(None),
-            Opened::Unusual => {}
+            // The direct path knows X25519 stanzas only; SSH ones go to the crate.
+            Opened::NotForUs if self.ssh.is_empty() => return Ok(None),
+            Opened::NotForUs | Opened::Unusual => {}
         }
         let decryptor = age::Decryptor::new(ArmoredReader::new(enc.as_bytes()))
             .map_err(|e| corrupt(e.to_string()))?;
+        let ssh: Vec<Box<dyn age::Identity + '_>> =
+            self.ssh.iter().map(SshKey::for_crate).collect();
         let mut reader = match decryptor.decrypt(
             identities
                 .iter()
-                .map(|i| &i.for_crate as &dyn age::Identity),
+                .map(|i| &i.for_crate as &dyn age::Identity)
+                .chain(ssh.iter().map(|b| b.as_ref())),
         ) {
             Ok(r) => r,
             Err(age::DecryptError::NoMatchingKeys) => return Ok(None),
@@ -258,11 +351,11 @@ impl KeyBackend for AgeIdentities {
     }
 
     fn describe(&self) -> String {
-        if self.sources.is_empty() {
+        if self.sources.is_empty() && self.ssh.is_empty() && self.ssh_failed.is_empty() {
             return "no age identities (set SOPS_AGE_KEY, SOPS_AGE_KEY_FILE or SOPS_AGE_KEY_CMD)"
                 .into();
         }
-        let parts: Vec<String> = self
+        let mut parts: Vec<String> = self
             .sources
             .iter()
             .map(|s| match &s.parsed {
@@ -275,15 +368,28 @@ impl KeyBackend for AgeIdentities {
                 Err(e) => format!("unusable source: {e}"),
             })
             .collect();
+        parts.extend(self.ssh.iter().map(|k| format!("SSH key {}", k.name)));
+        parts.extend(
+            self.ssh_failed
+                .iter()
+                .map(|why| format!("unusable SSH key: {why}")),
+        );
         parts.join("; ")
     }
 }
 
-/// An age recipient sopsync can encrypt to (X25519, `age1…`).
+/// An age recipient sopsync can encrypt to: X25519 (`age1…`) or an SSH public key
+/// (`ssh-ed25519 …`, `ssh-rsa …`).
 #[derive(Clone)]
 pub struct AgeRecipient {
     text: String,
-    inner: age::x25519::Recipient,
+    inner: RecipientKey,
+}
+
+#[derive(Clone)]
+enum RecipientKey {
+    X25519(age::x25519::Recipient),
+    Ssh(age::ssh::Recipient),
 }
 
 impl PartialEq for AgeRecipient {
@@ -315,12 +421,30 @@ impl AgeRecipient {
             reason: reason.to_string(),
         };
         if text.starts_with("ssh-") {
-            return Err(bad(
-                "SSH recipients are not supported by sopsync; use an age1… key",
-            ));
+            // As sops (age/keysource.go): an SSH public key line, comment allowed.
+            let inner = age::ssh::Recipient::from_str(text).map_err(|e| {
+                bad(&match e {
+                    age::ssh::ParseRecipientKeyError::RsaModulusTooSmall => {
+                        "the ssh-rsa key is shorter than 2048 bits".to_string()
+                    }
+                    age::ssh::ParseRecipientKeyError::RsaModulusTooLarge => {
+                        "the ssh-rsa key is too large".to_string()
+                    }
+                    age::ssh::ParseRecipientKeyError::Unsupported(kind) => {
+                        format!("{kind} keys cannot be age recipients (use ssh-ed25519 or ssh-rsa)")
+                    }
+                    _ => "not a valid SSH public key".to_string(),
+                })
+            })?;
+            return Ok(AgeRecipient {
+                text: text.to_string(),
+                inner: RecipientKey::Ssh(inner),
+            });
         }
         if !text.starts_with("age1") {
-            return Err(bad("expected an age1… X25519 recipient"));
+            return Err(bad(
+                "expected an age1… X25519 recipient or an SSH public key",
+            ));
         }
         if text.matches('1').count() > 1 {
             return Err(bad("age plugin recipients are not supported by sopsync"));
@@ -328,7 +452,7 @@ impl AgeRecipient {
         let inner = age::x25519::Recipient::from_str(text).map_err(bad)?;
         Ok(AgeRecipient {
             text: text.to_string(),
-            inner,
+            inner: RecipientKey::X25519(inner),
         })
     }
 
@@ -343,9 +467,12 @@ impl AgeRecipient {
             recipient: self.text.clone(),
             reason,
         };
-        let encryptor =
-            age::Encryptor::with_recipients(std::iter::once(&self.inner as &dyn age::Recipient))
-                .map_err(|e| fail(e.to_string()))?;
+        let recipient: &dyn age::Recipient = match &self.inner {
+            RecipientKey::X25519(r) => r,
+            RecipientKey::Ssh(r) => r,
+        };
+        let encryptor = age::Encryptor::with_recipients(std::iter::once(recipient))
+            .map_err(|e| fail(e.to_string()))?;
         let mut out = Vec::new();
         let armor = ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor)
             .map_err(|e| fail(e.to_string()))?;
@@ -431,6 +558,7 @@ mod tests {
     #[test]
     fn unsupported_recipients_are_refused_clearly() {
         assert!(AgeRecipient::parse("ssh-ed25519 AAAA x").is_err());
+        assert!(AgeRecipient::parse("ssh-dss AAAAB3NzaC1kc3M x").is_err());
         assert!(AgeRecipient::parse("age1yubikey1qqq").is_err());
         assert!(AgeRecipient::parse("nope").is_err());
     }

@@ -11,7 +11,7 @@ mod age_file;
 use super::metadata::MasterKey;
 use zeroize::Zeroizing;
 
-pub use self::age::{AgeIdentities, AgeRecipient};
+pub use self::age::{AgeIdentities, AgeRecipient, PassphrasePrompt};
 
 /// A key backend failure. Never carries key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
