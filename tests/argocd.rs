@@ -297,12 +297,13 @@ fn safe_mode_sops_secrets_reconciled_by_the_controller_equal_what_secrets_mode_r
     use crate::support::cluster::{wait_until, Cluster};
     let cluster = Cluster::new(&[]);
     cluster.key_secret("prod");
+    cluster.key_secret("payments");
     let app = empty_app();
     std::fs::write(app.dir.join("cm.yaml"), CONFIGMAP).unwrap();
-    // A typed Secret with its own namespace and stringData, and an Opaque one with
-    // base64 data that takes the app's namespace.
+    // A typed Secret with its own namespace (not the app's) and stringData, and an
+    // Opaque one with base64 data that takes the app's namespace (prod).
     let db = format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n    name: db\n    namespace: prod\n\
+        "apiVersion: v1\nkind: Secret\nmetadata:\n    name: db\n    namespace: payments\n\
          type: kubernetes.io/basic-auth\nstringData:\n    username: app\n    password: {CANARY}-db\n"
     );
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{CANARY}-api"));
@@ -328,16 +329,19 @@ fn safe_mode_sops_secrets_reconciled_by_the_controller_equal_what_secrets_mode_r
         "no Secret in safe mode"
     );
 
-    // Apply what Argo CD would: each SopsSecret as it came out of the plugin.
+    // Apply what Argo CD would: each SopsSecret as it came out of the plugin, in the
+    // Application's destination namespace when it names none.
     let rt = cluster
         .fake
         .resource_type_raw("sopsync.io", "v1alpha1", "sopssecrets");
     let mut applied = 0;
     for doc in safe_docs.iter().filter(|d| d["kind"] == "SopsSecret") {
-        let ns = doc["metadata"]["namespace"].as_str().expect("namespace");
+        let ns = doc["metadata"]["namespace"].as_str().unwrap_or("prod");
         let name = doc["metadata"]["name"].as_str().expect("name");
         cluster.fake.ensure_namespace(ns);
-        cluster.fake.put_raw(&rt, ns, name, doc.clone());
+        let mut object = doc.clone();
+        object["metadata"]["namespace"] = serde_json::Value::from(ns);
+        cluster.fake.put_raw(&rt, ns, name, object);
         applied += 1;
     }
     assert_eq!(applied, 2, "one SopsSecret per SOPS Secret manifest");
