@@ -6,7 +6,9 @@ use crate::support::{run_with_deadline, sopsync, tempdir};
 use base64::Engine;
 use sha2::Digest;
 use sopsync::core::formats::{codec, Format, FormatOptions};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
 const CONFIGMAP: &str =
@@ -38,14 +40,18 @@ fn encrypt_secret(out: &Path) {
     std::fs::write(out, bytes).unwrap();
 }
 
-struct App {
+/// An app directory as argocd-cmp-server hands it to a plugin, with its own TMPDIR and
+/// a `bin` directory first on PATH holding `sopsync` (the binary under test).
+pub struct App {
     _root: tempfile::TempDir,
-    dir: PathBuf,
+    /// The app's source directory (the plugin's working directory).
+    pub dir: PathBuf,
     tmp: PathBuf,
     bin: PathBuf,
 }
 
-fn app() -> App {
+/// An empty app directory.
+fn empty_app() -> App {
     let root = tempdir();
     let dir = root.path().join("app");
     let tmp = root.path().join("tmp");
@@ -53,8 +59,7 @@ fn app() -> App {
     for d in [&dir, &tmp, &bin] {
         std::fs::create_dir_all(d).unwrap();
     }
-    std::fs::write(dir.join("cm.yaml"), CONFIGMAP).unwrap();
-    encrypt_secret(&dir.join("db.enc.yaml"));
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_sopsync"), bin.join("sopsync")).unwrap();
     App {
         _root: root,
         dir,
@@ -63,12 +68,22 @@ fn app() -> App {
     }
 }
 
-/// `sopsync argocd generate` as the CMP server runs it.
-fn generate(app: &App, mode: &str, extra: &[(&str, &str)]) -> std::process::Output {
-    let mut c = sopsync();
+/// A plain ConfigMap and a SOPS Secret manifest (keys-example recipient).
+pub fn app() -> App {
+    let app = empty_app();
+    std::fs::write(app.dir.join("cm.yaml"), CONFIGMAP).unwrap();
+    encrypt_secret(&app.dir.join("db.enc.yaml"));
+    app
+}
+
+/// The environment argocd-cmp-server gives a plugin command (the CMP build
+/// environment, the mode in `ARGOCD_ENV_SOPSYNC_MODE`, the sidecar's age key), run in
+/// the app directory with nothing inherited.
+pub fn as_cmp_server_runs<'c>(c: &'c mut Command, app: &App, mode: &str) -> &'c mut Command {
+    let path = format!("{}:/usr/bin:/bin", app.bin.display());
     c.env_clear()
         .current_dir(&app.dir)
-        .env("PATH", "/usr/bin:/bin")
+        .env("PATH", path)
         .env("TMPDIR", &app.tmp)
         .env("ARGOCD_APP_NAME", "web")
         .env("ARGOCD_APP_NAMESPACE", "prod")
@@ -79,7 +94,12 @@ fn generate(app: &App, mode: &str, extra: &[(&str, &str)]) -> std::process::Outp
         .env("ARGOCD_ENV_SOPSYNC_MODE", mode)
         .env("SOPS_AGE_KEY_FILE", age_key_file())
         .env("SOPSYNC_HELM", helm_shim(&app.bin))
-        .args(["argocd", "generate"]);
+}
+
+/// `sopsync argocd generate` as the CMP server runs it.
+fn generate(app: &App, mode: &str, extra: &[(&str, &str)]) -> std::process::Output {
+    let mut c = sopsync();
+    as_cmp_server_runs(&mut c, app, mode).args(["argocd", "generate"]);
     for (k, v) in extra {
         c.env(k, v);
     }
@@ -223,4 +243,134 @@ fn helm_mode_renders_the_chart_with_decrypted_values_and_argo_cds_capabilities()
     assert!(out.contains("kube: \"v1.31.2\""), "--kube-version: {out}");
     assert_eq!(files_holding(&app.dir, CANARY), Vec::<String>::new());
     assert_eq!(files_holding(&app.tmp, CANARY), Vec::<String>::new());
+}
+
+/// Every document of a YAML stream as JSON (read with our own codec).
+pub fn documents(yaml: &str) -> Vec<serde_json::Value> {
+    let opts = FormatOptions::default();
+    let json = codec(Format::Json, &opts);
+    codec(Format::Yaml, &opts)
+        .parse_plain(yaml.as_bytes())
+        .expect("YAML")
+        .iter()
+        .filter(|d| !d.entries.is_empty())
+        .map(|d| {
+            let bytes = json.emit_plain(std::slice::from_ref(d)).expect("as JSON");
+            serde_json::from_slice(&bytes).expect("JSON")
+        })
+        .collect()
+}
+
+/// (namespace, name) -> (type, data as base64) of a Secret.
+type SecretView = std::collections::BTreeMap<(String, String), (String, BTreeMap<String, String>)>;
+
+fn rendered_secrets(docs: &[serde_json::Value]) -> SecretView {
+    docs.iter()
+        .filter(|d| d["kind"] == "Secret")
+        .map(|d| {
+            let data = d["data"]
+                .as_object()
+                .expect("a rendered Secret has data")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().expect("base64").to_string()))
+                .collect();
+            (
+                (
+                    d["metadata"]["namespace"]
+                        .as_str()
+                        .expect("namespace")
+                        .into(),
+                    d["metadata"]["name"].as_str().expect("name").into(),
+                ),
+                (d["type"].as_str().unwrap_or("Opaque").to_string(), data),
+            )
+        })
+        .collect()
+}
+
+/// Issue 13: `safe` mode hands Argo CD only ciphertext, and loses nothing on the way:
+/// its SopsSecret objects, applied to a cluster (the fake API server) and reconciled by
+/// the real controller, yield Secrets with the same name, namespace, type and data as
+/// `secrets` mode renders for the same app.
+#[test]
+fn safe_mode_sops_secrets_reconciled_by_the_controller_equal_what_secrets_mode_renders() {
+    use crate::support::cluster::{wait_until, Cluster};
+    let cluster = Cluster::new(&[]);
+    cluster.key_secret("prod");
+    cluster.key_secret("payments");
+    let app = empty_app();
+    std::fs::write(app.dir.join("cm.yaml"), CONFIGMAP).unwrap();
+    // A typed Secret with its own namespace (not the app's) and stringData, and an
+    // Opaque one with base64 data that takes the app's namespace (prod).
+    let db = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n    name: db\n    namespace: payments\n\
+         type: kubernetes.io/basic-auth\nstringData:\n    username: app\n    password: {CANARY}-db\n"
+    );
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{CANARY}-api"));
+    let api = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n    name: api\ntype: Opaque\ndata:\n    token: {token}\n"
+    );
+    std::fs::write(app.dir.join("db.enc.yaml"), cluster.sops_encrypt(&db)).unwrap();
+    std::fs::write(app.dir.join("api.enc.yaml"), cluster.sops_encrypt(&api)).unwrap();
+    let key = cluster.key_file.to_str().expect("utf-8 path");
+    let sidecar_key = [("SOPS_AGE_KEY_FILE", key)];
+
+    let expected = rendered_secrets(&documents(&ok_stdout(&generate(
+        &app,
+        "secrets",
+        &sidecar_key,
+    ))));
+    assert_eq!(expected.len(), 2, "{expected:?}");
+    let safe = ok_stdout(&generate(&app, "safe", &sidecar_key));
+    assert!(!safe.contains(CANARY) && !safe.contains(&token));
+    let safe_docs = documents(&safe);
+    assert!(
+        rendered_secrets(&safe_docs).is_empty(),
+        "no Secret in safe mode"
+    );
+
+    // Apply what Argo CD would: each SopsSecret as it came out of the plugin, in the
+    // Application's destination namespace when it names none.
+    let rt = cluster
+        .fake
+        .resource_type_raw("sopsync.io", "v1alpha1", "sopssecrets");
+    let mut applied = 0;
+    for doc in safe_docs.iter().filter(|d| d["kind"] == "SopsSecret") {
+        let ns = doc["metadata"]["namespace"].as_str().unwrap_or("prod");
+        let name = doc["metadata"]["name"].as_str().expect("name");
+        cluster.fake.ensure_namespace(ns);
+        let mut object = doc.clone();
+        object["metadata"]["namespace"] = serde_json::Value::from(ns);
+        cluster.fake.put_raw(&rt, ns, name, object);
+        applied += 1;
+    }
+    assert_eq!(applied, 2, "one SopsSecret per SOPS Secret manifest");
+
+    let ctl = cluster.controller("safe", &[]);
+    let in_cluster = || -> SecretView {
+        expected
+            .keys()
+            .filter_map(|(ns, name)| {
+                let s = cluster.secret(ns, name)?;
+                let data = s
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            base64::engine::general_purpose::STANDARD.encode(&v.0),
+                        )
+                    })
+                    .collect();
+                let type_ = s.type_.unwrap_or_else(|| "Opaque".into());
+                Some(((ns.clone(), name.clone()), (type_, data)))
+            })
+            .collect()
+    };
+    wait_until("the controller made both Secrets", &ctl, || {
+        in_cluster().len() == expected.len()
+    });
+    assert_eq!(in_cluster(), expected);
+    ctl.assert_no_canary();
 }

@@ -600,6 +600,16 @@ networkPolicy:
       ipBlocks: [{cidr: 203.0.113.0/24}, {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}]
       ports: [22, 443]
     apiServer: {cidrs: [192.0.2.10/32], ports: [6443]}
+argocd:
+  namespace: argo
+  cmp:
+    enabled: true
+    pluginName: sopsync-safe
+    discover: {find: {glob: "**/*.enc.yaml"}}
+    image: {repository: registry.example/sopsync-cmp, tag: "1.2.3"}
+    ageKey: {existingSecret: cmp-key, key: cmp.agekey}
+    tmpSizeLimit: 1Gi
+    resources: {limits: {memory: 128Mi}}
 "#,
     )
     .expect("write values");
@@ -611,6 +621,7 @@ networkPolicy:
         "NetworkPolicy",
         "PodDisruptionBudget",
         "Role",
+        "ConfigMap",
     ] {
         assert!(all.contains(kind), "{kind} in {all:?}");
     }
@@ -636,5 +647,355 @@ fn the_chart_readme_values_table_is_generated_from_values_yaml_and_current() {
         "| `resources` | object |",
     ] {
         assert!(readme.contains(row), "{row}");
+    }
+}
+
+/// The chart's Argo CD ConfigMap (`argocd.cmp.enabled`), rendered as release `sopsync`
+/// with `set`, and its two entries parsed: (ConfigMap, plugin.yaml, argo-cd values).
+fn argocd_cmp(set: &[&str]) -> (Value, Value, Value, String) {
+    let mut args = vec!["--set", "argocd.cmp.enabled=true"];
+    for s in set {
+        args.extend(["--set", s]);
+    }
+    let docs = crate::support::cluster::helm_template("sopsync-system", &args);
+    let cm = one(&docs, "ConfigMap").clone();
+    let entry = |key: &str| -> (Value, String) {
+        let text = cm["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("the ConfigMap has {key}: {cm}"))
+            .to_string();
+        let parsed = crate::argocd::documents(&text);
+        assert_eq!(parsed.len(), 1, "{key} is one YAML document");
+        (parsed[0].clone(), text)
+    };
+    let (plugin, _) = entry("plugin.yaml");
+    let (values, values_text) = entry("argo-cd-values.yaml");
+    (cm, plugin, values, values_text)
+}
+
+/// Issue 13: the Argo CD plugin is opt-in; its plugin.yaml is a ConfigManagementPlugin
+/// (Argo CD docs, operator-manual/config-management-plugins) whose `init` and
+/// `generate` commands, run as argocd-cmp-server runs them, are `sopsync argocd` and
+/// print the app's manifests, and it announces the `mode` and `valueFiles` parameters.
+#[test]
+fn the_argocd_plugin_is_opt_in_and_its_plugin_yaml_runs_sopsync_argocd_generate() {
+    let default = template(&[]);
+    assert!(!kinds(&default).contains("ConfigMap"), "off by default");
+
+    let (cm, plugin, _, _) = argocd_cmp(&[]);
+    assert_eq!(
+        cm["metadata"]["namespace"], "argocd",
+        "beside the repo-server"
+    );
+    assert_eq!(cm["metadata"]["name"], "sopsync-argocd-cmp");
+    assert_eq!(plugin["apiVersion"], "argoproj.io/v1alpha1");
+    assert_eq!(plugin["kind"], "ConfigManagementPlugin");
+    assert_eq!(plugin["metadata"]["name"], "sopsync");
+    assert_eq!(
+        plugin["spec"].get("version"),
+        None,
+        "the name alone selects it"
+    );
+    assert_eq!(
+        plugin["spec"]["discover"],
+        json!({"fileName": "./.sops.yaml"})
+    );
+    let params = plugin["spec"]["parameters"]["static"]
+        .as_array()
+        .expect("static parameter announcements");
+    assert_eq!(params[0]["name"], "mode");
+    assert_eq!(
+        params[0]["string"], "safe",
+        "the default the plugin applies"
+    );
+    assert_eq!(params[1]["name"], "valueFiles");
+    assert_eq!(params[1]["collectionType"], "array");
+    let command = |step: &str| -> Vec<String> {
+        plugin["spec"][step]["command"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{step}.command"))
+            .iter()
+            .map(|a| a.as_str().expect("string").to_string())
+            .collect()
+    };
+    assert_eq!(command("generate"), ["sopsync", "argocd", "generate"]);
+
+    // Run both commands exactly as written, found on PATH as in the sidecar.
+    let app = crate::argocd::app();
+    let run_step = |step: &str| {
+        let argv = command(step);
+        let mut c = Command::new(&argv[0]);
+        crate::argocd::as_cmp_server_runs(&mut c, &app, "safe").args(&argv[1..]);
+        crate::support::run_with_deadline(&mut c, std::time::Duration::from_secs(60))
+    };
+    let init = run_step("init");
+    assert!(init.status.success() && init.stdout.is_empty(), "{init:?}");
+    let generated = run_step("generate");
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let out = String::from_utf8(generated.stdout).expect("utf-8");
+    assert!(
+        out.contains("kind: ConfigMap") && out.contains("kind: SopsSecret"),
+        "{out}"
+    );
+
+    // `discover: null` claims no app: only Applications naming the plugin use it.
+    let (_, explicit, _, _) = argocd_cmp(&["argocd.cmp.discover=null"]);
+    assert_eq!(explicit["spec"].get("discover"), None);
+}
+
+/// Issue 13: the repo-server sidecar, as values for the argo-cd chart: Argo CD's uid
+/// 999, a read-only root, argocd-cmp-server as its entrypoint, plugin.yaml from the
+/// chart's ConfigMap, its own /tmp (HELM_CACHE_HOME) and the age key from a Secret; the
+/// health check is the shipped Lua file; examples/argocd-values.yaml is this output.
+#[test]
+fn the_sidecar_snippet_runs_as_argo_cds_uid_read_only_with_the_key_from_a_secret() {
+    let (cm, _, values, text) = argocd_cmp(&["argocd.cmp.ageKey.existingSecret=sopsync-age-key"]);
+    let sidecars = values["repoServer"]["extraContainers"]
+        .as_array()
+        .expect("repoServer.extraContainers");
+    assert_eq!(sidecars.len(), 1);
+    let c = &sidecars[0];
+    assert_eq!(c["command"], json!(["/var/run/argocd/argocd-cmp-server"]));
+    assert_eq!(c["image"], "ghcr.io/sopsync/sopsync:0.1.0");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsUser"], 999);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    let env: BTreeMap<String, String> = c["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().expect("name").into(),
+                e["value"].as_str().expect("value").into(),
+            )
+        })
+        .collect();
+    assert_eq!(env["SOPS_AGE_KEY_FILE"], "/etc/sopsync/age/age.agekey");
+    assert!(env["HELM_CACHE_HOME"].starts_with("/tmp/"));
+    let mounts: BTreeMap<String, Value> = c["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .map(|m| (m["mountPath"].as_str().expect("path").into(), m.clone()))
+        .collect();
+    assert_eq!(mounts["/var/run/argocd"]["name"], "var-files");
+    assert_eq!(mounts["/home/argocd/cmp-server/plugins"]["name"], "plugins");
+    let config = &mounts["/home/argocd/cmp-server/config/plugin.yaml"];
+    assert_eq!(config["subPath"], "plugin.yaml");
+    assert_eq!(mounts["/etc/sopsync/age"]["readOnly"], true);
+    let volumes: BTreeMap<String, Value> = values["repoServer"]["volumes"]
+        .as_array()
+        .expect("repoServer.volumes")
+        .iter()
+        .map(|v| (v["name"].as_str().expect("name").into(), v.clone()))
+        .collect();
+    assert_eq!(
+        volumes[config["name"].as_str().expect("name")]["configMap"]["name"],
+        cm["metadata"]["name"],
+        "plugin.yaml comes from the chart's ConfigMap"
+    );
+    let tmp = &volumes[mounts["/tmp"]["name"].as_str().expect("name")];
+    assert!(tmp["emptyDir"].is_object(), "{tmp}");
+    let key = &volumes[mounts["/etc/sopsync/age"]["name"].as_str().expect("name")];
+    assert_eq!(key["secret"]["secretName"], "sopsync-age-key");
+    // Every mount but the repo-server's own two volumes is declared.
+    for (path, m) in &mounts {
+        let name = m["name"].as_str().expect("name");
+        assert!(
+            volumes.contains_key(name) || ["var-files", "plugins"].contains(&name),
+            "{path}: volume {name} is not declared"
+        );
+    }
+    let lua = std::fs::read_to_string(chart_dir().join("files/sopssecret-health.lua"))
+        .expect("the health check");
+    assert_eq!(
+        values["configs"]["cm"]["resource.customizations.health.sopsync.io_SopsSecret"]
+            .as_str()
+            .expect("the health check in argocd-cm"),
+        lua
+    );
+    // Without a key the sidecar mounts none (mode safe needs none).
+    let (_, _, keyless, _) = argocd_cmp(&[]);
+    let keyless = keyless.to_string();
+    assert!(!keyless.contains("SOPS_AGE_KEY_FILE") && !keyless.contains("/etc/sopsync/age"));
+
+    let example = crate::support::project_root().join("examples/argocd-values.yaml");
+    assert!(
+        std::fs::read_to_string(&example).ok().as_deref() == Some(text.as_str()),
+        "examples/argocd-values.yaml is not what the chart renders; regenerate it with \
+         `helm template sopsync charts/sopsync --set argocd.cmp.enabled=true --set \
+         argocd.cmp.ageKey.existingSecret=sopsync-age-key` (the ConfigMap's \
+         argo-cd-values.yaml entry):\n{text}"
+    );
+}
+
+/// Issue 13: the new `argocd` section refuses unknown keys like the chart's others.
+#[test]
+fn the_values_schema_refuses_a_typo_in_the_argocd_section() {
+    for (set, helm_says) in [
+        (
+            "argocd.cmp.enabeld=true",
+            "at '/argocd/cmp': additional properties 'enabeld' not allowed",
+        ),
+        (
+            "argocd.cmp.ageKey.existingSecert=k",
+            "at '/argocd/cmp/ageKey': additional properties 'existingSecert' not allowed",
+        ),
+        ("argocd.cmp.enabled=yes", "at '/argocd/cmp/enabled'"),
+    ] {
+        let err = template_error(&["--set", set]);
+        assert!(
+            err.contains("values don't meet the specifications of the schema")
+                && err.contains(helm_says),
+            "--set {set}: {err}"
+        );
+    }
+}
+
+/// Runs the shipped health check under Debian's `lua5.1` as Argo CD runs it in
+/// gopher-lua: the object in the global `obj`, only the base and table libraries, and
+/// no string methods. Returns (status, message).
+fn health_of(object: &Value) -> (String, String) {
+    fn lua_literal(v: &Value) -> String {
+        match v {
+            Value::Null => "nil".into(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => format!("{s:?}"),
+            Value::Array(a) => {
+                let items: Vec<String> = a.iter().map(lua_literal).collect();
+                format!("{{{}}}", items.join(", "))
+            }
+            Value::Object(o) => {
+                let items: Vec<String> = o
+                    .iter()
+                    .map(|(k, v)| format!("[{k:?}] = {}", lua_literal(v)))
+                    .collect();
+                format!("{{{}}}", items.join(", "))
+            }
+        }
+    }
+    let dir = tempdir();
+    let driver = dir.path().join("driver.lua");
+    let script = chart_dir().join("files/sopssecret-health.lua");
+    std::fs::write(
+        &driver,
+        format!(
+            r#"local chunk = assert(loadfile({script:?}))
+local env = {{ obj = {obj}, table = table }}
+for _, name in ipairs({{"assert", "error", "ipairs", "next", "pairs", "pcall", "select",
+    "tonumber", "tostring", "type", "unpack"}}) do
+  env[name] = _G[name]
+end
+setfenv(chunk, env)
+local strings = getmetatable("")
+strings.__index = nil
+local hs = chunk()
+strings.__index = string
+io.write(hs.status, "\n", hs.message, "\n")
+"#,
+            script = script.display().to_string(),
+            obj = lua_literal(object),
+        ),
+    )
+    .expect("write the driver");
+    let out = run_ok(Command::new(tool("lua5.1")).arg(&driver));
+    let text = String::from_utf8(out).expect("utf-8");
+    let (status, message) = text.split_once('\n').expect("two lines");
+    (status.into(), message.trim_end_matches('\n').into())
+}
+
+fn sops_secret(generation: i64, status: Value) -> Value {
+    json!({"apiVersion": "sopsync.io/v1alpha1", "kind": "SopsSecret",
+           "metadata": {"name": "db", "namespace": "prod", "generation": generation},
+           "spec": {"encrypted": "..."}, "status": status})
+}
+
+fn condition(type_: &str, status: &str, reason: &str, message: &str, generation: i64) -> Value {
+    json!({"type": type_, "status": status, "reason": reason, "message": message,
+           "lastTransitionTime": "2025-01-01T00:00:00Z", "observedGeneration": generation})
+}
+
+/// Issue 13: the SopsSecret health check (charts/sopsync/files/sopssecret-health.lua)
+/// turns the controller's status into Argo CD's health: Healthy when Ready is True for
+/// the current generation, Degraded with the message when Ready is False, Progressing
+/// while there is no status, while the status is for an older generation, and while
+/// the controller retries.
+#[test]
+fn the_sopssecret_health_check_maps_the_controllers_status_to_argo_cd_health() {
+    let ready = |g| condition("Ready", "True", "Synced", "1 Secret in sync", g);
+    let cases = [
+        (
+            sops_secret(
+                2,
+                json!({"observedGeneration": 2, "conditions": [ready(2)]}),
+            ),
+            ("Healthy", "1 Secret in sync"),
+        ),
+        (
+            sops_secret(
+                2,
+                json!({"observedGeneration": 2, "conditions": [
+                    condition("Ready", "False", "DecryptFailed", "db.yaml: MAC mismatch", 2),
+                    condition("Stalled", "True", "DecryptFailed", "db.yaml: MAC mismatch", 2)]}),
+            ),
+            ("Degraded", "db.yaml: MAC mismatch"),
+        ),
+        (
+            json!({"apiVersion": "sopsync.io/v1alpha1", "kind": "SopsSecret",
+                   "metadata": {"name": "db", "generation": 1}}),
+            (
+                "Progressing",
+                "Waiting for the sopsync controller to reconcile",
+            ),
+        ),
+        (
+            sops_secret(
+                3,
+                json!({"observedGeneration": 2, "conditions": [ready(2)]}),
+            ),
+            (
+                "Progressing",
+                "Waiting for the sopsync controller to observe generation 3",
+            ),
+        ),
+        (
+            sops_secret(
+                2,
+                json!({"observedGeneration": 2, "conditions": [
+                    condition("Ready", "False", "ApiError", "apply db: 503", 2),
+                    condition("Reconciling", "True", "ApiError", "apply db: 503", 2)]}),
+            ),
+            ("Progressing", "apply db: 503"),
+        ),
+        (
+            sops_secret(
+                2,
+                json!({"observedGeneration": 2, "conditions": [condition(
+                    "Ready",
+                    "False",
+                    "Suspended",
+                    "spec.suspend is true: nothing is synced",
+                    2
+                )]}),
+            ),
+            ("Suspended", "spec.suspend is true: nothing is synced"),
+        ),
+    ];
+    for (object, (status, message)) in cases {
+        assert_eq!(
+            health_of(&object),
+            (status.to_string(), message.to_string()),
+            "{}",
+            object["status"]
+        );
     }
 }
