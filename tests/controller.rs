@@ -8,7 +8,6 @@
 use crate::support::cluster::*;
 use crate::support::fake_apiserver::{Fault, Match};
 use crate::support::run_ok;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use serde_json::{json, Value};
@@ -460,41 +459,16 @@ fn a_signed_push_webhook_syncs_at_once_and_a_bad_signature_is_rejected() {
     ctl.assert_no_canary();
 }
 
-fn lease_holder(c: &Cluster) -> Option<String> {
-    c.fake
-        .get::<Lease>("default", "sopsync")
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
-}
-
 #[test]
 fn with_leader_election_only_the_leader_writes_and_a_standby_takes_over() {
     let c = Cluster::new(&[("db.yaml", &db("one"))]);
     c.key_secret("team-a");
     c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
-    let elect = |id: &str| {
-        c.controller(
-            id,
-            &[
-                "--leader-elect",
-                "--lease-name",
-                "sopsync",
-                "--lease-namespace",
-                "default",
-                "--identity",
-                id,
-                "--lease-duration",
-                "4",
-                "--lease-grace",
-                "2",
-            ],
-        )
-    };
+    let elect = |id: &str| c.elected(id);
     let mut instances = vec![elect("c1"), elect("c2")];
     let first = c.head();
     wait_applied(&c, &instances[0], "team-a", "apps", &first);
-    let leader_id = lease_holder(&c).expect("a lease holder");
+    let leader_id = c.lease_holder().expect("a lease holder");
     let (leader, standby) = if leader_id == "c1" { (0, 1) } else { (1, 0) };
     assert_eq!(instances[leader].metric("sopsync_leader"), 1.0);
     assert_eq!(instances[standby].metric("sopsync_leader"), 0.0);
@@ -525,7 +499,7 @@ fn with_leader_election_only_the_leader_writes_and_a_standby_takes_over() {
     );
     let next = if leader_id == "c1" { "c2" } else { "c1" };
     wait_until("the standby holds the lease", &instances[standby], || {
-        lease_holder(&c).as_deref() == Some(next)
+        c.lease_holder().as_deref() == Some(next)
     });
     let second = c.commit(&[("db.yaml", Some(&db("two")))]);
     wait_applied(&c, &instances[standby], "team-a", "apps", &second);
@@ -539,7 +513,7 @@ fn with_leader_election_only_the_leader_writes_and_a_standby_takes_over() {
     instances.push(elect("c3"));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        lease_holder(&c).as_deref(),
+        c.lease_holder().as_deref(),
         Some(next),
         "c3 waits as a standby"
     );
@@ -548,7 +522,7 @@ fn with_leader_election_only_the_leader_writes_and_a_standby_takes_over() {
     dead.child.wait().expect("reaped");
     let c3 = instances.last().expect("c3");
     wait_until("c3 holds the expired lease", c3, || {
-        lease_holder(&c).as_deref() == Some("c3")
+        c.lease_holder().as_deref() == Some("c3")
     });
     let third = c.commit(&[("db.yaml", Some(&db("three")))]);
     wait_applied(&c, c3, "team-a", "apps", &third);

@@ -156,19 +156,7 @@ pub(super) fn run_updatekeys(ctx: &Context, a: UpdateKeysArgs) -> Result<(), Cli
                 path.display()
             ))
         })?;
-    let groups: Vec<Vec<Recipient>> = rule
-        .age_groups
-        .iter()
-        .map(|g| {
-            g.iter()
-                .map(|s| {
-                    AgeRecipient::parse(s)
-                        .map(Recipient::Age)
-                        .map_err(|e| CliError::Config(format!("invalid age recipient `{s}`: {e}")))
-                })
-                .collect()
-        })
-        .collect::<Result<_, _>>()?;
+    let groups = super::repo_keys::parse_groups(&rule.age_groups)?;
     if groups.is_empty() {
         return Err(CliError::NoRecipients);
     }

@@ -6,39 +6,11 @@
 
 use crate::support::cluster::*;
 use crate::support::fake_apiserver::{Fault, Match};
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-fn lease_holder(c: &Cluster) -> Option<String> {
-    c.fake
-        .get::<Lease>("default", "sopsync")
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
-}
-
-fn elect(c: &Cluster, id: &str) -> ControllerProcess {
-    c.controller(
-        id,
-        &[
-            "--leader-elect",
-            "--lease-name",
-            "sopsync",
-            "--lease-namespace",
-            "default",
-            "--identity",
-            id,
-            "--lease-duration",
-            "4",
-            "--lease-grace",
-            "2",
-        ],
-    )
-}
 
 #[test]
 fn a_leader_is_not_ready_until_its_caches_sync_and_a_standby_is_ready_while_it_waits() {
@@ -48,9 +20,9 @@ fn a_leader_is_not_ready_until_its_caches_sync_and_a_standby_is_ready_while_it_w
     // The SecretSource informer cannot list: the leader's caches never sync.
     let blocked = Match::verb("list").resource("secretsources");
     c.fake.fail_always(blocked, Fault::Status(500));
-    let leader = elect(&c, "c1");
+    let leader = c.elected("c1");
     wait_until("c1 holds the lease", &leader, || {
-        lease_holder(&c).as_deref() == Some("c1")
+        c.lease_holder().as_deref() == Some("c1")
     });
     // Not ready for as long as the caches do not sync (checked over 2 s, not once).
     let until = Instant::now() + Duration::from_secs(2);
@@ -65,7 +37,7 @@ fn a_leader_is_not_ready_until_its_caches_sync_and_a_standby_is_ready_while_it_w
     assert_eq!(leader.metric("sopsync_leader"), 1.0);
 
     // A standby is ready: it is healthy and can take over.
-    let standby = elect(&c, "c2");
+    let standby = c.elected("c2");
     wait_until("c2 is a ready standby", &standby, || {
         standby.http("GET", "/readyz", &[], b"")
             == (
@@ -73,7 +45,7 @@ fn a_leader_is_not_ready_until_its_caches_sync_and_a_standby_is_ready_while_it_w
                 "ready: standby, waiting for the leader lease\n".to_string(),
             )
     });
-    assert_eq!(lease_holder(&c).as_deref(), Some("c1"));
+    assert_eq!(c.lease_holder().as_deref(), Some("c1"));
 
     // The fault ends: the leader's caches sync, it becomes ready and syncs the source.
     c.fake.clear_faults();

@@ -170,6 +170,36 @@ impl Cluster {
             .collect()
     }
 
+    /// The identity holding the `default/sopsync` Lease the elected controllers share.
+    pub fn lease_holder(&self) -> Option<String> {
+        self.fake
+            .get::<k8s_openapi::api::coordination::v1::Lease>("default", "sopsync")
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .filter(|h| !h.is_empty())
+    }
+
+    /// Starts a controller with leader election on the `default/sopsync` Lease
+    /// (short durations, so that a takeover happens within a test).
+    pub fn elected(&self, id: &str) -> ControllerProcess {
+        self.controller(
+            id,
+            &[
+                "--leader-elect",
+                "--lease-name",
+                "sopsync",
+                "--lease-namespace",
+                "default",
+                "--identity",
+                id,
+                "--lease-duration",
+                "4",
+                "--lease-grace",
+                "2",
+            ],
+        )
+    }
+
     /// Starts the real controller binary against this cluster.
     pub fn controller(&self, name: &str, extra: &[&str]) -> ControllerProcess {
         self.controller_with_env(name, extra, &[])
