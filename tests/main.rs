@@ -7,6 +7,7 @@ mod chart;
 mod cli;
 mod controller;
 mod fake_apiserver;
+mod faults;
 mod formats_codec;
 mod git;
 mod helm;

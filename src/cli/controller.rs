@@ -32,6 +32,9 @@ pub struct Args {
     /// Seconds each git command may take.
     #[arg(long, default_value_t = 120)]
     git_timeout: u64,
+    /// Seconds the API server may stay silent on a request before it fails (and is retried).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..))]
+    api_timeout: u64,
     /// Let SecretSources name `file://` URLs and local paths: the pod's own filesystem,
     /// other tenants' Git caches included. Off by default (and in the chart).
     #[arg(long)]
@@ -112,8 +115,8 @@ fn init_logs(format: &str) {
     };
 }
 
-async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, CliError> {
-    let config = match kubeconfig {
+async fn client(kubeconfig: Option<&PathBuf>, api_timeout: u64) -> Result<kube::Client, CliError> {
+    let mut config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .map_err(|e| other(format!("kubeconfig {}: {e}", path.display())))?;
@@ -125,6 +128,7 @@ async fn client(kubeconfig: Option<&PathBuf>) -> Result<kube::Client, CliError> 
             .await
             .map_err(|e| other(format!("no Kubernetes configuration found: {e}")))?,
     };
+    crate::controller::set_api_timeout(&mut config, Duration::from_secs(api_timeout));
     kube::Client::try_from(config).map_err(|e| other(format!("Kubernetes client: {e}")))
 }
 
@@ -185,6 +189,7 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
         shard_selector: a.shard_selector.clone(),
         cache_dir: a.cache_dir.clone(),
         git_timeout: Duration::from_secs(a.git_timeout),
+        api_timeout: Duration::from_secs(a.api_timeout),
         allow_local_git_sources: a.allow_local_git_sources,
         git_allowed_hosts: a
             .git_allowed_hosts
@@ -223,7 +228,7 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
         .build()
         .map_err(|e| other(format!("cannot start the async runtime: {e}")))?;
     rt.block_on(async move {
-        let client = client(a.kubeconfig.as_ref()).await?;
+        let client = client(a.kubeconfig.as_ref(), a.api_timeout).await?;
         crate::controller::run(client, cfg, shutdown_signal(), |h| {
             tracing::info!(addr = %h.addr, "controller started");
         })

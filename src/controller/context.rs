@@ -29,6 +29,9 @@ pub struct ControllerConfig {
     pub cache_dir: PathBuf,
     /// Limit for each git command.
     pub git_timeout: Duration,
+    /// How long the API server may stay silent on a request before the client gives up
+    /// (issue 16: without it a hung call hung its reconcile for good).
+    pub api_timeout: Duration,
     /// Whether SecretSources may name `file://` URLs and local paths.
     pub allow_local_git_sources: bool,
     /// Hosts SecretSources may fetch from (`*.domain` for subdomains); empty: any.
@@ -62,6 +65,7 @@ impl Default for ControllerConfig {
             shard_selector: None,
             cache_dir: std::env::temp_dir().join("sopsync-cache"),
             git_timeout: Duration::from_secs(120),
+            api_timeout: Duration::from_secs(30),
             allow_local_git_sources: false,
             git_allowed_hosts: Vec::new(),
             controller_key_file: None,

@@ -163,27 +163,67 @@ pub fn webhook_trigger(client: Client, config: &ControllerConfig) -> Trigger {
     })
 }
 
+/// Sets the client's API timeout (issue 16): kube-client sets no read timeout, so a
+/// request the server accepted and never answered hung its reconcile for good. The
+/// timeout is per read, counted from when the request was written; watches stay open
+/// because [`watch_timeout`] makes the server end each watch before it could fire.
+pub fn set_api_timeout(config: &mut kube::Config, timeout: Duration) {
+    config.read_timeout = Some(timeout);
+    // Without this, the time a pooled connection sat idle counts against the next request.
+    config.reset_reader_on_write = true;
+}
+
+/// The server-side `timeoutSeconds` of our watches: well inside the API timeout, so a
+/// quiet watch (no events, no bookmark) is ended by the server and resumed from its
+/// resourceVersion rather than failed by the client's read timeout.
+fn watch_timeout(api_timeout: Duration) -> u32 {
+    u32::try_from((api_timeout.as_secs() * 3 / 4).max(1)).unwrap_or(u32::MAX)
+}
+
 /// What reconciles an owner when one of its Secrets changes: deletions, and Secrets
 /// that someone besides this controller changed ([`apply::written_only_by_us`]).
 /// Our own applies come back through this watch too; passing them on reconciled
 /// every owner a second time right after each sync that wrote (a fetch, a render and
 /// a list for nothing: 20 reconciles instead of 10 for the 10 sources of
 /// benches/controller_sync.rs).
+///
+/// A relist after the first list (a 410 Gone once the history was compacted) means
+/// events were missed, a deletion among them, which no object of the new list shows:
+/// each such relist is sent on `relisted` so that every owner is reconciled (issue 16).
 fn owned_triggers(
     api: Api<PartialObjectMeta<Secret>>,
     config: watcher::Config,
+    relisted: futures::channel::mpsc::UnboundedSender<()>,
 ) -> impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>> + Send + 'static
 {
-    watcher(api, config).default_backoff().filter_map(|event| {
-        futures::future::ready(match event {
-            Ok(watcher::Event::Delete(s)) => Some(Ok(s)),
-            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
-                (!apply::written_only_by_us(&s.metadata)).then_some(Ok(s))
-            }
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
-            Err(e) => Some(Err(e)),
+    let mut listed = false;
+    watcher(api, config)
+        .default_backoff()
+        .filter_map(move |event| {
+            futures::future::ready(match event {
+                Ok(watcher::Event::Delete(s)) => Some(Ok(s)),
+                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                    (!apply::written_only_by_us(&s.metadata)).then_some(Ok(s))
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if std::mem::replace(&mut listed, true) {
+                        let _ = relisted.unbounded_send(());
+                    }
+                    None
+                }
+                Ok(watcher::Event::Init) => None,
+                Err(e) => Some(Err(e)),
+            })
         })
-    })
+}
+
+/// Aborts a spawned task when dropped (the Controllers may be dropped mid-run).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Whether a reflector store has received its initial list (without waiting).
@@ -222,11 +262,16 @@ async fn run_controllers(ctx: Arc<Context>, stop: watch::Receiver<bool>, ready: 
             Api::all(client),
         ),
     };
-    let mut wc = watcher::Config::default();
+    let timeout = watch_timeout(cfg.api_timeout);
+    let mut wc = watcher::Config::default().timeout(timeout);
     if let Some(s) = &cfg.shard_selector {
         wc = wc.labels(s);
     }
-    let owned = watcher::Config::default().labels(apply::LABEL_OWNER_UID);
+    let owned = watcher::Config::default()
+        .timeout(timeout)
+        .labels(apply::LABEL_OWNER_UID);
+    let (relisted1, relists1) = futures::channel::mpsc::unbounded();
+    let (relisted2, relists2) = futures::channel::mpsc::unbounded();
     let runtime = RuntimeConfig::default().concurrency(cfg.concurrency);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
@@ -253,11 +298,13 @@ async fn run_controllers(ctx: Arc<Context>, stop: watch::Receiver<bool>, ready: 
             Default::default(),
         );
     let c1 = Controller::for_stream(source_events, sources_store)
-        .owns_stream(owned_triggers(secrets.clone(), owned.clone()))
+        .owns_stream(owned_triggers(secrets.clone(), owned.clone(), relisted1))
+        .reconcile_all_on(relists1)
         .with_config(runtime.clone())
         .graceful_shutdown_on(stopped(stop.clone()));
     let c2 = Controller::for_stream(sops_events, sopss_store)
-        .owns_stream(owned_triggers(secrets, owned))
+        .owns_stream(owned_triggers(secrets, owned, relisted2))
+        .reconcile_all_on(relists2)
         .with_config(runtime)
         .graceful_shutdown_on(stopped(stop.clone()));
     let (s1, s2) = (c1.store(), c2.store());
@@ -274,6 +321,7 @@ async fn run_controllers(ctx: Arc<Context>, stop: watch::Receiver<bool>, ready: 
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
+    let _readiness = AbortOnDrop(readiness.abort_handle());
     futures::join!(
         c1.run(
             reconcile::reconcile_source,
@@ -296,7 +344,6 @@ async fn run_controllers(ctx: Arc<Context>, stop: watch::Receiver<bool>, ready: 
             }
         }),
     );
-    readiness.abort();
 }
 
 /// Runs the controller until `shutdown` completes. `on_start` receives a [`Handle`]
@@ -413,17 +460,22 @@ async fn lead(
         let (term_tx, term_rx) = watch::channel(false);
         let mut lost = leader.clone();
         let mut down = shutdown.clone();
-        let watch_term = async move {
-            tokio::select! {
-                _ = lost.wait_for(|v| !*v) => tracing::warn!("lost the leader lease; stopping writes"),
-                _ = down.wait_for(|v| *v) => {}
+        let controllers = run_controllers(ctx.clone(), term_rx, ready.clone());
+        tokio::pin!(controllers);
+        tokio::select! {
+            _ = &mut controllers => {}
+            _ = lost.wait_for(|v| !*v) => {
+                // Dropped, not drained (issue 16): a reconcile begun as leader must not
+                // go on writing once another replica may lead; each Secret is written
+                // whole or not at all, and the next leader redoes the sync.
+                tracing::warn!("lost the leader lease; stopping writes");
             }
-            let _ = term_tx.send(true);
-        };
-        futures::join!(
-            run_controllers(ctx.clone(), term_rx, ready.clone()),
-            watch_term
-        );
+            _ = down.wait_for(|v| *v) => {
+                // Shutdown while leading: in-flight reconciles finish, then the lease is released.
+                let _ = term_tx.send(true);
+                controllers.await;
+            }
+        }
         metrics.leader.set(0);
         ready.set(Role::Standby);
         if *shutdown.borrow() {

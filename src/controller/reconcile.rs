@@ -415,7 +415,7 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             let params = params.clone();
             async move {
                 let r = api.patch(&w.name, &params, &Patch::Apply(&w.body)).await;
-                (w.name.clone(), r.err().map(|e| e.to_string()))
+                (w.name.clone(), r.err().map(|e| with_causes(&e)))
             }
         })
         .buffer_unordered(ctx.config.write_concurrency.max(1))
@@ -856,6 +856,23 @@ where
                 .map_or_else(Action::await_change, Action::requeue))
         }
     }
+}
+
+/// An error and its causes on one line: a transport error's own text ("client error
+/// (SendRequest)") hides what went wrong, e.g. that the API server did not answer in
+/// time (issue 16). Kubernetes errors carry no Secret values.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Reconciles one SecretSource.
