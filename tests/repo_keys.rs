@@ -649,3 +649,93 @@ fn gitignored_files_are_neither_updated_nor_audited_but_tracked_ones_are() {
     );
     assert!(std::fs::read(root.join("local/s.yaml")).unwrap() == ignored_before);
 }
+
+/// Issue 14: `--dry-run` prints the plan and changes no byte, and a file holding a key
+/// entry sopsync cannot wrap a data key for (here GCP KMS) is refused by name, never
+/// rewritten without it, by `updatekeys --recursive` and `rotate --recursive` alike;
+/// the other files are done and the exit code says a file failed.
+#[test]
+fn dry_run_changes_nothing_and_a_file_with_a_key_sopsync_cannot_rewrap_is_refused_by_name() {
+    let dir = tempdir();
+    let (a, ra) = age_keypair(dir.path(), "a");
+    let (_b, rb) = age_keypair(dir.path(), "b");
+    let root = dir.path().join("repo");
+    std::fs::create_dir_all(&root).unwrap();
+    for rel in ["plain-age.yaml", "with-gcp.yaml"] {
+        std::fs::write(root.join(rel), "password: canary-dry-run\n").unwrap();
+        run_ok(
+            sops()
+                .current_dir(&root)
+                .args(["encrypt", "-i", "--age", &ra])
+                .arg(rel),
+        );
+    }
+    // A GCP KMS entry where sops writes it (before `age:`); the MAC does not cover the
+    // metadata, so the real sops still decrypts the file with the age key.
+    let gcp = root.join("with-gcp.yaml");
+    let text = std::fs::read_to_string(&gcp).unwrap();
+    let with_entry = text.replacen(
+        "\nsops:\n",
+        "\nsops:\n    gcp_kms:\n        - resource_id: projects/p/locations/global/keyRings/r/cryptoKeys/k\n          created_at: \"2025-01-02T03:04:05Z\"\n          enc: CiQAZ2NwdGVzdA==\n",
+        1,
+    );
+    assert_ne!(with_entry, text, "the sops block was found");
+    std::fs::write(&gcp, with_entry).unwrap();
+    run_ok(sops().env("SOPS_AGE_KEY_FILE", &a).arg("decrypt").arg(&gcp));
+    std::fs::write(
+        root.join(".sops.yaml"),
+        format!("creation_rules:\n  - path_regex: \\.yaml$\n    age: {ra},{rb}\n"),
+    )
+    .unwrap();
+
+    let files = |root: &Path| -> BTreeMap<&str, Vec<u8>> {
+        ["plain-age.yaml", "with-gcp.yaml"]
+            .into_iter()
+            .map(|f| (f, std::fs::read(root.join(f)).unwrap()))
+            .collect()
+    };
+    let before = files(&root);
+    let out = run(sopsync_as(&a).current_dir(&root).args([
+        "updatekeys",
+        "--recursive",
+        "-y",
+        "--dry-run",
+        ".",
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(files(&root), before, "--dry-run wrote nothing:\n{stderr}");
+    assert!(
+        stderr.contains("summary: 1 to change, 0 unchanged, 1 failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("with-gcp.yaml: refused: it holds gcp_kms key entries"),
+        "{stderr}"
+    );
+
+    for args in [
+        &["updatekeys", "--recursive", "-y", "."][..],
+        &["rotate", "--recursive", "."][..],
+    ] {
+        let gcp_before = std::fs::read(&gcp).unwrap();
+        let out = run(sopsync_as(&a).current_dir(&root).args(args));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("with-gcp.yaml: refused: it holds gcp_kms key entries")
+                && stderr.contains("1 failed"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&gcp).unwrap(),
+            gcp_before,
+            "{args:?}: the refused file is untouched"
+        );
+        assert!(!stderr.contains("canary-dry-run") && out.stdout.is_empty());
+    }
+    assert_ne!(
+        std::fs::read(root.join("plain-age.yaml")).unwrap(),
+        before["plain-age.yaml"],
+        "the other file was done"
+    );
+}
