@@ -997,17 +997,15 @@ pub fn fetch_with_policy(
     if !sparse && sparse_enabled(&dir) {
         runner.run("checkout", &dir, &["sparse-checkout", "disable"])?;
     }
+    // No `--end-of-options` here: an older `git checkout` takes it for a path
+    // (Debian bookworm's 2.39, the image's git, refuses the checkout; found by
+    // scripts/image-smoke). Nothing user-written reaches this argument: it is a commit
+    // id that `is_commit_id` accepted (hex only) or the literal FETCH_HEAD.
+    debug_assert!(target == "FETCH_HEAD" || is_commit_id(&target));
     runner.run(
         "checkout",
         &dir,
-        &[
-            "checkout",
-            "-q",
-            "--force",
-            "--detach",
-            "--end-of-options",
-            &target,
-        ],
+        &["checkout", "-q", "--force", "--detach", &target],
     )?;
     if let Some(p) = sparse_dir(path).filter(|_| sparse) {
         // A `path` that is (or goes through) a symlink points at a directory the cone
