@@ -76,10 +76,14 @@ fn empty_for(step: Option<&Step>) -> Value {
     }
 }
 
-fn insert(slot: &mut Value, steps: &[Step], leaf: &str) {
+/// Puts `leaf` at `steps` under `slot`. `budget` is how many list entries may still be
+/// created: a list is padded up to the index it is given, and an index is only text in
+/// the file, so without a bound one line could ask for billions of entries. Returns
+/// false, having created no list entry for it, when the index is past the budget.
+fn insert(slot: &mut Value, steps: &[Step], leaf: &str, budget: &mut usize) -> bool {
     let Some((first, rest)) = steps.split_first() else {
         *slot = Value::Str(Text::from(leaf));
-        return;
+        return true;
     };
     match first {
         Step::Map(k) => {
@@ -92,7 +96,7 @@ fn insert(slot: &mut Value, steps: &[Step], leaf: &str) {
             if m.get(k).is_none() {
                 m.push(k.clone(), empty_for(rest.first()));
             }
-            insert(m.get_mut(k).expect("just inserted"), rest, leaf);
+            insert(m.get_mut(k).expect("just inserted"), rest, leaf, budget)
         }
         Step::List(i) => {
             if !matches!(slot, Value::Seq(_)) {
@@ -101,11 +105,17 @@ fn insert(slot: &mut Value, steps: &[Step], leaf: &str) {
             let Value::Seq(s) = slot else {
                 unreachable!("just set")
             };
+            let missing = (*i + 1).saturating_sub(s.items.len());
+            if missing > *budget {
+                return false;
+            }
+            *budget -= missing;
             while s.items.len() <= *i {
                 s.items.push(SeqEntry::Value(empty_for(rest.first())));
             }
-            if let SeqEntry::Value(v) = &mut s.items[*i] {
-                insert(v, rest, leaf);
+            match &mut s.items[*i] {
+                SeqEntry::Value(v) => insert(v, rest, leaf, budget),
+                SeqEntry::Comment(_) => true,
             }
         }
     }
@@ -113,8 +123,13 @@ fn insert(slot: &mut Value, steps: &[Step], leaf: &str) {
 
 /// Rebuilds the metadata mapping from flat pairs (any order). `unescape` turns `\n`
 /// back into newlines (INI; dotenv's line parser already did it).
+///
+/// Every list entry sops writes holds at least one pair, so all the lists together
+/// never need more entries than there are pairs: that is the budget. A pair whose list
+/// index is past it is kept as a flat key, like a name that does not parse.
 pub fn unflatten(pairs: &[(String, String)], unescape: bool) -> Mapping {
     let mut m = Mapping::new();
+    let mut budget = pairs.len();
     for (flat, value) in pairs {
         let value = if unescape {
             value.replace("\\n", "\n")
@@ -125,11 +140,17 @@ pub fn unflatten(pairs: &[(String, String)], unescape: bool) -> Mapping {
             m.push(flat.clone(), Value::Str(Text::from(value)));
             continue;
         };
-        if m.get(&top).is_none() {
+        let fresh = m.get(&top).is_none();
+        if fresh {
             m.push(top.clone(), empty_for(steps.first()));
         }
         let slot = m.get_mut(&top).expect("just inserted");
-        insert(slot, &steps, &value);
+        if !insert(slot, &steps, &value, &mut budget) {
+            if fresh {
+                m.remove(&top);
+            }
+            m.push(flat.clone(), Value::Str(Text::from(value)));
+        }
     }
     // Keep entries in a stable order for readers.
     m.entries.sort_by(|a, b| match (a, b) {
@@ -178,5 +199,37 @@ mod tests {
             entry.get("enc").unwrap().as_str(),
             Some("-----BEGIN\nabc\n-----END\n")
         );
+    }
+
+    /// Issue 16 (found by scripts/fuzz, parser `ini`): `age__list_<huge>__…` in a
+    /// dotenv or INI file made the un-flattening pad the list up to that index, so one
+    /// line of a repository file took gigabytes. An index past what the pairs can fill
+    /// now stays a flat key like any other unparsable name.
+    #[test]
+    fn r16_a_list_index_past_the_pairs_allocates_no_padding_and_stays_a_flat_key() {
+        let pairs = [
+            (
+                "age__list_0__map_recipient".to_string(),
+                "age1x".to_string(),
+            ),
+            ("age__list_100000__map_enc".to_string(), "e".to_string()),
+            (
+                "age__list_09999999999999999999__map_recipient".to_string(),
+                "age1y".to_string(),
+            ),
+        ];
+        let back = unflatten(&pairs, true);
+        let Some(Value::Seq(s)) = back.get("age") else {
+            panic!("age must be a list")
+        };
+        assert_eq!(s.items.len(), 1, "only the entry the pairs fill");
+        assert_eq!(
+            back.get("age__list_100000__map_enc")
+                .and_then(Value::as_str),
+            Some("e")
+        );
+        assert!(back
+            .get("age__list_09999999999999999999__map_recipient")
+            .is_some());
     }
 }
