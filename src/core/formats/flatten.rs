@@ -105,7 +105,8 @@ fn insert(slot: &mut Value, steps: &[Step], leaf: &str, budget: &mut usize) -> b
             let Value::Seq(s) = slot else {
                 unreachable!("just set")
             };
-            let missing = (*i + 1).saturating_sub(s.items.len());
+            // Saturating: `list_18446744073709551615` is a valid usize.
+            let missing = i.saturating_add(1).saturating_sub(s.items.len());
             if missing > *budget {
                 return false;
             }
@@ -217,6 +218,10 @@ mod tests {
                 "age__list_09999999999999999999__map_recipient".to_string(),
                 "age1y".to_string(),
             ),
+            (
+                "age__list_18446744073709551615__map_enc".to_string(),
+                "f".to_string(),
+            ),
         ];
         let back = unflatten(&pairs, true);
         let Some(Value::Seq(s)) = back.get("age") else {
@@ -230,6 +235,9 @@ mod tests {
         );
         assert!(back
             .get("age__list_09999999999999999999__map_recipient")
+            .is_some());
+        assert!(back
+            .get("age__list_18446744073709551615__map_enc")
             .is_some());
     }
 }
