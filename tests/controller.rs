@@ -849,10 +849,7 @@ fn a_file_that_fails_its_mac_keeps_its_secret_and_stops_pruning() {
     let tampered = tamper_mac(&std::fs::read_to_string(c.work.join("api.yaml")).expect("read"));
     std::fs::write(c.work.join("api.yaml"), tampered).expect("write");
     let second = c.commit(&[("db.yaml", None)]);
-    wait_until("the render failure reported", &ctl, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_attempted_revision.as_deref() == Some(&second))
-    });
+    wait_attempted(&c, &ctl, "team-a", "apps", &second);
     let status = c.status("team-a", "apps").expect("status");
     assert!(
         ready_is(Some(&status), "False", "RenderFailed"),

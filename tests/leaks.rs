@@ -15,7 +15,7 @@
 //! wrongly succeeded would otherwise print the value on stdout, where a failure check
 //! that only looks at failed runs would never look.
 
-use crate::support::cluster::{condition, ready_is, wait_until, Cluster};
+use crate::support::cluster::{condition, ready_is, wait_attempted, wait_until, Cluster};
 use crate::support::fake_apiserver::{Fault, Match};
 use crate::support::{age_keypair, project_root, run, run_with_deadline, sopsync, tempdir};
 use base64::Engine;
@@ -433,10 +433,7 @@ fn a_planted_value_reaches_no_stderr_log_event_status_metric_or_file_in_any_mode
     crate::support::git_server::git(&c.work, &["commit", "-qam", "tamper"]);
     crate::support::git_server::git(&c.work, &["push", "-q", "origin", "HEAD:main"]);
     let second = c.head();
-    wait_until("the MAC failure reported", &ctl, || {
-        c.status("prod", "apps")
-            .is_some_and(|s| s.last_attempted_revision.as_deref() == Some(&second))
-    });
+    wait_attempted(&c, &ctl, "prod", "apps", &second);
     let status = c.status("prod", "apps").expect("status");
     assert!(
         ready_is(Some(&status), "False", "RenderFailed"),

@@ -130,10 +130,7 @@ fn the_controller_applies_the_rest_reports_the_bad_entry_and_prunes_nothing() {
         c.data("team-a", "db")
             .is_some_and(|d| d["password"] == format!("{CANARY}-two"))
     });
-    wait_until("the bad entries reported", &ctl, || {
-        c.status("team-a", "apps")
-            .is_some_and(|s| s.last_attempted_revision.as_deref() == Some(&second))
-    });
+    wait_attempted(&c, &ctl, "team-a", "apps", &second);
     let status = c.status("team-a", "apps").expect("status");
     assert!(
         ready_is(Some(&status), "False", "RenderFailed"),

@@ -570,6 +570,15 @@ pub fn wait_applied(c: &Cluster, ctl: &ControllerProcess, ns: &str, name: &str, 
     });
 }
 
+/// Waits until `ns/name` reports `revision` as attempted (applied or not: a failure
+/// the status reports).
+pub fn wait_attempted(c: &Cluster, ctl: &ControllerProcess, ns: &str, name: &str, revision: &str) {
+    wait_until(&format!("{ns}/{name} attempted at {revision}"), ctl, || {
+        c.status(ns, name)
+            .is_some_and(|s| s.last_attempted_revision.as_deref() == Some(revision))
+    });
+}
+
 /// Waits until the controller has stopped reconciling (the reconcile counter stays
 /// the same for 1.5 s), so that a test that pushes a commit does not race a
 /// reconcile still under way.
