@@ -3,7 +3,6 @@
 
 use crate::support::{run, run_ok, sopsync, tempdir, tool};
 use serde_json::{json, Value};
-use sopsync::core::formats::{codec, Format, FormatOptions};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
@@ -62,25 +61,7 @@ fn sopsync_crd_prints_both_definitions() {
 /// `helm template rel charts/sopsync -n sopsync-system ARGS`, each document as JSON
 /// (read with our own YAML codec, written with our JSON codec).
 fn template(args: &[&str]) -> Vec<Value> {
-    let out = run_ok(
-        Command::new(tool("helm"))
-            .args(["template", "rel"])
-            .arg(chart_dir())
-            .args(["-n", "sopsync-system"])
-            .args(args),
-    );
-    let opts = FormatOptions::default();
-    let docs = codec(Format::Yaml, &opts)
-        .parse_plain(&out)
-        .unwrap_or_else(|e| panic!("helm output is not YAML: {e}"));
-    let json = codec(Format::Json, &opts);
-    docs.iter()
-        .filter(|d| !d.entries.is_empty())
-        .map(|d| {
-            let bytes = json.emit_plain(std::slice::from_ref(d)).expect("as JSON");
-            serde_json::from_slice(&bytes).expect("JSON")
-        })
-        .collect()
+    crate::support::cluster::helm_template_release("rel", "sopsync-system", args)
 }
 
 /// A rendered `helm template` that must fail, with its error text.

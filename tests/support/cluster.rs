@@ -267,10 +267,15 @@ pub const RELEASE: &str = "sopsync";
 /// `helm template sopsync charts/sopsync -n NAMESPACE ARGS` by the real Helm engine,
 /// each rendered document as JSON (read with our own YAML codec).
 pub fn helm_template(namespace: &str, args: &[&str]) -> Vec<Value> {
+    helm_template_release(RELEASE, namespace, args)
+}
+
+/// [`helm_template`] with another release name.
+pub fn helm_template_release(release: &str, namespace: &str, args: &[&str]) -> Vec<Value> {
     use sopsync::core::formats::{codec, Format, FormatOptions};
     let out = run_ok(
         Command::new(crate::support::tool("helm"))
-            .args(["template", RELEASE])
+            .args(["template", release])
             .arg(crate::support::project_root().join("charts/sopsync"))
             .args(["-n", namespace])
             .args(args),
