@@ -297,15 +297,26 @@ pub fn generate(
                 });
             }
         }
+        // The app's name becomes helm's positional release name: whoever names the
+        // Application must not be able to pass helm an option (`--post-renderer=…`
+        // runs a program). Argo CD names are DNS subdomains, so anything else is
+        // refused; every other value goes in `--flag=value` form, one argument each.
+        let refuse = |what: &str, rule: &str| GenerateError::Refused {
+            path: what.to_string(),
+            message: format!("not a valid name for helm: {rule}"),
+        };
+        crate::repo::names::check_secret_name(&app.app_name)
+            .map_err(|rule| refuse("ARGOCD_APP_NAME", rule))?;
+        crate::repo::names::check_namespace(&app.namespace)
+            .map_err(|rule| refuse("ARGOCD_APP_NAMESPACE", rule))?;
         let mut args = vec![
             "template".to_string(),
             app.app_name.clone(),
             ".".to_string(),
-            "--namespace".to_string(),
-            app.namespace.clone(),
+            format!("--namespace={}", app.namespace),
         ];
         if let Some(v) = &app.kube_version {
-            args.extend(["--kube-version".to_string(), v.clone()]);
+            args.push(format!("--kube-version={v}"));
         }
         if !app.api_versions.is_empty() {
             args.push(format!("--api-versions={}", app.api_versions.join(",")));

@@ -374,3 +374,26 @@ fn safe_mode_sops_secrets_reconciled_by_the_controller_equal_what_secrets_mode_r
     assert_eq!(in_cluster(), expected);
     ctl.assert_no_canary();
 }
+
+/// Issue 11, class 1 in the Argo CD plugin: the Application's name becomes helm's
+/// release name, so a name that helm would read as an option (`--post-renderer=…` runs
+/// a program) is refused before helm starts: one stderr line, nothing on stdout.
+#[test]
+fn an_app_name_that_looks_like_a_helm_option_is_refused_and_helm_never_runs() {
+    let app = app();
+    write_chart(&app.dir);
+    let marker = app.tmp.join("post-renderer-ran");
+    let name = format!("--post-renderer=/usr/bin/touch {}", marker.display());
+    for (var, value) in [
+        ("ARGOCD_APP_NAME", name.as_str()),
+        ("ARGOCD_APP_NAMESPACE", "--kube-context=other"),
+    ] {
+        let out = generate(&app, "helm", &[(var, value)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}={value}: {stderr}");
+        assert!(out.stdout.is_empty(), "{var}: nothing on stdout");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(var), "{stderr}");
+        assert!(!marker.exists(), "{var}: helm ran the injected option");
+    }
+}
