@@ -158,54 +158,87 @@ pub(super) fn run_edit(ctx: &Context, a: EditArgs) -> Result<(), CliError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    let tmp = crate::ephemeral::EphemeralFile::create(&name, &plain).map_err(|source| {
-        CliError::Write {
-            path: "a private temporary file".into(),
-            source,
-        }
-    })?;
+    let private = |source| CliError::Write {
+        path: "a private temporary file".into(),
+        source,
+    };
+    // Before the plaintext reaches disk: from here on, Ctrl+C, a SIGTERM or a closed
+    // terminal ends the editor and wipes the file instead of leaving it behind.
+    crate::ephemeral::wipe_on_interrupt().map_err(private)?;
+    let tmp = crate::ephemeral::EphemeralFile::create(&name, &plain).map_err(private)?;
     let before = Sha256::digest(&plain[..]);
     let argv = editor()?;
-    let status = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .arg(tmp.path())
-        .status()
+    // As sops' runEditorUntilOk: text that does not parse sends the user back to the
+    // editor with their changes, on a terminal; sops 3.11 does that on any standard
+    // input, so without a terminal it starts the editor again and again without end.
+    // Here a non-terminal fails instead, and nothing is written.
+    let docs = loop {
+        let status = crate::ephemeral::run_foreground(
+            std::process::Command::new(&argv[0])
+                .args(&argv[1..])
+                .arg(tmp.path()),
+        )
         .map_err(|e| CliError::Other {
             message: format!("could not start editor `{}`: {e}", argv[0]),
             code: 201,
             hint: Some("set SOPS_EDITOR or EDITOR to an installed editor".into()),
         })?;
-    if !status.success() {
-        return Err(CliError::Other {
-            message: format!(
-                "editor `{}` exited with {status}; the file was not changed",
-                argv[0]
-            ),
-            code: 200,
-            hint: None,
-        });
-    }
-    let edited =
-        zeroize::Zeroizing::new(std::fs::read(tmp.path()).map_err(|source| CliError::Read {
-            path: tmp.path().to_path_buf(),
-            source,
+        if !status.success() {
+            return Err(CliError::Other {
+                message: format!(
+                    "editor `{}` exited with {status}; the file was not changed",
+                    argv[0]
+                ),
+                code: 200,
+                hint: None,
+            });
+        }
+        let edited = zeroize::Zeroizing::new(std::fs::read(tmp.path()).map_err(|source| {
+            CliError::Read {
+                path: tmp.path().to_path_buf(),
+                source,
+            }
         })?);
-    if Sha256::digest(&edited[..]) == before {
-        return Err(CliError::Other {
-            message: "File has not changed, exiting.".into(),
-            code: 200,
-            hint: None,
-        });
-    }
-    let docs = c.parse_plain(&edited).map_err(|e| CliError::Other {
-        message: format!(
-            "{}: the edited file is not valid {}: {e}; nothing was written",
-            a.file.display(),
-            o.format.name()
-        ),
-        code: 2,
-        hint: Some("run sopsync edit again".into()),
-    })?;
+        if Sha256::digest(&edited[..]) == before {
+            return Err(CliError::Other {
+                message: "File has not changed, exiting.".into(),
+                code: 200,
+                hint: None,
+            });
+        }
+        let invalid = match c.parse_plain(&edited) {
+            Ok(docs) => break docs,
+            Err(e) => format!(
+                "{}: the edited file is not valid {}: {e}",
+                a.file.display(),
+                o.format.name()
+            ),
+        };
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return Err(CliError::Other {
+                message: format!("{invalid}; nothing was written"),
+                code: 2,
+                hint: Some(
+                    "run sopsync edit again (on a terminal it reopens the editor with your changes)"
+                        .into(),
+                ),
+            });
+        }
+        eprintln!(
+            "sopsync: {invalid}\nPress Enter to return to the editor, or Ctrl+C to exit (your changes are then wiped)."
+        );
+        let mut line = String::new();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(n) if n > 0 => continue,
+            _ => {
+                return Err(CliError::Other {
+                    message: format!("{invalid}; standard input closed, nothing was written"),
+                    code: 2,
+                    hint: None,
+                })
+            }
+        }
+    };
     save(&o, docs, &a.file, true)
 }
 

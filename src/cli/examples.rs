@@ -96,6 +96,30 @@ Examples:
   # Only the decrypted variables, nothing inherited
   sopsync exec-env --pristine app.enc.yaml './migrate'";
 
+pub(super) const EXEC_FILE: &str = "\
+Examples:
+  # The command reads the plaintext from a named pipe; nothing is written to disk
+  sopsync exec-file db.enc.json 'psql --set=sslmode=require -f {}'
+  # A tool that needs a real file (it seeks or reads twice): a 0600 file, wiped after
+  sopsync exec-file --no-fifo --filename kubeconfig.yaml kube.enc.yaml 'kubectl --kubeconfig {} get pods'";
+
+pub(super) const GROUPS: &str = "\
+Examples:
+  sopsync groups add --file secret.enc.yaml --age \"$(cat ops.pub)\" --in-place
+  sopsync groups delete --file secret.enc.yaml --shamir-secret-sharing-threshold 1 -i 1";
+
+pub(super) const GROUPS_ADD: &str = "\
+Examples:
+  # A second group: then both groups are needed to open the file (Shamir 2 of 2)
+  sopsync groups add --file secret.enc.yaml --age \"$(cat ops.pub)\" --in-place
+  # A third group, any two of the three open it
+  sopsync groups add -f secret.enc.yaml --age age1... --shamir-secret-sharing-threshold 2 -i";
+
+pub(super) const GROUPS_DELETE: &str = "\
+Examples:
+  # Delete the second group (groups count from 0); one group left needs a threshold of 1
+  sopsync groups delete --file secret.enc.yaml --shamir-secret-sharing-threshold 1 -i 1";
+
 pub(super) const COMPLETION: &str = "\
 Examples:
   sopsync completion bash > ~/.local/share/bash-completion/completions/sopsync

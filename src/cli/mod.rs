@@ -10,7 +10,9 @@ mod decrypt;
 mod edit;
 mod encrypt;
 mod examples;
+mod exec;
 mod filestatus;
+mod groups;
 mod helm;
 mod keygen;
 mod render;
@@ -133,6 +135,13 @@ enum Command {
     /// Run a command with the file's top-level keys as environment variables (sops exec-env).
     #[command(after_help = examples::EXEC_ENV)]
     ExecEnv(edit::ExecEnvArgs),
+    /// Run a command with the decrypted file in a named pipe (or, with --no-fifo, a
+    /// private temporary file) whose path replaces `{}` in it (sops exec-file).
+    #[command(after_help = examples::EXEC_FILE)]
+    ExecFile(exec::ExecFileArgs),
+    /// Add or delete a key group of a SOPS file (sops groups).
+    #[command(subcommand, after_help = examples::GROUPS)]
+    Groups(groups::GroupsCommand),
     /// Report every SOPS file's recipients and problems (stale or missing recipients, no
     /// rule, cannot open, MAC failure, plaintext under a path_regex rule); exit 1 on any.
     #[command(after_help = examples::AUDIT)]
@@ -183,6 +192,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Set(a) => edit::run_set(&ctx, a),
         Command::Unset(a) => edit::run_unset(&ctx, a),
         Command::ExecEnv(a) => edit::run_exec_env(&ctx, a),
+        Command::ExecFile(a) => exec::run_exec_file(&ctx, a),
+        Command::Groups(a) => groups::run(&ctx, a),
         Command::Audit(a) => audit::run(&ctx, a),
         Command::Crd(a) => crd::run(a),
         Command::Controller(a) => controller::run(*a),
