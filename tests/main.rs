@@ -5,6 +5,7 @@ mod support;
 mod argocd;
 mod chart;
 mod cli;
+mod commands;
 mod controller;
 mod fake_apiserver;
 mod faults;
