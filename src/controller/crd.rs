@@ -178,19 +178,19 @@ pub const MAX_GENERATOR_BYTES: usize = 1 << 20;
 pub const MAX_GENERATOR_PATH: usize = 512;
 
 /// Is `path` a canonical relative path (no empty, `.` or `..` part, no leading `/`,
-/// no `\`, no control character)? Returns the rule it breaks.
+/// no `\`, no control character)? Returns the rule it breaks, as "has …", "is …".
 pub fn check_carried_path(path: &str) -> Result<(), &'static str> {
     if path.len() > MAX_GENERATOR_PATH {
-        return Err("longer than 512 bytes");
+        return Err("is longer than 512 bytes");
     }
     if path.starts_with('/') {
-        return Err("an absolute path");
+        return Err("is absolute");
     }
     if path.contains('\\') || path.chars().any(char::is_control) {
-        return Err("a backslash or control character");
+        return Err("holds a backslash or control character");
     }
     if path.split('/').any(|part| matches!(part, "" | "." | "..")) {
-        return Err("an empty, `.` or `..` part");
+        return Err("has an empty, `.` or `..` part");
     }
     Ok(())
 }
@@ -226,8 +226,7 @@ impl GeneratorSpec {
             ));
         }
         for path in files.keys() {
-            check_carried_path(path)
-                .map_err(|rule| format!("spec.files: path {path:?} is {rule}"))?;
+            check_carried_path(path).map_err(|rule| format!("spec.files: path {path:?} {rule}"))?;
         }
         let entry = GeneratorEntry {
             name: name.to_string(),
