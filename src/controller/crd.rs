@@ -613,6 +613,50 @@ mod tests {
     }
 
     #[test]
+    fn a_generator_entry_is_named_after_its_object_and_reads_only_what_it_carries() {
+        let spec: GeneratorSpec = serde_json::from_value(serde_json::json!({
+            "envFiles": ["app.env"],
+            "files": [{"path": "certs/ca.crt"}, {"path": "app.env", "key": "all.env"}]
+        }))
+        .expect("valid");
+        let files = BTreeMap::from([
+            ("app.env".to_string(), "A=ENC[..]".to_string()),
+            ("certs/ca.crt".to_string(), "{}".to_string()),
+        ]);
+        let (entry, bytes) = spec.inputs(&files, "web", "prod").expect("valid inputs");
+        assert_eq!(entry.name, "web");
+        assert_eq!(entry.namespace.as_deref(), Some("prod"));
+        assert_eq!(entry.files[0].key, "ca.crt", "default key: the file name");
+        assert_eq!(entry.files[1].key, "all.env");
+        assert_eq!(bytes.len(), 2);
+
+        let mut extra = files.clone();
+        extra.insert("x/../y".into(), String::new());
+        assert_eq!(
+            spec.inputs(&extra, "web", "prod").expect_err("refused"),
+            "spec.files: path \"x/../y\" has an empty, `.` or `..` part"
+        );
+        for (path, rule) in [
+            ("/etc/passwd", "is absolute"),
+            ("a//b", "has an empty, `.` or `..` part"),
+            ("./a", "has an empty, `.` or `..` part"),
+            ("a\\b", "holds a backslash or control character"),
+        ] {
+            assert_eq!(check_carried_path(path), Err(rule), "{path}");
+        }
+        assert!(check_carried_path(&"a".repeat(MAX_GENERATOR_PATH + 1)).is_err());
+        let too_many: BTreeMap<String, String> = (0..=MAX_GENERATOR_FILES)
+            .map(|i| (format!("f{i}"), String::new()))
+            .collect();
+        assert!(spec
+            .inputs(&too_many, "web", "prod")
+            .expect_err("refused")
+            .contains("at most 64"));
+        let empty = GeneratorSpec::default();
+        assert!(empty.inputs(&BTreeMap::new(), "web", "prod").is_err());
+    }
+
+    #[test]
     fn scalars_that_would_change_type_are_quoted() {
         assert_eq!(scalar_string("true"), "\"true\"");
         assert_eq!(scalar_string("1.5"), "\"1.5\"");
