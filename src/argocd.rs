@@ -325,13 +325,13 @@ fn generator_objects(
                 return Err(file_err(path, format!("Secret {name}: {}", e.message)));
             }
         }
-        let mut spec_doc = json_mapping(&spec, path)?;
+        let spec_doc = json_mapping(&spec, path)?;
         let mut carried_files = Mapping::new();
         for (rel, text) in files {
             carried_files.push(rel, Value::str(&text));
         }
         let mut body = Mapping::new();
-        body.push("generator", Value::Map(std::mem::take(&mut spec_doc)));
+        body.push("generator", Value::Map(spec_doc));
         body.push("files", Value::Map(carried_files));
         out.push(sops_secret_object(name, namespace, path, body));
     }
@@ -528,7 +528,7 @@ pub fn generate(
                     None => {
                         return Err(GenerateError::Refused {
                             path: path.clone(),
-                            message: "a SOPS file that is not a kind: Secret manifest; safe mode carries only Secrets as ciphertext".into(),
+                            message: "a SOPS file that is neither a kind: Secret manifest nor read by a sopsync.yaml; safe mode carries only those as ciphertext".into(),
                         })
                     }
                 }
