@@ -9,11 +9,12 @@
 //!   cache, UI and diff hold ciphertext only. The sidecar needs no key for this mode;
 //!   when one is configured, each file is also verified (decrypted, then dropped), so
 //!   a tampered file fails here instead of later in the cluster.
-//!   Design decision for `sopsync.yaml` generators: they are refused in this mode. A
-//!   generator reads several SOPS files of any format; carrying it as ciphertext needs
-//!   a new kind (a `SopsGenerator` holding each referenced file's bytes) and its
-//!   controller side, which is not built yet. The refusal says to convert the
-//!   generator's files to SOPS Secret manifests or to use `secrets` mode.
+//!   Each `sopsync.yaml` entry becomes a `SopsSecret` named like its Secret, in its
+//!   namespace, whose `spec.generator` is the entry and whose `spec.files` are the SOPS
+//!   files it reads, exactly as sops wrote them (docs/helm-argocd.md, "Design:
+//!   generators in safe mode"). With a key, each such object is rendered here as the
+//!   controller will render it (plaintext dropped); without one, each file is only
+//!   parsed as SOPS (a MAC cannot be checked without the key: the controller fails it).
 //!   A Helm chart renders with its plain values only; a SOPS values file is refused,
 //!   pointing to the pattern that keeps secrets out of Argo CD (a SOPS Secret manifest
 //!   in the app, referenced by the chart by name through `existingSecret`).
@@ -25,6 +26,7 @@
 //! Guarantees: the output is built in memory and printed only when everything
 //! succeeded; any failure is one error (the CLI prints one line and exits non-zero).
 
+use crate::controller::crd::{GeneratorFileRef, GeneratorSpec};
 use crate::core::formats::{codec, Format, FormatOptions};
 use crate::core::keys::KeyBackend;
 use crate::core::tree::{Mapping, Value};
@@ -230,6 +232,123 @@ fn sops_secret(
     crate::repo::names::check_secret_name(name)
         .map_err(|rule| file_err(path, format!("Secret name {name:?} is invalid: {rule}")))?;
     let text = std::str::from_utf8(bytes).map_err(|_| file_err(path, "not UTF-8"))?;
+    let mut spec = Mapping::new();
+    spec.push("encrypted", Value::str(text));
+    Ok(Some(sops_secret_object(name, namespace, path, spec)))
+}
+
+/// The `SopsSecret`s of one `sopsync.yaml` (at `path`): one per entry, each carrying
+/// the entry and the SOPS files it reads (`sops` holds the app's SOPS files, and the
+/// paths of those read are added to `read`).
+fn generator_objects(
+    path: &str,
+    bytes: &[u8],
+    sops: &BTreeMap<String, Vec<u8>>,
+    app: &AppContext,
+    (keys, verify): (&(dyn KeyBackend + Sync), bool),
+    read: &mut std::collections::BTreeSet<String>,
+) -> Result<Vec<Mapping>, GenerateError> {
+    let entries = render::parse_generator(path, bytes).map_err(|e| file_err(path, e.message))?;
+    let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    let mut out = Vec::new();
+    for entry in entries {
+        let name = entry.name.as_str();
+        let namespace = entry.namespace.as_deref().unwrap_or(&app.namespace);
+        crate::repo::names::check_secret_name(name)
+            .map_err(|rule| file_err(path, format!("Secret name {name:?} is invalid: {rule}")))?;
+        if !namespace.is_empty() {
+            crate::repo::names::check_namespace(namespace).map_err(|rule| {
+                file_err(path, format!("namespace {namespace:?} is invalid: {rule}"))
+            })?;
+        }
+        let mut files = BTreeMap::new();
+        for rel in entry.references() {
+            let full = if dir.is_empty() {
+                rel.to_string()
+            } else {
+                format!("{dir}/{rel}")
+            };
+            let Some(file) = sops.get(&full) else {
+                return Err(file_err(
+                    path,
+                    format!("`{full}` is not a SOPS-encrypted file in the app"),
+                ));
+            };
+            let text = std::str::from_utf8(file).map_err(|_| file_err(&full, "not UTF-8"))?;
+            // Without a key this is all that can be checked: the file is SOPS and its
+            // metadata is well-formed. Its MAC is checked by whoever holds the key.
+            let format = Format::from_path(&full);
+            crate::core::parse_encrypted_with(
+                codec(format, &FormatOptions::default()).as_ref(),
+                format,
+                file,
+            )
+            .map_err(|e| file_err(&full, e.to_string()))?;
+            files.insert(rel.to_string(), text.to_string());
+            read.insert(full);
+        }
+        let spec = GeneratorSpec {
+            secret_type: entry.secret_type.clone(),
+            labels: entry.labels.clone(),
+            annotations: entry.annotations.clone(),
+            env_files: entry.env_files.clone(),
+            include: entry.include.clone(),
+            files: entry
+                .files
+                .iter()
+                .map(|f| GeneratorFileRef {
+                    path: f.path.clone(),
+                    key: Some(f.key.clone()),
+                })
+                .collect(),
+        };
+        // The controller's own checks (paths, limits, every file read), so a violation
+        // fails here rather than in the cluster.
+        let (checked, carried) = spec
+            .inputs(&files, name, namespace)
+            .map_err(|m| file_err(path, format!("Secret {name}: {m}")))?;
+        if verify {
+            let opts = RenderOptions {
+                source: String::new(),
+                revision: String::new(),
+                default_namespace: namespace.to_string(),
+            };
+            let mut checked = checked;
+            if namespace.is_empty() {
+                // Argo CD will put the object in the Application's destination, unknown
+                // here; any valid namespace renders the entry the same way.
+                checked.namespace = Some("default".into());
+            }
+            let report =
+                render::render_generator(render::MANIFEST_NAME, &[checked], &carried, keys, &opts);
+            if let Some(e) = report.errors.first() {
+                return Err(file_err(path, format!("Secret {name}: {}", e.message)));
+            }
+        }
+        let spec_doc = json_mapping(&spec, path)?;
+        let mut carried_files = Mapping::new();
+        for (rel, text) in files {
+            carried_files.push(rel, Value::str(&text));
+        }
+        let mut body = Mapping::new();
+        body.push("generator", Value::Map(spec_doc));
+        body.push("files", Value::Map(carried_files));
+        out.push(sops_secret_object(name, namespace, path, body));
+    }
+    Ok(out)
+}
+
+/// A value as a tree, through its JSON form (so the field names are the CRD's).
+fn json_mapping(value: &impl serde::Serialize, path: &str) -> Result<Mapping, GenerateError> {
+    let json = serde_json::to_vec(value).map_err(|e| file_err(path, e.to_string()))?;
+    let mut docs = codec(Format::Json, &FormatOptions::default())
+        .parse_plain(&json)
+        .map_err(|e| file_err(path, e.to_string()))?;
+    Ok(docs.pop().unwrap_or_default())
+}
+
+/// A `SopsSecret` named `name` in `namespace` with `spec`, annotated with its source.
+fn sops_secret_object(name: &str, namespace: &str, path: &str, spec: Mapping) -> Mapping {
     let mut meta = Mapping::new();
     meta.push("name", Value::str(name));
     if !namespace.is_empty() {
@@ -238,14 +357,12 @@ fn sops_secret(
     let mut annotations = Mapping::new();
     annotations.push(render::ANNOTATION_PATH, Value::str(path));
     meta.push("annotations", Value::Map(annotations));
-    let mut spec = Mapping::new();
-    spec.push("encrypted", Value::str(text));
     let mut m = Mapping::new();
     m.push("apiVersion", Value::str("sopsync.io/v1alpha1"));
     m.push("kind", Value::str("SopsSecret"));
     m.push("metadata", Value::Map(meta));
     m.push("spec", Value::Map(spec));
-    Ok(Some(m))
+    m
 }
 
 fn yaml_of(docs: &[Mapping]) -> Vec<u8> {
@@ -256,6 +373,41 @@ fn yaml_of(docs: &[Mapping]) -> Vec<u8> {
     codec(Format::Yaml, &opts)
         .emit_plain(docs)
         .unwrap_or_default()
+}
+
+/// Refuses two SopsSecrets of the same namespace and name (Argo CD would apply one over
+/// the other; `secrets` mode refuses the same duplicate).
+fn check_unique(docs: &[Mapping]) -> Result<(), GenerateError> {
+    let field = |d: &Mapping, k: &str| {
+        d.get("metadata")
+            .and_then(Value::as_map)
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let path = |d: &Mapping| {
+        d.get("metadata")
+            .and_then(Value::as_map)
+            .and_then(|m| m.get("annotations"))
+            .and_then(Value::as_map)
+            .and_then(|m| m.get(render::ANNOTATION_PATH))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
+    for d in docs {
+        let id = (field(d, "namespace"), field(d, "name"));
+        if let Some(first) = seen.get(&id) {
+            return Err(file_err(
+                &path(d),
+                format!("Secret {}/{} is also defined in {first}", id.0, id.1),
+            ));
+        }
+        seen.insert(id, path(d));
+    }
+    Ok(())
 }
 
 /// Runs `helm ARGS` (SOPS values files through pipes) and returns what it printed.
@@ -336,13 +488,31 @@ pub fn generate(
     }
     match mode {
         Mode::Safe => {
+            let is_manifest = |p: &str| p.rsplit('/').next() == Some(render::MANIFEST_NAME);
+            // The SOPS files some generator reads may be of any format; only the others
+            // must be Secret manifests.
+            let mut read_by_generator = std::collections::BTreeSet::new();
             let mut docs = Vec::new();
-            for (path, bytes) in &tree.files {
-                if path.rsplit('/').next() == Some(render::MANIFEST_NAME) {
-                    return Err(GenerateError::Refused {
-                        path: path.clone(),
-                        message: "sopsync.yaml generators are not carried in safe mode (they would need a ciphertext kind the controller does not have yet); turn the files it reads into SOPS Secret manifests, or use mode secrets".into(),
-                    });
+            for (path, bytes) in tree.files.iter().filter(|(p, _)| is_manifest(p)) {
+                docs.extend(generator_objects(
+                    path,
+                    bytes,
+                    &tree.files,
+                    app,
+                    (keys, verify),
+                    &mut read_by_generator,
+                )?);
+            }
+            for (path, bytes) in tree.files.iter().filter(|(p, _)| !is_manifest(p)) {
+                if read_by_generator.contains(path) {
+                    // A generator's input; a Secret manifest of its own too if it is one
+                    // (as `secrets` mode renders it).
+                    if matches!(Format::from_path(path), Format::Yaml | Format::Json) {
+                        if let Some(doc) = sops_secret(path, bytes, app)? {
+                            docs.push(doc);
+                        }
+                    }
+                    continue;
                 }
                 if verify {
                     crate::helm::decrypt_documents(Path::new(path), bytes, keys).map_err(|e| {
@@ -358,11 +528,12 @@ pub fn generate(
                     None => {
                         return Err(GenerateError::Refused {
                             path: path.clone(),
-                            message: "a SOPS file that is not a kind: Secret manifest; safe mode carries only Secrets as ciphertext".into(),
+                            message: "a SOPS file that is neither a kind: Secret manifest nor read by a sopsync.yaml; safe mode carries only those as ciphertext".into(),
                         })
                     }
                 }
             }
+            check_unique(&docs)?;
             if !docs.is_empty() {
                 push_document(&mut out, &yaml_of(&docs));
             }

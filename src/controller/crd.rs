@@ -110,8 +110,19 @@ pub struct SecretSourceSpec {
 pub struct SopsSecretSpec {
     /// The SOPS-encrypted `kind: Secret` manifest (YAML or JSON) exactly as sops wrote
     /// it. Its `metadata.name` must be this object's name, and its namespace (if any)
-    /// this object's namespace. The MAC is always verified.
+    /// this object's namespace. The MAC is always verified. Empty when `generator` is
+    /// set (exactly one of the two).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub encrypted: String,
+    /// One `sopsync.yaml` entry (without name and namespace: the Secret is named like
+    /// this object, in its namespace) whose SOPS files are in `files`. Instead of
+    /// `encrypted`; what the Argo CD plugin's safe mode emits for a generator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<GeneratorSpec>,
+    /// The SOPS files `generator` reads: path (relative, as the entry names it) → the
+    /// text exactly as sops wrote it. At most 64 files and 1 MiB in total.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
     /// Where the age keys come from.
     #[serde(default, skip_serializing_if = "is_default")]
     pub decryption: Decryption,
@@ -121,6 +132,143 @@ pub struct SopsSecretSpec {
     /// Stop syncing while true.
     #[serde(default)]
     pub suspend: bool,
+}
+
+/// A `sopsync.yaml` entry carried by a SopsSecret (README: "The sopsync.yaml format"),
+/// without its name and namespace, which are the SopsSecret's own.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GeneratorSpec {
+    /// The Secret's `type` (default `Opaque`).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub secret_type: Option<String>,
+    /// Labels put on the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations put on the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Flat SOPS files (dotenv, JSON, YAML) in `files`: each key becomes a data key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_files: Vec<String>,
+    /// Only these keys of `envFiles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<Vec<String>>,
+    /// Whole decrypted files as data keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<GeneratorFileRef>,
+}
+
+/// A whole file of a generator as one data key.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct GeneratorFileRef {
+    /// The file: a key of `spec.files`.
+    pub path: String,
+    /// The data key (default: the file name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+/// At most this many files in a SopsSecret's `spec.files`.
+pub const MAX_GENERATOR_FILES: usize = 64;
+/// At most this many bytes of files in a SopsSecret's `spec.files`: etcd keeps an
+/// object under 1.5 MiB, and the entry, metadata and status need room too.
+pub const MAX_GENERATOR_BYTES: usize = 1 << 20;
+/// At most this many bytes in a path of `spec.files`.
+pub const MAX_GENERATOR_PATH: usize = 512;
+
+/// Is `path` a canonical relative path (no empty, `.` or `..` part, no leading `/`,
+/// no `\`, no control character)? Returns the rule it breaks, as "has …", "is …".
+pub fn check_carried_path(path: &str) -> Result<(), &'static str> {
+    if path.len() > MAX_GENERATOR_PATH {
+        return Err("is longer than 512 bytes");
+    }
+    if path.starts_with('/') {
+        return Err("is absolute");
+    }
+    if path.contains('\\') || path.chars().any(char::is_control) {
+        return Err("holds a backslash or control character");
+    }
+    if path.split('/').any(|part| matches!(part, "" | "." | "..")) {
+        return Err("has an empty, `.` or `..` part");
+    }
+    Ok(())
+}
+
+impl GeneratorSpec {
+    /// The entry this spec describes for the Secret `name` in `namespace`, and the files
+    /// it reads (path → bytes), after checking that the object holds exactly the files
+    /// the entry reads, under canonical relative paths and within the limits. The
+    /// error says which field breaks which rule (never a value).
+    pub fn inputs(
+        &self,
+        files: &BTreeMap<String, String>,
+        name: &str,
+        namespace: &str,
+    ) -> Result<
+        (
+            crate::repo::render::GeneratorEntry,
+            BTreeMap<String, Vec<u8>>,
+        ),
+        String,
+    > {
+        use crate::repo::render::{GeneratorEntry, GeneratorFile};
+        if files.len() > MAX_GENERATOR_FILES {
+            return Err(format!(
+                "spec.files holds {} files; at most {MAX_GENERATOR_FILES}",
+                files.len()
+            ));
+        }
+        let total: usize = files.values().map(String::len).sum();
+        if total > MAX_GENERATOR_BYTES {
+            return Err(format!(
+                "spec.files holds {total} bytes; at most {MAX_GENERATOR_BYTES}"
+            ));
+        }
+        for path in files.keys() {
+            check_carried_path(path).map_err(|rule| format!("spec.files: path {path:?} {rule}"))?;
+        }
+        let entry = GeneratorEntry {
+            name: name.to_string(),
+            namespace: Some(namespace.to_string()),
+            secret_type: self.secret_type.clone(),
+            labels: self.labels.clone(),
+            annotations: self.annotations.clone(),
+            env_files: self.env_files.clone(),
+            include: self.include.clone(),
+            files: self
+                .files
+                .iter()
+                .map(|f| GeneratorFile {
+                    path: f.path.clone(),
+                    key: f.key.clone().unwrap_or_else(|| {
+                        f.path.rsplit('/').next().unwrap_or(&f.path).to_string()
+                    }),
+                })
+                .collect(),
+        };
+        let read = entry.references();
+        if read.is_empty() {
+            return Err("spec.generator reads no file (envFiles and files are empty)".into());
+        }
+        for path in &read {
+            if !files.contains_key(*path) {
+                return Err(format!(
+                    "spec.generator reads {path:?}, which is not in spec.files"
+                ));
+            }
+        }
+        if let Some(extra) = files.keys().find(|p| !read.contains(&p.as_str())) {
+            return Err(format!(
+                "spec.files holds {extra:?}, which spec.generator does not read"
+            ));
+        }
+        let bytes = files
+            .iter()
+            .map(|(p, text)| (p.clone(), text.as_bytes().to_vec()))
+            .collect();
+        Ok((entry, bytes))
+    }
 }
 
 /// A Secret in the object's own namespace.
@@ -462,6 +610,50 @@ mod tests {
             J::Object(m) => J::Object(m.into_iter().map(|(k, v)| (k, numbers_as_f64(v))).collect()),
             other => other,
         }
+    }
+
+    #[test]
+    fn a_generator_entry_is_named_after_its_object_and_reads_only_what_it_carries() {
+        let spec: GeneratorSpec = serde_json::from_value(serde_json::json!({
+            "envFiles": ["app.env"],
+            "files": [{"path": "certs/ca.crt"}, {"path": "app.env", "key": "all.env"}]
+        }))
+        .expect("valid");
+        let files = BTreeMap::from([
+            ("app.env".to_string(), "A=ENC[..]".to_string()),
+            ("certs/ca.crt".to_string(), "{}".to_string()),
+        ]);
+        let (entry, bytes) = spec.inputs(&files, "web", "prod").expect("valid inputs");
+        assert_eq!(entry.name, "web");
+        assert_eq!(entry.namespace.as_deref(), Some("prod"));
+        assert_eq!(entry.files[0].key, "ca.crt", "default key: the file name");
+        assert_eq!(entry.files[1].key, "all.env");
+        assert_eq!(bytes.len(), 2);
+
+        let mut extra = files.clone();
+        extra.insert("x/../y".into(), String::new());
+        assert_eq!(
+            spec.inputs(&extra, "web", "prod").expect_err("refused"),
+            "spec.files: path \"x/../y\" has an empty, `.` or `..` part"
+        );
+        for (path, rule) in [
+            ("/etc/passwd", "is absolute"),
+            ("a//b", "has an empty, `.` or `..` part"),
+            ("./a", "has an empty, `.` or `..` part"),
+            ("a\\b", "holds a backslash or control character"),
+        ] {
+            assert_eq!(check_carried_path(path), Err(rule), "{path}");
+        }
+        assert!(check_carried_path(&"a".repeat(MAX_GENERATOR_PATH + 1)).is_err());
+        let too_many: BTreeMap<String, String> = (0..=MAX_GENERATOR_FILES)
+            .map(|i| (format!("f{i}"), String::new()))
+            .collect();
+        assert!(spec
+            .inputs(&too_many, "web", "prod")
+            .expect_err("refused")
+            .contains("at most 64"));
+        let empty = GeneratorSpec::default();
+        assert!(empty.inputs(&BTreeMap::new(), "web", "prod").is_err());
     }
 
     #[test]

@@ -20,7 +20,9 @@ use super::crd::{
 use super::status::{next_status, ready, StatusUpdate, Verdict};
 use crate::core::keys::AgeIdentities;
 use crate::repo::git::{check_source, fetch_with_policy, redact_url, GitError};
-use crate::repo::render::{render_files, DesiredSecret, FileError, RenderOptions};
+use crate::repo::render::{
+    render_files, render_generator, DesiredSecret, FileError, RenderOptions,
+};
 use crate::repo::walk::{walk_tree, WalkError, WalkLimits};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -670,6 +672,10 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
 /// the watch).
 const SOPS_SECRET_RESYNC: Duration = Duration::from_secs(600);
 
+/// Where a SopsSecret's generator entry is rendered from: its `spec.files` paths are
+/// relative to this manifest, at the root of the object's own files.
+const GENERATOR_MANIFEST: &str = crate::repo::render::MANIFEST_NAME;
+
 async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
     let spec = &obj.spec;
     if spec.suspend {
@@ -680,29 +686,52 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
         Err(stop) => return stop,
     };
     let revision = format!("generation-{}", obj.meta().generation.unwrap_or(0));
-    let file = if spec.encrypted.trim_start().starts_with('{') {
-        "inline.json"
-    } else {
-        "inline.yaml"
-    };
-    let files = BTreeMap::from([(file.to_string(), spec.encrypted.as_bytes().to_vec())]);
-    let opts = RenderOptions {
-        source: format!("SopsSecret/{}/{}", owner.namespace, owner.name),
-        revision: revision.clone(),
-        default_namespace: owner.namespace.clone(),
-    };
-    let rendered = tokio::task::spawn_blocking(move || render_files(&files, &keys, &opts)).await;
-    let report = match rendered {
-        Ok(r) => r,
-        Err(e) => return Outcome::retry("Internal", Error::Internal(e.to_string()), None),
-    };
     let stall = |reason: &str, message: String| {
         let mut o = Outcome::stalled(reason, message, SOPS_SECRET_RESYNC);
         o.update.attempted_revision = Some(revision.clone());
         o
     };
+    let opts = RenderOptions {
+        source: format!("SopsSecret/{}/{}", owner.namespace, owner.name),
+        revision: revision.clone(),
+        default_namespace: owner.namespace.clone(),
+    };
+    let (field, rendered) = match &spec.generator {
+        None => {
+            let file = if spec.encrypted.trim_start().starts_with('{') {
+                "inline.json"
+            } else {
+                "inline.yaml"
+            };
+            let files = BTreeMap::from([(file.to_string(), spec.encrypted.as_bytes().to_vec())]);
+            let work = move || render_files(&files, &keys, &opts);
+            ("spec.encrypted", tokio::task::spawn_blocking(work).await)
+        }
+        Some(generator) => {
+            // The entry is rendered from the object's own bytes only: its paths are
+            // checked and every file it reads must be carried (docs/helm-argocd.md,
+            // "Design: generators in safe mode"). Nothing is decrypted before that.
+            if !spec.encrypted.is_empty() {
+                return stall(
+                    "InvalidSpec",
+                    "spec.encrypted and spec.generator are exclusive: set one".into(),
+                );
+            }
+            let (entry, files) = match generator.inputs(&spec.files, &owner.name, &owner.namespace)
+            {
+                Ok(found) => found,
+                Err(m) => return stall("InvalidSpec", m),
+            };
+            let work = move || render_generator(GENERATOR_MANIFEST, &[entry], &files, &keys, &opts);
+            ("spec.generator", tokio::task::spawn_blocking(work).await)
+        }
+    };
+    let report = match rendered {
+        Ok(r) => r,
+        Err(e) => return Outcome::retry("Internal", Error::Internal(e.to_string()), None),
+    };
     if let Some(e) = report.errors.first() {
-        return stall("DecryptFailed", format!("spec.encrypted: {}", e.message));
+        return stall("DecryptFailed", format!("{field}: {}", e.message));
     }
     let mut secrets = report.secrets;
     if secrets.len() != 1 || secrets[0].name != owner.name {

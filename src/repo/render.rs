@@ -261,38 +261,85 @@ fn basename(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
-/// A `sopsync.yaml` generator → DesiredSecrets.
-fn secrets_from_generator(
+/// A whole decrypted file given as one data key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GeneratorFile {
+    /// The file, relative to the `sopsync.yaml` (normalized: no `.` or empty parts).
+    pub path: String,
+    /// The data key (default: the file name as written).
+    pub key: String,
+}
+
+/// One entry of a `sopsync.yaml` (README: "The sopsync.yaml format"), as written:
+/// nothing decrypted, so safe to show (names, data keys and file names only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GeneratorEntry {
+    /// The Secret's name.
+    pub name: String,
+    /// Its namespace (default: the render's default namespace).
+    pub namespace: Option<String>,
+    /// Its `type` (default `Opaque`).
+    pub secret_type: Option<String>,
+    /// Labels put on it.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations put on it.
+    pub annotations: BTreeMap<String, String>,
+    /// Flat SOPS files (relative to the `sopsync.yaml`, normalized): key → data key.
+    pub env_files: Vec<String>,
+    /// Only these keys of `env_files`.
+    pub include: Option<Vec<String>>,
+    /// Whole files as data keys.
+    pub files: Vec<GeneratorFile>,
+}
+
+impl GeneratorEntry {
+    /// Every file the entry reads (relative to the `sopsync.yaml`), each once, in
+    /// first-use order.
+    pub fn references(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for p in self
+            .env_files
+            .iter()
+            .map(String::as_str)
+            .chain(self.files.iter().map(|f| f.path.as_str()))
+        {
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+        out
+    }
+}
+
+fn seq_strings(s: &crate::core::tree::Sequence) -> Vec<String> {
+    s.items
+        .iter()
+        .filter_map(|e| {
+            if let SeqEntry::Value(v) = e {
+                v.as_str().map(String::from)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Parses a `sopsync.yaml` (plain YAML; nothing is decrypted). Paths are checked not to
+/// leave the manifest's directory and come back relative to it, normalized.
+pub fn parse_generator(
     manifest_path: &str,
     bytes: &[u8],
-    decrypted: &HashMap<String, Result<Decrypted, FileError>>,
-    opts: &RenderOptions,
-) -> Result<Vec<DesiredSecret>, FileError> {
+) -> Result<Vec<GeneratorEntry>, FileError> {
     let docs = codec(Format::Yaml, &FormatOptions::default())
         .parse_plain(bytes)
         .map_err(|e| err(manifest_path, e.to_string()))?;
-    let dir = manifest_path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
     let root = docs
         .first()
         .ok_or_else(|| err(manifest_path, "empty manifest"))?;
     let Some(Value::Seq(list)) = root.get("secrets") else {
         return Err(err(manifest_path, "expected a top-level `secrets:` list"));
     };
-    let get_file = |rel: &str| -> Result<(String, &Decrypted), FileError> {
-        let full = join_rel(dir, rel, manifest_path)?;
-        match decrypted.get(&full) {
-            Some(Ok(d)) => Ok((full, d)),
-            Some(Err(e)) => Err(FileError {
-                path: manifest_path.to_string(),
-                message: format!("{}: {}", e.path, e.message),
-                exit_code: e.exit_code,
-            }),
-            None => Err(err(
-                manifest_path,
-                format!("`{full}` is not a SOPS-encrypted file in the repository"),
-            )),
-        }
-    };
+    let relative = |rel: &str| join_rel("", rel, manifest_path);
     let mut out = Vec::new();
     for (i, item) in list
         .items
@@ -314,51 +361,19 @@ fn secrets_from_generator(
             .get("name")
             .and_then(Value::as_str)
             .ok_or_else(|| err(manifest_path, format!("{at}.name is required")))?;
-        let mut data = SecretData::default();
-        let include: Option<Vec<String>> = match m.get("include") {
-            Some(Value::Seq(s)) => Some(
-                s.items
-                    .iter()
-                    .filter_map(|e| {
-                        if let SeqEntry::Value(v) = e {
-                            v.as_str().map(String::from)
-                        } else {
-                            None
-                        }
-                    })
-                    .collect(),
-            ),
+        let include = match m.get("include") {
+            Some(Value::Seq(s)) => Some(seq_strings(s)),
             _ => None,
         };
+        let mut env_files = Vec::new();
         if let Some(Value::Seq(envs)) = m.get("envFiles") {
-            for e in envs.items.iter().filter_map(|e| {
-                if let SeqEntry::Value(v) = e {
-                    v.as_str()
-                } else {
-                    None
-                }
-            }) {
-                let (full, d) = get_file(e)?;
-                let doc = d.docs.first().ok_or_else(|| err(&full, "no document"))?;
-                for entry in &doc.entries {
-                    let MapEntry::Pair { key, value } = entry else {
-                        continue;
-                    };
-                    if include.as_ref().is_some_and(|inc| !inc.contains(key)) {
-                        continue;
-                    }
-                    let bytes = scalar_bytes(value).ok_or_else(|| {
-                        err(
-                            &full,
-                            format!("`{key}` is not a scalar; envFiles need flat key/value files"),
-                        )
-                    })?;
-                    data.0.insert(key.clone(), Zeroizing::new(bytes));
-                }
+            for e in seq_strings(envs) {
+                env_files.push(relative(&e)?);
             }
         }
-        if let Some(Value::Seq(files)) = m.get("files") {
-            for f in files.items.iter().filter_map(|e| {
+        let mut files = Vec::new();
+        if let Some(Value::Seq(list)) = m.get("files") {
+            for f in list.items.iter().filter_map(|e| {
                 if let SeqEntry::Value(v) = e {
                     Some(v)
                 } else {
@@ -367,9 +382,8 @@ fn secrets_from_generator(
             }) {
                 let (rel, key) = match f {
                     Value::Str(_) => {
-                        let rel = f.as_str().unwrap_or_default().to_string();
-                        let key = basename(&rel).to_string();
-                        (rel, key)
+                        let rel = f.as_str().unwrap_or_default();
+                        (rel, basename(rel))
                     }
                     Value::Map(fm) => {
                         let rel = fm.get("path").and_then(Value::as_str).ok_or_else(|| {
@@ -379,7 +393,7 @@ fn secrets_from_generator(
                             .get("key")
                             .and_then(Value::as_str)
                             .unwrap_or(basename(rel));
-                        (rel.to_string(), key.to_string())
+                        (rel, key)
                     }
                     _ => {
                         return Err(err(
@@ -388,35 +402,110 @@ fn secrets_from_generator(
                         ))
                     }
                 };
-                let (full, d) = get_file(&rel)?;
-                let bytes = codec(d.format, &FormatOptions::default())
-                    .emit_plain(&d.docs)
-                    .map_err(|e| err(&full, e.to_string()))?;
-                data.0.insert(key, Zeroizing::new(bytes));
+                files.push(GeneratorFile {
+                    path: relative(rel)?,
+                    key: key.to_string(),
+                });
             }
         }
-        out.push(DesiredSecret {
-            namespace: m
-                .get("namespace")
-                .and_then(Value::as_str)
-                .unwrap_or(&opts.default_namespace)
-                .to_string(),
+        out.push(GeneratorEntry {
             name: name.to_string(),
-            secret_type: m
-                .get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("Opaque")
-                .to_string(),
+            namespace: m.get("namespace").and_then(Value::as_str).map(String::from),
+            secret_type: m.get("type").and_then(Value::as_str).map(String::from),
             labels: string_map(m.get("labels"), manifest_path, &format!("{at}.labels"))?,
             annotations: string_map(
                 m.get("annotations"),
                 manifest_path,
                 &format!("{at}.annotations"),
             )?,
+            env_files,
+            include,
+            files,
+        });
+    }
+    Ok(out)
+}
+
+/// Generator entries → DesiredSecrets, from the decrypted files (keyed by their path
+/// relative to the root; the entries' paths are relative to the manifest's directory).
+fn secrets_from_entries(
+    manifest_path: &str,
+    entries: &[GeneratorEntry],
+    decrypted: &HashMap<String, Result<Decrypted, FileError>>,
+    opts: &RenderOptions,
+) -> Result<Vec<DesiredSecret>, FileError> {
+    let dir = manifest_path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    let get_file = |rel: &str| -> Result<(String, &Decrypted), FileError> {
+        let full = join_rel(dir, rel, manifest_path)?;
+        match decrypted.get(&full) {
+            Some(Ok(d)) => Ok((full, d)),
+            Some(Err(e)) => Err(FileError {
+                path: manifest_path.to_string(),
+                message: format!("{}: {}", e.path, e.message),
+                exit_code: e.exit_code,
+            }),
+            None => Err(err(
+                manifest_path,
+                format!("`{full}` is not a SOPS-encrypted file in the repository"),
+            )),
+        }
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let mut data = SecretData::default();
+        for e in &entry.env_files {
+            let (full, d) = get_file(e)?;
+            let doc = d.docs.first().ok_or_else(|| err(&full, "no document"))?;
+            for item in &doc.entries {
+                let MapEntry::Pair { key, value } = item else {
+                    continue;
+                };
+                if entry.include.as_ref().is_some_and(|inc| !inc.contains(key)) {
+                    continue;
+                }
+                let bytes = scalar_bytes(value).ok_or_else(|| {
+                    err(
+                        &full,
+                        format!("`{key}` is not a scalar; envFiles need flat key/value files"),
+                    )
+                })?;
+                data.0.insert(key.clone(), Zeroizing::new(bytes));
+            }
+        }
+        for f in &entry.files {
+            let (full, d) = get_file(&f.path)?;
+            let bytes = codec(d.format, &FormatOptions::default())
+                .emit_plain(&d.docs)
+                .map_err(|e| err(&full, e.to_string()))?;
+            data.0.insert(f.key.clone(), Zeroizing::new(bytes));
+        }
+        out.push(DesiredSecret {
+            namespace: entry
+                .namespace
+                .clone()
+                .unwrap_or_else(|| opts.default_namespace.clone()),
+            name: entry.name.clone(),
+            secret_type: entry
+                .secret_type
+                .clone()
+                .unwrap_or_else(|| "Opaque".to_string()),
+            labels: entry.labels.clone(),
+            annotations: entry.annotations.clone(),
             data,
         });
     }
     Ok(out)
+}
+
+/// A `sopsync.yaml` generator → DesiredSecrets.
+fn secrets_from_generator(
+    manifest_path: &str,
+    bytes: &[u8],
+    decrypted: &HashMap<String, Result<Decrypted, FileError>>,
+    opts: &RenderOptions,
+) -> Result<Vec<DesiredSecret>, FileError> {
+    let entries = parse_generator(manifest_path, bytes)?;
+    secrets_from_entries(manifest_path, &entries, decrypted, opts)
 }
 
 /// SHA-256 over type and sorted (key, value) pairs, length-prefixed.
@@ -530,6 +619,25 @@ impl Drop for Reservation {
     }
 }
 
+/// Decrypts every SOPS file of `files` in parallel, each data key unwrapped once.
+fn decrypt_all(
+    files: &BTreeMap<String, Vec<u8>>,
+    keys: &(dyn KeyBackend + Sync),
+) -> HashMap<String, Result<Decrypted, FileError>> {
+    let candidates: Vec<(&String, &Vec<u8>)> = files
+        .iter()
+        .filter(|(_, b)| super::walk::looks_like_sops(b))
+        .collect();
+    candidates
+        .par_iter()
+        .map(|(p, b)| {
+            // Held while the file is parsed and decrypted, whatever the thread count.
+            let _reserved = PARSE_BUDGET.reserve(expansion_budget(b.len()));
+            ((*p).clone(), decrypt_one(p, b, keys))
+        })
+        .collect()
+}
+
 /// Renders every Secret described by `files` (path relative to the root → bytes).
 /// SOPS files are found by their metadata and decrypted in parallel, each data key
 /// unwrapped once.
@@ -538,18 +646,7 @@ pub fn render_files(
     keys: &(dyn KeyBackend + Sync),
     opts: &RenderOptions,
 ) -> RenderReport {
-    let candidates: Vec<(&String, &Vec<u8>)> = files
-        .iter()
-        .filter(|(_, b)| super::walk::looks_like_sops(b))
-        .collect();
-    let decrypted: HashMap<String, Result<Decrypted, FileError>> = candidates
-        .par_iter()
-        .map(|(p, b)| {
-            // Held while the file is parsed and decrypted, whatever the thread count.
-            let _reserved = PARSE_BUDGET.reserve(expansion_budget(b.len()));
-            ((*p).clone(), decrypt_one(p, b, keys))
-        })
-        .collect();
+    let decrypted = decrypt_all(files, keys);
     let mut report = RenderReport {
         decrypted_files: decrypted.values().filter(|r| r.is_ok()).count(),
         ..Default::default()
@@ -589,6 +686,40 @@ pub fn render_files(
             Ok(_) => {}
         }
     }
+    finish_report(report, found, opts)
+}
+
+/// Renders only the generator `entries` of a manifest at `manifest_path`, from `files`
+/// (path relative to the root → the bytes sops wrote). Nothing else in `files` becomes
+/// a Secret: this is how a `SopsSecret` carrying a generator entry is rendered (the
+/// controller, and the Argo CD plugin's check of what it emits).
+pub fn render_generator(
+    manifest_path: &str,
+    entries: &[GeneratorEntry],
+    files: &BTreeMap<String, Vec<u8>>,
+    keys: &(dyn KeyBackend + Sync),
+    opts: &RenderOptions,
+) -> RenderReport {
+    let decrypted = decrypt_all(files, keys);
+    let mut report = RenderReport {
+        decrypted_files: decrypted.values().filter(|r| r.is_ok()).count(),
+        ..Default::default()
+    };
+    let mut found = Vec::new();
+    match secrets_from_entries(manifest_path, entries, &decrypted, opts) {
+        Ok(list) => found.extend(list.into_iter().map(|s| (manifest_path.to_string(), s))),
+        Err(e) => report.errors.push(e),
+    }
+    finish_report(report, found, opts)
+}
+
+/// Checks names, refuses duplicates and adds the labels and annotations every rendered
+/// Secret carries; sorts the result.
+fn finish_report(
+    mut report: RenderReport,
+    found: Vec<(String, DesiredSecret)>,
+    opts: &RenderOptions,
+) -> RenderReport {
     let mut seen: HashMap<(String, String), String> = HashMap::new();
     for (path, mut s) in found {
         // Names become file names (`render --output`) and API paths: one that
