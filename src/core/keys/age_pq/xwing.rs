@@ -107,11 +107,6 @@ impl DecapsulationKey {
         }
     }
 
-    /// The seed, as age encodes the identity.
-    pub(crate) fn seed(&self) -> &[u8; SEED_BYTES] {
-        &self.seed
-    }
-
     /// The matching encapsulation key (computed at expansion).
     pub(crate) fn public(&self) -> &EncapsulationKey {
         &self.public
