@@ -243,3 +243,81 @@ fn a_pq_identity_that_does_not_fit_fails_like_a_wrong_x25519_key() {
     );
     assert!(!stderr.contains("hunter2"));
 }
+
+#[test]
+fn rotate_add_age_with_a_pq_recipient_lets_sops_open_the_file_with_the_pq_key() {
+    let dir = tempdir();
+    let (x25519_key, x25519_recipient) = age_keypair(dir.path(), "x");
+    let (pq_key, pq_recipient) = pq_keypair(dir.path(), "pq.txt");
+    let encrypted = dir.path().join("secret.enc.yaml");
+    let out = run_ok(
+        sops()
+            .args(["encrypt", "--age", &x25519_recipient])
+            .arg(plain_file(dir.path())),
+    );
+    std::fs::write(&encrypted, out).unwrap();
+    run_ok(
+        sopsync()
+            .env("SOPS_AGE_KEY_FILE", &x25519_key)
+            .args(["rotate", "-i", "--add-age", &pq_recipient])
+            .arg(&encrypted),
+    );
+    let text = std::fs::read_to_string(&encrypted).unwrap();
+    assert_eq!(
+        recorded_recipients(&text),
+        [x25519_recipient.as_str(), pq_recipient.as_str()]
+    );
+    assert_decrypts(
+        sops().env("SOPS_AGE_KEY_FILE", &pq_key),
+        &encrypted,
+        "sops (PQ identity after rotate)",
+    );
+}
+
+#[test]
+fn the_controller_decrypts_with_a_pq_key_from_the_namespace_key_secret() {
+    use crate::support::cluster::{db, map, meta, wait_applied, Cluster, CANARY};
+    use k8s_openapi::api::core::v1::Secret;
+    use std::collections::BTreeMap;
+    let c = Cluster::new(&[]);
+    let (pq_key, pq_recipient) = pq_keypair(c.dir.path(), "pq.txt");
+    // A Secret that sops encrypted to the PQ recipient only, committed as sops wrote it.
+    let plain = c.dir.path().join("plain.yaml");
+    std::fs::write(&plain, db("pq")).unwrap();
+    let encrypted = run_ok(
+        sops()
+            .args(["encrypt", "--age", &pq_recipient])
+            .args(["--encrypted-regex", "^(data|stringData)$"])
+            .arg(&plain),
+    );
+    std::fs::remove_file(&plain).unwrap();
+    std::fs::write(c.work.join("db.yaml"), encrypted).unwrap();
+    let head = c.commit(&[]);
+    // The namespace's key Secret holds one key file mixing the X25519 and PQ lines.
+    let mut key_file = std::fs::read(&pq_key).unwrap();
+    key_file.extend(std::fs::read(&c.key_file).unwrap());
+    c.fake.ensure_namespace("team-a");
+    c.fake.put(&Secret {
+        metadata: meta("team-a", "sopsync-age-key"),
+        data: Some(BTreeMap::from([(
+            "team.agekey".into(),
+            k8s_openapi::ByteString(key_file),
+        )])),
+        ..Secret::default()
+    });
+    c.source(
+        "team-a",
+        "apps",
+        serde_json::json!({"url": c.url(), "interval": "1s"}),
+    );
+    let ctl = c.controller("c1", &[]);
+    wait_applied(&c, &ctl, "team-a", "apps", &head);
+    assert_eq!(
+        c.data("team-a", "db"),
+        Some(map(&[
+            ("username", "app"),
+            ("password", &format!("{CANARY}-pq"))
+        ]))
+    );
+    ctl.assert_no_canary();
+}

@@ -5,9 +5,10 @@
 //! sources still work); the wrapped data key is an armored age file with a trailing
 //! newline, one recipient per entry.
 //!
-//! Choices: X25519 recipients, post-quantum ones (`age1pq1…`, `AGE-SECRET-KEY-PQ-1…`,
-//! the age v1.3 `mlkem768x25519` stanza, in [`age_pq`](super::age_pq), issue 15), and SSH keys (`ssh-ed25519`, `ssh-rsa`) through the
-//! age crate's `ssh` feature, as sops 3.11 accepts them (issue 15). Plugins need
+//! Choices: X25519 recipients; post-quantum ones (`age1pq1…`, `AGE-SECRET-KEY-PQ-1…`,
+//! the age v1.3 `mlkem768x25519` stanza, built in `keys/age_pq.rs`, issue 15); and SSH
+//! keys (`ssh-ed25519`, `ssh-rsa`) through the age crate's `ssh` feature, as sops 3.11
+//! accepts them (issue 15). Plugins need
 //! process spawning, which the pure core may not do; they are refused with a clear
 //! error. A passphrase-protected SSH key asks for its passphrase only when one of its
 //! stanzas is tried, through a [`PassphrasePrompt`] the shell supplies (the core does
