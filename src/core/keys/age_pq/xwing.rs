@@ -1,6 +1,8 @@
-//! The MLKEM768-X25519 hybrid KEM, i.e. X-Wing (draft-connolly-cfrg-xwing-kem, cited
-//! below as "X-Wing §…"; the same KEM as MLKEM768-X25519 of draft-ietf-hpke-pq, HPKE
-//! KEM id 0x647A), as the HPKE KEM of age's `mlkem768x25519` stanza.
+//! The MLKEM768-X25519 hybrid KEM, i.e. X-Wing (draft-connolly-cfrg-xwing-kem, editor's
+//! copy of 2026-03-02, cited below as "X-Wing §…": §5.1 sizes, §5.2 key generation,
+//! §5.3 combiner, §5.4 encapsulation, §5.5 decapsulation, §5.6 use in HPKE; the same KEM
+//! as MLKEM768-X25519 of draft-ietf-hpke-pq, HPKE KEM id 0x647A), as the HPKE KEM of
+//! age's `mlkem768x25519` stanza.
 //!
 //! Built on RustCrypto's `ml-kem` (FIPS 203) and `x25519-dalek` (RFC 7748), with
 //! SHAKE256 and SHA3-256 from `sha3`; the `hpke` crate runs RFC 9180 around it.
