@@ -2,6 +2,7 @@
 
 mod support;
 
+mod age_pq;
 mod argocd;
 mod chart;
 mod cli;

@@ -1,6 +1,8 @@
-//! `sopsync keygen`: a new age identity, written like `age-keygen` does.
+//! `sopsync keygen`: a new age identity, written like `age-keygen` does; `--pq` makes a
+//! post-quantum one, like `age-keygen -pq` (age v1.3, issue 15).
 
 use super::{now_utc, write_stdout};
+use crate::core::keys::age::pq_identity_from_seed;
 use crate::error::CliError;
 use age::secrecy::ExposeSecret;
 use std::io::Write;
@@ -12,16 +14,27 @@ pub struct Args {
     /// Write the identity to this file (mode 0600; refused if it exists) instead of stdout.
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
+    /// Generate a post-quantum (ML-KEM-768 + X25519) identity: an `age1pq1…` recipient,
+    /// which sops 3.11 and age 1.3 can encrypt to.
+    #[arg(long)]
+    pq: bool,
 }
 
 pub(super) fn run(a: Args) -> Result<(), CliError> {
-    let id = age::x25519::Identity::generate();
-    let recipient = id.to_public().to_string();
-    let secret = id.to_string();
+    let (secret, recipient) = if a.pq {
+        // age §PQ: the identity is 32 bytes from a CSPRNG (the core takes the seed).
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed[..]);
+        pq_identity_from_seed(&seed)
+    } else {
+        let id = age::x25519::Identity::generate();
+        let secret = zeroize::Zeroizing::new(id.to_string().expose_secret().to_string());
+        (secret, id.to_public().to_string())
+    };
     let text = zeroize::Zeroizing::new(format!(
         "# created: {}\n# public key: {recipient}\n{}\n",
         now_utc().to_rfc3339(),
-        secret.expose_secret()
+        &*secret
     ));
     match a.output {
         None => write_stdout(text.as_bytes()),

@@ -5,8 +5,10 @@
 //! sources still work); the wrapped data key is an armored age file with a trailing
 //! newline, one recipient per entry.
 //!
-//! Choices: X25519 recipients, and SSH keys (`ssh-ed25519`, `ssh-rsa`) through the
-//! age crate's `ssh` feature, as sops 3.11 accepts them (issue 15). Plugins need
+//! Choices: X25519 recipients; post-quantum ones (`age1pq1…`, `AGE-SECRET-KEY-PQ-1…`,
+//! the age v1.3 `mlkem768x25519` stanza, built in `keys/age_pq.rs`, issue 15); and SSH
+//! keys (`ssh-ed25519`, `ssh-rsa`) through the age crate's `ssh` feature, as sops 3.11
+//! accepts them (issue 15). Plugins need
 //! process spawning, which the pure core may not do; they are refused with a clear
 //! error. A passphrase-protected SSH key asks for its passphrase only when one of its
 //! stanzas is tried, through a [`PassphrasePrompt`] the shell supplies (the core does
@@ -22,6 +24,8 @@
 //! text. Note: the age crate draws its own file-key randomness from the OS.
 
 use super::age_file::{self, Opened};
+use super::age_pq::PqIdentity;
+pub use super::age_pq::{pq_identity_from_seed, PQ_IDENTITY_PREFIX, PQ_RECIPIENT_PREFIX};
 use super::{KeyBackend, KeyError};
 use crate::core::metadata::MasterKey;
 use age::armor::{ArmoredReader, ArmoredWriter, Format};
@@ -40,7 +44,20 @@ pub const IDENTITY_PREFIX: &str = concat!("AGE-SECRET-", "KEY-1");
 /// One named source of identities (an env var or a file) and what parsing it gave.
 struct Source {
     name: String,
-    parsed: Result<Vec<X25519Identity>, KeyError>,
+    parsed: Result<Parsed, KeyError>,
+}
+
+/// The identities of one source, by type.
+#[derive(Default)]
+struct Parsed {
+    x25519: Vec<X25519Identity>,
+    pq: Vec<PqIdentity>,
+}
+
+impl Parsed {
+    fn len(&self) -> usize {
+        self.x25519.len() + self.pq.len()
+    }
 }
 
 /// One age X25519 identity.
@@ -252,9 +269,9 @@ impl AgeIdentities {
         });
     }
 
-    /// Number of usable identities.
+    /// Number of usable identities (X25519 and post-quantum; SSH keys are not counted).
     pub fn len(&self) -> usize {
-        self.identities().count()
+        self.parsed().map(Parsed::len).sum()
     }
 
     /// True when no usable identity (age or SSH) was found.
@@ -262,22 +279,28 @@ impl AgeIdentities {
         self.len() == 0 && self.ssh.is_empty()
     }
 
-    fn identities(&self) -> impl Iterator<Item = &X25519Identity> {
-        self.sources
-            .iter()
-            .filter_map(|s| s.parsed.as_ref().ok())
-            .flatten()
+    fn parsed(&self) -> impl Iterator<Item = &Parsed> {
+        self.sources.iter().filter_map(|s| s.parsed.as_ref().ok())
     }
 
-    /// The public recipients of the usable identities.
+    fn identities(&self) -> impl Iterator<Item = &X25519Identity> {
+        self.parsed().flat_map(|p| &p.x25519)
+    }
+
+    fn pq_identities(&self) -> impl Iterator<Item = &PqIdentity> {
+        self.parsed().flat_map(|p| &p.pq)
+    }
+
+    /// The public recipients of the usable identities (X25519, then post-quantum).
     pub fn recipients(&self) -> Vec<String> {
         self.identities()
             .map(|i| i.for_crate.to_public().to_string())
+            .chain(self.pq_identities().map(|i| i.recipient().to_string()))
             .collect()
     }
 }
 
-fn parse_lines(text: &str, source: &str) -> Result<Vec<X25519Identity>, KeyError> {
+fn parse_lines(text: &str, source: &str) -> Result<Parsed, KeyError> {
     // §5.2: an age-encrypted identity file needs a passphrase prompt.
     if text.starts_with("age-encryption") || text.starts_with("-----BEGIN AGE") {
         return Err(KeyError::UnsupportedIdentity {
@@ -285,7 +308,7 @@ fn parse_lines(text: &str, source: &str) -> Result<Vec<X25519Identity>, KeyError
             what: "a passphrase-protected (age-encrypted) identity file",
         });
     }
-    let mut out = Vec::new();
+    let mut out = Parsed::default();
     for (n, raw) in text.split('\n').enumerate() {
         // §5.2: split on \n, drop one trailing \r, no other trimming.
         let line = raw.strip_suffix('\r').unwrap_or(raw);
@@ -302,10 +325,17 @@ fn parse_lines(text: &str, source: &str) -> Result<Vec<X25519Identity>, KeyError
             source_name: source.to_string(),
             line: n + 1,
         };
+        // A post-quantum line is an identity like any other (issue 15: refusing it made
+        // the X25519 keys beside it unusable too).
+        if line.starts_with(PQ_IDENTITY_PREFIX) {
+            out.pq.push(PqIdentity::parse(line).ok_or_else(bad)?);
+            continue;
+        }
         if !line.starts_with(IDENTITY_PREFIX) {
             return Err(bad());
         }
-        out.push(X25519Identity::parse(line).ok_or_else(bad)?);
+        out.x25519
+            .push(X25519Identity::parse(line).ok_or_else(bad)?);
     }
     Ok(out)
 }
@@ -325,8 +355,11 @@ impl KeyBackend for AgeIdentities {
         let identities: Vec<&X25519Identity> = self.identities().collect();
         match age_file::open(enc, recipient, &identities) {
             Opened::Plaintext(plaintext) => return Ok(Some(plaintext)),
-            // The direct path knows X25519 stanzas only; SSH ones go to the crate.
-            Opened::NotForUs if self.ssh.is_empty() => return Ok(None),
+            // The direct path knows X25519 stanzas only; SSH and post-quantum ones go
+            // to the crate.
+            Opened::NotForUs if self.ssh.is_empty() && self.pq_identities().next().is_none() => {
+                return Ok(None)
+            }
             Opened::NotForUs | Opened::Unusual => {}
         }
         let decryptor = age::Decryptor::new(ArmoredReader::new(enc.as_bytes()))
@@ -337,6 +370,7 @@ impl KeyBackend for AgeIdentities {
             identities
                 .iter()
                 .map(|i| &i.for_crate as &dyn age::Identity)
+                .chain(self.pq_identities().map(|i| i as &dyn age::Identity))
                 .chain(ssh.iter().map(|b| b.as_ref())),
         ) {
             Ok(r) => r,
@@ -360,10 +394,14 @@ impl KeyBackend for AgeIdentities {
             .iter()
             .map(|s| match &s.parsed {
                 Ok(list) => format!(
-                    "{} age identit{} from {}",
+                    "{} age identit{} from {}{}",
                     list.len(),
                     if list.len() == 1 { "y" } else { "ies" },
-                    s.name
+                    s.name,
+                    match list.pq.len() {
+                        0 => String::new(),
+                        n => format!(" ({n} post-quantum)"),
+                    }
                 ),
                 Err(e) => format!("unusable source: {e}"),
             })
@@ -378,8 +416,8 @@ impl KeyBackend for AgeIdentities {
     }
 }
 
-/// An age recipient sopsync can encrypt to: X25519 (`age1…`) or an SSH public key
-/// (`ssh-ed25519 …`, `ssh-rsa …`).
+/// An age recipient sopsync can encrypt to: X25519 (`age1…`), post-quantum
+/// (`age1pq1…`), or an SSH public key (`ssh-ed25519 …`, `ssh-rsa …`).
 #[derive(Clone)]
 pub struct AgeRecipient {
     text: String,
@@ -389,6 +427,8 @@ pub struct AgeRecipient {
 #[derive(Clone)]
 enum RecipientKey {
     X25519(age::x25519::Recipient),
+    /// Boxed: an ML-KEM key is 1.6 KB, the other variants are small.
+    Pq(Box<super::age_pq::PqRecipient>),
     Ssh(age::ssh::Recipient),
 }
 
@@ -441,9 +481,16 @@ impl AgeRecipient {
                 inner: RecipientKey::Ssh(inner),
             });
         }
+        if text.starts_with(PQ_RECIPIENT_PREFIX) {
+            let inner = super::age_pq::PqRecipient::parse(text).map_err(bad)?;
+            return Ok(AgeRecipient {
+                text: text.to_string(),
+                inner: RecipientKey::Pq(Box::new(inner)),
+            });
+        }
         if !text.starts_with("age1") {
             return Err(bad(
-                "expected an age1… X25519 recipient or an SSH public key",
+                "expected an age1… X25519 recipient, an age1pq1… post-quantum one, or an SSH public key",
             ));
         }
         if text.matches('1').count() > 1 {
@@ -469,6 +516,7 @@ impl AgeRecipient {
         };
         let recipient: &dyn age::Recipient = match &self.inner {
             RecipientKey::X25519(r) => r,
+            RecipientKey::Pq(r) => &**r,
             RecipientKey::Ssh(r) => r,
         };
         let encryptor = age::Encryptor::with_recipients(std::iter::once(recipient))
@@ -553,6 +601,52 @@ mod tests {
         assert!(d.contains("1 age identity from SOPS_AGE_KEY"), "{d}");
         assert!(d.contains("SOPS_AGE_KEY_FILE=/bad"), "{d}");
         assert!(!format!("{ids:?}").contains(&secret[16..]));
+    }
+
+    #[test]
+    fn a_source_mixing_x25519_and_pq_lines_loads_both_and_opens_either_entry() {
+        // Issue 15: one post-quantum line used to make the whole source unusable.
+        let (x25519_secret, x25519_public) = fresh();
+        let (pq_secret, pq_public) = pq_identity_from_seed(&[4; 32]);
+        let text = format!(
+            "# post-quantum\n{}\n# classic\n{x25519_secret}\n",
+            &*pq_secret
+        );
+        let ids = AgeIdentities::parse(&text, "keys.txt").unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids.recipients(), [x25519_public.clone(), pq_public.clone()]);
+        assert!(ids
+            .describe()
+            .contains("2 age identities from keys.txt (1 post-quantum)"));
+        for public in [&x25519_public, &pq_public] {
+            let entry = AgeRecipient::parse(public).unwrap().wrap(&[8; 32]).unwrap();
+            assert_eq!(
+                &ids.unwrap(&entry).unwrap().unwrap()[..],
+                &[8; 32],
+                "{public}"
+            );
+        }
+        // A PQ entry is "not mine" for an X25519-only source, and the other way round.
+        let pq_entry = AgeRecipient::parse(&pq_public).unwrap().wrap(&[1]).unwrap();
+        let x25519_only = AgeIdentities::parse(&x25519_secret, "x").unwrap();
+        assert!(x25519_only.unwrap(&pq_entry).unwrap().is_none());
+        let x25519_entry = AgeRecipient::parse(&x25519_public)
+            .unwrap()
+            .wrap(&[1])
+            .unwrap();
+        let pq_only = AgeIdentities::parse(&pq_secret, "pq").unwrap();
+        assert!(pq_only.unwrap(&x25519_entry).unwrap().is_none());
+        assert!(!format!("{ids:?}").contains(&pq_secret[20..]));
+        // A damaged PQ line is a bad line like any other, named by number only.
+        let damaged = format!("{}x\n", &*pq_secret);
+        let err = AgeIdentities::parse(&damaged, "keys.txt").unwrap_err();
+        assert_eq!(
+            err,
+            KeyError::BadIdentityLine {
+                source_name: "keys.txt".into(),
+                line: 1
+            }
+        );
     }
 
     #[test]

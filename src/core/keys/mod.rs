@@ -7,6 +7,7 @@
 
 pub mod age;
 mod age_file;
+mod age_pq;
 
 use super::metadata::MasterKey;
 use zeroize::Zeroizing;
@@ -20,8 +21,9 @@ pub enum KeyError {
     /// An identity source has a line that is not an identity (spec §5.2). The line
     /// itself is never shown: it may be a secret key.
     #[error(
-        "{source_name}: line {line} is not an age identity (must start exactly with {}, no spaces)",
-        age::IDENTITY_PREFIX
+        "{source_name}: line {line} is not an age identity (must start exactly with {} or {}, no spaces)",
+        age::IDENTITY_PREFIX,
+        age_pq::PQ_IDENTITY_PREFIX
     )]
     BadIdentityLine {
         /// Where the identities came from (an env var name or a path).
@@ -160,7 +162,8 @@ mod tests {
             e.to_string(),
             concat!(
                 "SOPS_AGE_KEY: line 2 is not an age identity (must start exactly with AGE-SECRET-",
-                "KEY-1, no spaces)"
+                "KEY-1 or AGE-SECRET-",
+                "KEY-PQ-1, no spaces)"
             )
         );
     }
