@@ -26,6 +26,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod helm;
 pub mod keysource;
+pub mod pgp;
 pub mod repo;
 pub mod server;
 pub mod small_file;
