@@ -375,7 +375,6 @@ impl RecipientMaker {
                 "kms {}: AWS KMS keys are not supported by sopsync yet; use sops for files with kms rules",
                 k.arn
             )),
-            _ => Err("a key type sopsync cannot encrypt to".into()),
         }
     }
 
