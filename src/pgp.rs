@@ -151,6 +151,11 @@ impl Gpg {
             .write_all(input)
             .map_err(|e| format!("cannot write to gpg's pipe: {e}"))?;
         drop(writer);
+        self.run_with_stdin(args, Stdio::from(reader))
+    }
+
+    /// [`Gpg::run`] with standard input already set up.
+    fn run_with_stdin(&self, args: &[&str], stdin: Stdio) -> Result<Zeroizing<Vec<u8>>, String> {
         let mut cmd = Command::new(&self.program);
         cmd.env_clear().envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(home) = &self.home {
@@ -160,7 +165,7 @@ impl Gpg {
             // Nobody can answer a prompt: fail instead of waiting for the deadline.
             cmd.arg("--batch");
         }
-        cmd.args(args).stdin(Stdio::from(reader));
+        cmd.args(args).stdin(stdin);
         let limits = crate::child::Limits {
             timeout: self.timeout,
             max_stdout: MAX_STDOUT,
@@ -273,6 +278,104 @@ impl KeyBackend for Gpg {
             PathBuf::from(&self.program).display(),
             self.describe_home()
         )
+    }
+}
+
+/// Most bytes of one `*.asc` key entry: an armored RSA 4096 secret key with subkeys
+/// is under 16 KiB; a megabyte is not a key.
+const MAX_KEY_ENTRY: usize = 1 << 20;
+
+/// The controller's GnuPG for one reconcile (issue 15): a private home, 0700, in the
+/// temporary directory (the chart mounts `/tmp` in memory), holding the `*.asc` keys of
+/// one key Secret. Dropping it stops the agent GnuPG started there (`gpgconf --kill`,
+/// since the agent leaves gpg's process group) and removes the directory with the
+/// keys GnuPG stored in it (STYLE.md 25: keys live for one reconcile).
+pub struct PrivateGnupg {
+    gpg: Gpg,
+    /// Removed on drop, after the agent has been stopped (field order: `gpg` first).
+    dir: tempfile::TempDir,
+    /// The entries imported, for "what was tried" lists.
+    names: Vec<String>,
+}
+
+impl PrivateGnupg {
+    /// A new empty home (GnuPG from `SOPS_GPG_EXEC`, else `gpg` on PATH).
+    ///
+    /// Errors: the directory cannot be made, or `SOPSYNC_GPG_TIMEOUT` is malformed.
+    pub fn new() -> Result<PrivateGnupg, String> {
+        let user = Gpg::from_env()?;
+        let dir = tempfile::Builder::new()
+            .prefix("sopsync-gnupg-")
+            .tempdir()
+            .map_err(|e| format!("cannot make a private GnuPG home: {e}"))?;
+        let gpg = Gpg::isolated(user.program, dir.path().to_path_buf(), user.timeout);
+        Ok(PrivateGnupg {
+            gpg,
+            dir,
+            names: Vec::new(),
+        })
+    }
+
+    /// Imports one armored key (`name` says where it came from, for messages). The key
+    /// reaches gpg through a pipe, never a file of ours.
+    ///
+    /// Errors: gpg's reason, or a key larger than any key.
+    pub fn import(&mut self, armored: &[u8], name: &str) -> Result<(), String> {
+        if armored.len() > MAX_KEY_ENTRY {
+            return Err(format!(
+                "{name}: larger than any PGP key ({MAX_KEY_ENTRY} bytes)"
+            ));
+        }
+        let (reader, mut writer) =
+            std::io::pipe().map_err(|e| format!("cannot make a pipe for gpg: {e}"))?;
+        // A key may exceed the pipe's buffer: a thread feeds it while gpg reads. If
+        // gpg stops reading, the thread gets EPIPE once gpg and our copy of the read
+        // end are gone, and ends.
+        let data = Zeroizing::new(armored.to_vec());
+        let feeder = std::thread::spawn(move || {
+            let _ = writer.write_all(&data);
+        });
+        let result = self.gpg.run_with_stdin(&["--import"], Stdio::from(reader));
+        let _ = feeder.join();
+        result.map_err(|e| format!("{name}: cannot import the key: {e}"))?;
+        self.names.push(name.to_string());
+        Ok(())
+    }
+
+    /// True when no key has been imported.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+impl KeyBackend for PrivateGnupg {
+    fn unwrap(&self, key: &MasterKey) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
+        self.gpg.unwrap(key)
+    }
+
+    fn describe(&self) -> String {
+        format!("PGP keys from {}", self.names.join(", "))
+    }
+}
+
+impl Drop for PrivateGnupg {
+    fn drop(&mut self) {
+        let mut cmd = Command::new("gpgconf");
+        cmd.env_clear()
+            .envs(self.gpg.env.iter().map(|(k, v)| (k, v)))
+            .arg("--homedir")
+            .arg(self.dir.path())
+            .args(["--kill", "gpg-agent"])
+            .stdin(Stdio::null());
+        let limits = crate::child::Limits {
+            timeout: Duration::from_secs(10),
+            max_stdout: 4096,
+            max_stderr: Some(4096),
+            on_terminal: false,
+        };
+        if let Err(e) = crate::child::run(&mut cmd, &limits) {
+            tracing::warn!(error = %e, "could not stop the gpg-agent of a private GnuPG home");
+        }
     }
 }
 

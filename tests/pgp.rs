@@ -412,3 +412,67 @@ fn rotate_add_pgp_and_rm_pgp_and_updatekeys_follow_pgp_rules() {
     let out = run_ok(with_keys(sops(), &g, &home).arg("decrypt").arg(&enc));
     assert_eq!(String::from_utf8(out).unwrap(), PLAIN);
 }
+
+#[test]
+fn the_controller_decrypts_with_an_asc_entry_of_the_key_secret_and_leaves_no_gnupg_home() {
+    use crate::support::cluster::{meta, secret_manifest, wait_applied, Cluster, CANARY};
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::ByteString;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    let c = Cluster::new(&[]);
+    let g = GnuPg::with_key(c.dir.path(), "team");
+    // The sops-made file, encrypted for the GnuPG key only.
+    let plain = c.dir.path().join("plain.yaml");
+    std::fs::write(
+        &plain,
+        secret_manifest("db", None, &[("password", &format!("{CANARY}-pgp"))]),
+    )
+    .unwrap();
+    let enc = run_ok(
+        sops()
+            .env("GNUPGHOME", &g.home)
+            .args(["encrypt", "--pgp", &g.fingerprint])
+            .args(["--encrypted-regex", "^(data|stringData)$"])
+            .arg(&plain),
+    );
+    std::fs::remove_file(&plain).unwrap();
+    std::fs::write(c.work.join("db.yaml"), enc).unwrap();
+    let revision = c.commit(&[]);
+
+    let armored = run_ok(g.gpg().args([
+        "--batch",
+        "--pinentry-mode",
+        "loopback",
+        "--passphrase",
+        "",
+        "--armor",
+        "--export-secret-keys",
+        &g.fingerprint,
+    ]));
+    c.fake.ensure_namespace("team-a");
+    c.fake.put(&Secret {
+        metadata: meta("team-a", "sopsync-age-key"),
+        data: Some(BTreeMap::from([("team.asc".into(), ByteString(armored))])),
+        ..Secret::default()
+    });
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
+    // The controller's temporary directory, to see what it leaves behind.
+    let tmp = c.dir.path().join("controller-tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut ctl = c.controller_with_env("c1", &[], &[("TMPDIR", tmp.to_str().unwrap())]);
+    wait_applied(&c, &ctl, "team-a", "apps", &revision);
+    assert_eq!(
+        c.data("team-a", "db").expect("the Secret").get("password"),
+        Some(&format!("{CANARY}-pgp"))
+    );
+    ctl.terminate();
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("sopsync-gnupg-"))
+        .collect();
+    assert!(left.is_empty(), "private GnuPG homes left behind: {left:?}");
+    ctl.assert_no_canary();
+}
