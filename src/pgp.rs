@@ -26,6 +26,8 @@ use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -77,6 +79,9 @@ pub struct Gpg {
     /// A person may answer pinentry on this terminal: gpg stays in our foreground
     /// process group and runs without `--batch`.
     on_terminal: bool,
+    /// Set once a `pgp` entry has been tried: "what was tried" lists name GnuPG only
+    /// then (a file without PGP entries never runs gpg). Shared by clones.
+    tried: Arc<AtomicBool>,
 }
 
 impl Gpg {
@@ -109,6 +114,7 @@ impl Gpg {
             env,
             timeout: Duration::from_secs(timeout),
             on_terminal: std::io::stdin().is_terminal() || std::io::stderr().is_terminal(),
+            tried: Arc::default(),
         })
     }
 
@@ -131,6 +137,7 @@ impl Gpg {
             env,
             timeout,
             on_terminal: false,
+            tried: Arc::default(),
         }
     }
 
@@ -258,6 +265,7 @@ impl KeyBackend for Gpg {
         else {
             return Ok(None);
         };
+        self.tried.store(true, Ordering::Relaxed);
         let fail = |reason: String| KeyError::Pgp {
             fingerprint: fingerprint.clone(),
             reason,
@@ -273,6 +281,9 @@ impl KeyBackend for Gpg {
     }
 
     fn describe(&self) -> String {
+        if !self.tried.load(Ordering::Relaxed) {
+            return String::new();
+        }
         format!(
             "GnuPG `{}` ({})",
             PathBuf::from(&self.program).display(),

@@ -184,8 +184,15 @@ impl KeyBackend for Keyring {
         Ok(None)
     }
 
+    /// The backends' descriptions; one that has nothing to say (an empty string, e.g.
+    /// GnuPG when no PGP entry was tried) is left out.
     fn describe(&self) -> String {
-        let parts: Vec<String> = self.backends.iter().map(|b| b.describe()).collect();
+        let parts: Vec<String> = self
+            .backends
+            .iter()
+            .map(|b| b.describe())
+            .filter(|d| !d.is_empty())
+            .collect();
         parts.join("; ")
     }
 }
