@@ -2,7 +2,9 @@
 //! `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY_CMD`, the default `keys.txt`, SSH keys
 //! (`SOPS_AGE_SSH_PRIVATE_KEY_FILE`, `~/.ssh/id_ed25519`, `~/.ssh/id_rsa`), and
 //! `SOPS_AGE_RECIPIENTS`. Every source found is combined; a failing source is only
-//! reported if decryption fails in the end.
+//! reported if decryption fails in the end. Also where the CLI's PGP keys come from:
+//! the user's GnuPG (`SOPS_GPG_EXEC`) and `SOPS_PGP_FP`, and where rule keys become
+//! recipients.
 
 use crate::core::keys::AgeIdentities;
 use std::io::IsTerminal;
@@ -261,6 +263,144 @@ impl crate::core::keys::PassphrasePrompt for TtyPrompt {
         read.ok()?;
         let pass = line.trim_end_matches(['\n', '\r']);
         Some(age::secrecy::SecretString::from(pass.to_string()))
+    }
+}
+
+/// Every key source of the CLI as one backend: the age identities, then the user's
+/// GnuPG (sops tries age before pgp, §5.5; gpg runs only for a `pgp` entry).
+pub fn keys() -> crate::core::keys::Keyring {
+    let mut ring = crate::core::keys::Keyring::new();
+    ring.push(age_identities());
+    match crate::pgp::Gpg::from_env() {
+        Ok(gpg) => ring.push(gpg),
+        Err(reason) => ring.push(Unusable {
+            what: "GnuPG",
+            reason,
+        }),
+    }
+    ring
+}
+
+/// A backend that could not be set up: says why for each entry of its type.
+struct Unusable {
+    what: &'static str,
+    reason: String,
+}
+
+impl crate::core::keys::KeyBackend for Unusable {
+    fn unwrap(
+        &self,
+        key: &crate::core::metadata::MasterKey,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, crate::core::keys::KeyError> {
+        match key {
+            crate::core::metadata::MasterKey::Pgp { fingerprint, .. } => {
+                Err(crate::core::keys::KeyError::Pgp {
+                    fingerprint: fingerprint.clone(),
+                    reason: self.reason.clone(),
+                })
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (unusable: {})", self.what, self.reason)
+    }
+}
+
+/// The user's GnuPG, as the engine that wraps data keys for PGP recipients.
+pub fn pgp_engine() -> Result<std::sync::Arc<dyn crate::core::keys::PgpEngine>, String> {
+    Ok(std::sync::Arc::new(crate::pgp::Gpg::from_env()?))
+}
+
+/// `SOPS_PGP_FP`, when set and non-empty (sops: the `--pgp` flag's variable).
+pub fn env_pgp_fingerprints() -> Option<String> {
+    std::env::var("SOPS_PGP_FP")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// Recipients for keys named by text: age recipients, PGP fingerprints (new keys are
+/// stamped `created_at` now, as sops does).
+pub struct RecipientMaker {
+    pgp: Option<std::sync::Arc<dyn crate::core::keys::PgpEngine>>,
+    now: String,
+}
+
+impl RecipientMaker {
+    /// A maker stamping PGP keys with `now` (RFC 3339, UTC). GnuPG is looked up only
+    /// when a PGP key is made.
+    pub fn new(now: String) -> RecipientMaker {
+        RecipientMaker { pgp: None, now }
+    }
+
+    /// The engine for PGP keys, set up on first use.
+    pub fn pgp_engine(
+        &mut self,
+    ) -> Result<std::sync::Arc<dyn crate::core::keys::PgpEngine>, String> {
+        if let Some(e) = &self.pgp {
+            return Ok(e.clone());
+        }
+        let e = pgp_engine()?;
+        self.pgp = Some(e.clone());
+        Ok(e)
+    }
+
+    /// An age recipient.
+    pub fn age(&self, text: &str) -> Result<crate::core::keys::Recipient, String> {
+        crate::core::keys::AgeRecipient::parse(text)
+            .map(crate::core::keys::Recipient::Age)
+            .map_err(|e| format!("invalid age recipient `{text}`: {e}"))
+    }
+
+    /// A PGP recipient.
+    pub fn pgp(&mut self, fingerprint: &str) -> Result<crate::core::keys::Recipient, String> {
+        let fp = crate::core::keys::PgpFingerprint::parse(fingerprint)
+            .map_err(|e| format!("invalid PGP fingerprint: {e}"))?;
+        Ok(crate::core::keys::Recipient::Pgp(
+            crate::core::keys::PgpRecipient::new(fp, self.now.clone(), self.pgp_engine()?),
+        ))
+    }
+
+    /// A rule's key.
+    pub fn rule_key(
+        &mut self,
+        key: &crate::core::creation_rules::RuleKey,
+    ) -> Result<crate::core::keys::Recipient, String> {
+        use crate::core::creation_rules::RuleKey;
+        match key {
+            RuleKey::Age(r) => self.age(r),
+            RuleKey::Pgp(fp) => self.pgp(fp),
+            RuleKey::Kms(k) => Err(format!(
+                "kms {}: AWS KMS keys are not supported by sopsync yet; use sops for files with kms rules",
+                k.arn
+            )),
+        }
+    }
+
+    /// A rule's key groups.
+    pub fn rule_groups(
+        &mut self,
+        groups: &[Vec<crate::core::creation_rules::RuleKey>],
+    ) -> Result<Vec<Vec<crate::core::keys::Recipient>>, String> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|k| self.rule_key(k)).collect())
+            .collect()
+    }
+
+    /// A key by its label (`repo::rekey`): `pgp:<fingerprint>`, `kms:<arn>`, else an
+    /// age recipient.
+    pub fn label(&mut self, label: &str) -> Result<crate::core::keys::Recipient, String> {
+        if let Some(fp) = label.strip_prefix("pgp:") {
+            self.pgp(fp)
+        } else if let Some(arn) = label.strip_prefix("kms:") {
+            Err(format!(
+                "kms {arn}: AWS KMS keys are not supported by sopsync yet; use sops for files with kms keys"
+            ))
+        } else {
+            self.age(label)
+        }
     }
 }
 

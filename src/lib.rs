@@ -4,7 +4,10 @@
 //! - [`core`]: pure format and crypto (no I/O): tree, codecs, cipher, MAC, keys.
 //! - [`child`]: running `git` and key commands with a deadline, bounded output, and
 //!   their whole process group ended.
-//! - [`keysource`]: the only reader of the SOPS_AGE_* environment and key files.
+//! - [`keysource`]: the only reader of the SOPS_AGE_* environment and key files, and
+//!   where the CLI's key sources (age, GnuPG) and recipients are put together.
+//! - [`pgp`]: PGP through GnuPG (`gpg` under [`child`]'s limits): the user's for the
+//!   CLI, a private per-reconcile home for the controller's `*.asc` keys.
 //! - [`small_file`]: reading a small file a user or repository named (never a FIFO or
 //!   device, never past a cap): key files, `.sops.yaml`, the webhook secret.
 //! - [`repo`]: Git fetch, safe tree walking, rendering SOPS files into Secrets, and
@@ -26,6 +29,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod helm;
 pub mod keysource;
+pub mod pgp;
 pub mod repo;
 pub mod server;
 pub mod small_file;

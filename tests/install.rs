@@ -34,6 +34,11 @@ const PROGRAMS: &[(&str, Provider)] = &[
     ("helm", Provider::Helm),
     // PID 1 of the image, which reaps the helpers git leaves behind.
     ("tini", Provider::Apt("tini")),
+    // Stops the gpg-agent of the controller's private GnuPG home (issue 15).
+    ("gpgconf", Provider::Apt("gpgconf")),
+    // PGP keys: the default GnuPG (SOPS_GPG_EXEC unset) and the agent it starts.
+    ("gpg", Provider::Apt("gpg")),
+    ("gpg-agent", Provider::Apt("gpg-agent")),
 ];
 
 /// Spawn sites whose program the user chooses at run time: the image cannot carry it,
@@ -46,6 +51,8 @@ const USER_CHOSEN: &[(&str, &str, &str)] = &[
     ("src/keysource.rs", "prog", "SOPS_AGE_KEY_CMD"),
     // `sopsync helm` and the Argo CD plugin: $SOPSYNC_HELM, else the image's helm.
     ("src/helm.rs", "program", "SOPSYNC_HELM"),
+    // GnuPG (issue 15): $SOPS_GPG_EXEC, else the image's gpg.
+    ("src/pgp.rs", "&self.program", "SOPS_GPG_EXEC"),
 ];
 
 /// Programs that a spawned program runs in turn, when the source shows the trigger.
@@ -65,6 +72,16 @@ const INDIRECT: &[(&str, &str, &str)] = &[
         "Command::new(\"git\")",
         "git-remote-https",
         "git runs it for http(s):// URLs",
+    ),
+    (
+        "SOPS_GPG_EXEC",
+        "gpg",
+        "the default GnuPG when SOPS_GPG_EXEC is unset",
+    ),
+    (
+        "SOPS_GPG_EXEC",
+        "gpg-agent",
+        "gpg starts it for every secret-key operation",
     ),
 ];
 

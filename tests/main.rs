@@ -18,6 +18,7 @@ mod interop;
 mod layering;
 mod leaks;
 mod parity;
+mod pgp;
 mod rbac;
 mod render;
 mod repo_keys;

@@ -236,9 +236,34 @@ fn entry_survives_every_rewrite(list: &str) {
         assert_eq!(f.sops_decrypt("enc.yaml"), "b: four\n");
         return;
     }
+    let before = std::fs::read(f.path("enc.yaml")).unwrap();
+    if list == "pgp" {
+        // Issue 15: PGP is wrapped for through GnuPG; this made-up key is in no
+        // keyring (an empty GNUPGHOME), so rotate fails with gpg's reason and the
+        // file is not touched.
+        let home = f.dir.path().join("gnupg");
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let out = run(f
+            .sopsync()
+            .env("GNUPGHOME", &home)
+            .args(["rotate", "-i", "enc.yaml"]));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(128), "rotate fails: {stderr}");
+        assert!(
+            stderr.contains("cannot encrypt the data key") && stderr.contains("No public key"),
+            "rotate names gpg's reason: {stderr}"
+        );
+        assert_eq!(std::fs::read(f.path("enc.yaml")).unwrap(), before);
+        let _ = std::process::Command::new("gpgconf")
+            .env("GNUPGHOME", &home)
+            .args(["--kill", "gpg-agent"])
+            .output();
+        return;
+    }
     // A new data key cannot be wrapped for a backend sopsync does not have, and
     // keeping the old entry would leave it opening a key that no longer exists.
-    let before = std::fs::read(f.path("enc.yaml")).unwrap();
     let out = run(f.sopsync().args(["rotate", "-i", "enc.yaml"]));
     assert_eq!(out.status.code(), Some(1), "rotate refuses");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -308,7 +308,7 @@ fn each_defective_file_fails_with_its_own_error_and_sops_exit_code() {
         k,
         |e| {
             matches!(e, CoreError::NoMatchingKey { detail, .. }
-            if detail.contains("pgp key: sopsync cannot unwrap") && detail.contains("kms key: sopsync cannot unwrap"))
+            if detail.contains("pgp FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4: no PGP key source was given") && detail.contains("kms key: sopsync cannot unwrap"))
         },
         128,
     );

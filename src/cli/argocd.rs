@@ -96,7 +96,7 @@ fn keys_configured() -> bool {
 fn run_helm(args: &[String]) -> Result<Zeroizing<Vec<u8>>, GenerateError> {
     let os: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
     let plan = crate::helm::plan_args(&os);
-    let keys = crate::keysource::age_identities();
+    let keys = crate::keysource::keys();
     let fail = |e: CliError| GenerateError::Helm(e.to_string());
     let values = crate::helm::prepare_values(&plan, &keys).map_err(|e| fail(helm_err(e)))?;
     let limits = crate::child::Limits {
@@ -138,7 +138,7 @@ fn generate() -> Result<(), CliError> {
         value_files: parameter("valueFiles")?.unwrap_or_default(),
     };
     let root = std::env::current_dir().map_err(|e| bad(format!("no working directory: {e}")))?;
-    let keys = crate::keysource::age_identities();
+    let keys = crate::keysource::keys();
     let out = argocd::generate(&root, mode, &app, &keys, keys_configured(), &run_helm)
         .map_err(|e| bad(e.to_string()))?;
     write_stdout(&out)

@@ -91,7 +91,7 @@ pub(super) fn open(
     let input = read_input(path)?;
     let file = core_ops::parse_encrypted_with(codec(format, &opts).as_ref(), format, &input)
         .map_err(core_err(path))?;
-    let ids = crate::keysource::age_identities();
+    let ids = crate::keysource::keys();
     let key = ctx.unwrap_key(&file.metadata, &ids, path)?;
     let plain =
         core_ops::decrypt(&file, &key, &DecryptOptions::default()).map_err(core_err(path))?;

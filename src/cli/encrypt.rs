@@ -2,7 +2,7 @@
 
 use super::{core_err, format_for, rule_path, write_output, Context, Source};
 use crate::core::formats::codec;
-use crate::core::keys::{AgeRecipient, Recipient};
+use crate::core::keys::Recipient;
 use crate::core::metadata::SelectionRule;
 use crate::core::{self as core_ops, CryptoEnv, EncryptConfig};
 use crate::error::CliError;
@@ -17,6 +17,10 @@ pub struct Args {
     /// Age recipients, comma-separated.
     #[arg(short = 'a', long = "age")]
     age: Option<String>,
+    /// PGP fingerprints, comma-separated (default: `SOPS_PGP_FP`); encrypted through
+    /// your GnuPG (`gpg`, or `SOPS_GPG_EXEC`).
+    #[arg(short = 'p', long = "pgp")]
+    pgp: Option<String>,
     /// Input format (yaml, json, dotenv, ini, binary); default: by extension.
     #[arg(long)]
     input_type: Option<String>,
@@ -88,16 +92,36 @@ fn flag_rule(a: &Args) -> Result<Option<SelectionRule>, CliError> {
     Ok(given.into_iter().next())
 }
 
-fn parse_recipients(list: &str) -> Result<Vec<Recipient>, CliError> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            AgeRecipient::parse(s)
-                .map(Recipient::Age)
-                .map_err(|e| CliError::Config(format!("invalid age recipient `{s}`: {e}")))
-        })
-        .collect()
+/// The one key group of `--pgp`/`SOPS_PGP_FP` and `--age`/`SOPS_AGE_RECIPIENTS`, in
+/// sops' order (pgp before age); `None` when neither is given.
+fn flag_recipients(
+    a: &Args,
+    make: &mut crate::keysource::RecipientMaker,
+) -> Result<Option<Vec<Recipient>>, CliError> {
+    let age = a.age.clone().or_else(crate::keysource::env_recipients);
+    let pgp = a
+        .pgp
+        .clone()
+        .or_else(crate::keysource::env_pgp_fingerprints);
+    if age.is_none() && pgp.is_none() {
+        return Ok(None);
+    }
+    let items = |list: &Option<String>| -> Vec<String> {
+        list.iter()
+            .flat_map(|l| l.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let mut group = Vec::new();
+    for fp in items(&pgp) {
+        group.push(make.pgp(&fp).map_err(CliError::Config)?);
+    }
+    for r in items(&age) {
+        group.push(make.age(&r).map_err(CliError::Config)?);
+    }
+    Ok(Some(group))
 }
 
 pub(super) fn run(ctx: &Context, a: Args) -> Result<(), CliError> {
@@ -133,17 +157,15 @@ pub(super) fn run(ctx: &Context, a: Args) -> Result<(), CliError> {
         .and_then(|l| l.config.rule_for(&rule_path(&name, &l.dir)).cloned());
 
     // Key flags replace the rule's keys entirely (spec §8.2).
-    let key_groups: Vec<Vec<Recipient>> =
-        if let Some(list) = a.age.clone().or_else(crate::keysource::env_recipients) {
-            vec![parse_recipients(&list)?]
-        } else if let Some(rule) = &rule_from_config {
-            rule.age_groups
-                .iter()
-                .map(|g| parse_recipients(&g.join(",")))
-                .collect::<Result<_, _>>()?
-        } else {
-            Vec::new()
-        };
+    let mut make = crate::keysource::RecipientMaker::new(super::now_utc().to_rfc3339());
+    let key_groups: Vec<Vec<Recipient>> = if let Some(group) = flag_recipients(&a, &mut make)? {
+        vec![group]
+    } else if let Some(rule) = &rule_from_config {
+        make.rule_groups(&rule.key_groups)
+            .map_err(CliError::Config)?
+    } else {
+        Vec::new()
+    };
     if key_groups.is_empty() || key_groups.iter().all(|g| g.is_empty()) {
         return Err(CliError::NoRecipients);
     }

@@ -118,7 +118,7 @@ fn exit_code_of(status: std::process::ExitStatus) -> i32 {
 
 pub(super) fn run_helm(a: HelmArgs) -> Result<(), CliError> {
     let plan = helm::plan_args(&a.args);
-    let keys = crate::keysource::age_identities();
+    let keys = crate::keysource::keys();
     let values = helm::prepare_values(&plan, &keys).map_err(helm_err)?;
     let limits = crate::child::Limits {
         timeout: helm_timeout(HELM_TIMEOUT_SECS)?,
@@ -152,7 +152,7 @@ fn values_documents(path: &Path) -> Result<Vec<Mapping>, CliError> {
     }
     let bytes = zeroize::Zeroizing::new(super::read_input(path)?);
     if crate::repo::walk::looks_like_sops(&bytes) {
-        let keys = crate::keysource::age_identities();
+        let keys = crate::keysource::keys();
         return helm::decrypt_documents(path, &bytes, &keys).map_err(helm_err);
     }
     let format = match Format::from_path(&path.to_string_lossy()) {
@@ -246,7 +246,7 @@ pub(super) fn run_downloader(a: DownloaderArgs) -> Result<(), CliError> {
         // A plain file under sops:// is handed over as it is (helm-secrets does the same).
         return write_stdout(&bytes);
     }
-    let keys = crate::keysource::age_identities();
+    let keys = crate::keysource::keys();
     let text = helm::decrypt_values(&path, &bytes, &keys).map_err(helm_err)?;
     write_stdout(&text)
 }

@@ -214,7 +214,7 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
     }
     let files = tree.files;
     let read_errors: Vec<String> = tree.failures.iter().map(ToString::to_string).collect();
-    let keys = crate::keysource::age_identities();
+    let keys = crate::keysource::keys();
     let opts = RenderOptions {
         source,
         revision,

@@ -9,7 +9,7 @@
 use super::repo_files::{discover, Configs, SopsFile};
 use super::{core_err, format_for, rule_path, write_output, Context};
 use crate::core::formats::codec;
-use crate::core::keys::{AgeIdentities, AgeRecipient, Recipient};
+use crate::core::keys::{Keyring, Recipient};
 use crate::core::{self as core_ops, CryptoEnv, DecryptOptions, EncryptedFile};
 use crate::error::CliError;
 use crate::repo::rekey::{self, Action, RecipientChange};
@@ -68,17 +68,15 @@ impl Mode {
     }
 }
 
-/// Age recipients from their text (a rule's or `--add-age`).
+/// Recipients from their labels (a rule's keys, `--add-age`, `--add-pgp`: see
+/// `repo::rekey::recipient_label`).
 pub(super) fn parse_groups(groups: &[Vec<String>]) -> Result<Vec<Vec<Recipient>>, CliError> {
+    let mut make = crate::keysource::RecipientMaker::new(super::now_utc().to_rfc3339());
     groups
         .iter()
         .map(|g| {
             g.iter()
-                .map(|s| {
-                    AgeRecipient::parse(s)
-                        .map(Recipient::Age)
-                        .map_err(|e| CliError::Config(format!("invalid age recipient `{s}`: {e}")))
-                })
+                .map(|s| make.label(s).map_err(CliError::Config))
                 .collect()
         })
         .collect()
@@ -214,7 +212,7 @@ struct Run<'a> {
     ctx: &'a Context,
     mode: &'a Mode,
     dry_run: bool,
-    ids: AgeIdentities,
+    ids: Keyring,
     configs: Configs,
     journal: Option<Journal>,
 }
@@ -249,7 +247,7 @@ pub(super) fn run(
         ctx,
         mode: &mode,
         dry_run: args.dry_run,
-        ids: crate::keysource::age_identities(),
+        ids: crate::keysource::keys(),
         configs: Configs::new(ctx.config.clone()),
         journal,
     };
@@ -344,16 +342,16 @@ impl Run<'_> {
                             cfg_path.display()
                         ))
                     })?;
-                if rule.age_groups.is_empty() {
+                if rule.key_groups.is_empty() {
                     return Err(CliError::Config(format!(
-                        "{}: its rule in {} has no age recipients",
+                        "{}: its rule in {} has no keys",
                         f.shown,
                         cfg_path.display()
                     )));
                 }
                 (
                     rekey::plan_updatekeys(md, rule, *rotate),
-                    rule.age_groups.clone(),
+                    rule.label_groups(),
                     rekey::rule_threshold(md, rule),
                 )
             }

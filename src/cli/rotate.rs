@@ -4,7 +4,6 @@
 use super::repo_keys::{Mode, RecursiveArgs};
 use super::{core_err, format_for, read_input, rule_path, write_output, Context};
 use crate::core::formats::codec;
-use crate::core::keys::{AgeRecipient, Recipient};
 use crate::core::{self as core_ops, CryptoEnv};
 use crate::error::CliError;
 use std::path::PathBuf;
@@ -24,6 +23,12 @@ pub struct RotateArgs {
     /// Age recipients to remove from every key group, comma-separated.
     #[arg(long)]
     rm_age: Option<String>,
+    /// PGP fingerprints to add to the first key group, comma-separated.
+    #[arg(long)]
+    add_pgp: Option<String>,
+    /// PGP fingerprints to remove from every key group, comma-separated.
+    #[arg(long)]
+    rm_pgp: Option<String>,
     /// Input format; default: by extension.
     #[arg(long)]
     input_type: Option<String>,
@@ -82,12 +87,21 @@ fn split(list: &Option<String>) -> Vec<String> {
         .collect()
 }
 
+/// Keys named by `--add-*`/`--rm-*` as recipient labels (`repo::rekey`), in sops'
+/// order (pgp before age).
+fn labels(pgp: &Option<String>, age: &Option<String>) -> Vec<String> {
+    split(pgp)
+        .iter()
+        .map(|fp| format!("pgp:{}", fp.replace(' ', "")))
+        .chain(split(age))
+        .collect()
+}
+
 pub(super) fn run_rotate(ctx: &Context, a: RotateArgs) -> Result<(), CliError> {
+    let add = labels(&a.add_pgp, &a.add_age);
+    let remove = labels(&a.rm_pgp, &a.rm_age);
     let Some(path) = single(&a.paths, a.input_type.as_deref(), &a.recursive)? else {
-        let mode = Mode::Rotate {
-            add: split(&a.add_age),
-            remove: split(&a.rm_age),
-        };
+        let mode = Mode::Rotate { add, remove };
         return super::repo_keys::run(ctx, mode, &a.paths, &a.recursive);
     };
     let super::edit::Opened {
@@ -98,22 +112,29 @@ pub(super) fn run_rotate(ctx: &Context, a: RotateArgs) -> Result<(), CliError> {
         ..
     } = super::edit::open(ctx, &path, a.input_type.as_deref())?;
     let c = codec(format, &opts);
-    let mut groups = core_ops::recipients_of(&file.metadata).map_err(core_err(&path))?;
-    let remove = split(&a.rm_age);
+    let mut make = crate::keysource::RecipientMaker::new(super::now_utc().to_rfc3339());
+    // GnuPG is needed to wrap again for the file's PGP keys, or for added ones.
+    let has_pgp = file
+        .metadata
+        .key_groups
+        .iter()
+        .flat_map(|g| &g.keys)
+        .any(|k| matches!(k, crate::core::metadata::MasterKey::Pgp { .. }));
+    let engine = if has_pgp || add.iter().any(|l| l.starts_with("pgp:")) {
+        Some(make.pgp_engine().map_err(CliError::Config)?)
+    } else {
+        None
+    };
+    let mut groups =
+        core_ops::recipients_of_with(&file.metadata, engine.as_ref()).map_err(core_err(&path))?;
     for g in groups.iter_mut() {
-        g.retain(|r| match r {
-            Recipient::Age(ar) => !remove.iter().any(|x| x == ar.as_str()),
-        });
+        g.retain(|r| !remove.contains(&r.label()));
     }
-    for add in split(&a.add_age) {
-        let r = AgeRecipient::parse(&add)
-            .map_err(|e| CliError::Config(format!("invalid age recipient `{add}`: {e}")))?;
+    for label in &add {
+        let r = make.label(label).map_err(CliError::Config)?;
         if let Some(first) = groups.first_mut() {
-            if !first
-                .iter()
-                .any(|x| matches!(x, Recipient::Age(y) if y.as_str() == r.as_str()))
-            {
-                first.push(Recipient::Age(r));
+            if !first.iter().any(|x| x.label() == r.label()) {
+                first.push(r);
             }
         }
     }
@@ -156,7 +177,10 @@ pub(super) fn run_updatekeys(ctx: &Context, a: UpdateKeysArgs) -> Result<(), Cli
                 path.display()
             ))
         })?;
-    let groups = super::repo_keys::parse_groups(&rule.age_groups)?;
+    let mut make = crate::keysource::RecipientMaker::new(super::now_utc().to_rfc3339());
+    let groups = make
+        .rule_groups(&rule.key_groups)
+        .map_err(CliError::Config)?;
     if groups.is_empty() {
         return Err(CliError::NoRecipients);
     }
@@ -165,7 +189,7 @@ pub(super) fn run_updatekeys(ctx: &Context, a: UpdateKeysArgs) -> Result<(), Cli
     let input = read_input(&path)?;
     let file =
         core_ops::parse_encrypted_with(c.as_ref(), format, &input).map_err(core_err(&path))?;
-    let ids = crate::keysource::age_identities();
+    let ids = crate::keysource::keys();
     let key = ctx.unwrap_key(&file.metadata, &ids, &path)?;
     let mut rng = rand_core::OsRng;
     let mut env = CryptoEnv {

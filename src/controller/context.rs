@@ -5,7 +5,7 @@
 
 use super::crd::{Decryption, LocalSecretRef, DEFAULT_KEY_SECRET};
 use super::metrics::Metrics;
-use crate::core::keys::AgeIdentities;
+use crate::core::keys::{AgeIdentities, Keyring};
 use crate::ephemeral::EphemeralFile;
 use crate::repo::git::{GitAuth, GitPolicy};
 use k8s_openapi::api::core::v1::Secret;
@@ -106,6 +106,25 @@ pub enum LoadError {
     Api(kube::Error),
 }
 
+/// A private GnuPG home holding `keys` (armored PGP keys, with where they came from),
+/// made off the async threads (gpg runs under a deadline, but it is a blocking wait).
+///
+/// Errors: a stall naming the entry gpg refused, with gpg's reason (never the key).
+async fn import_pgp_keys(
+    keys: Vec<(String, Zeroizing<Vec<u8>>)>,
+) -> Result<crate::pgp::PrivateGnupg, LoadError> {
+    let made = tokio::task::spawn_blocking(move || {
+        let mut gnupg = crate::pgp::PrivateGnupg::new()?;
+        for (source, armored) in &keys {
+            gnupg.import(armored, source)?;
+        }
+        Ok::<_, String>(gnupg)
+    })
+    .await
+    .map_err(|e| LoadError::Stall("PgpKeyUnusable", format!("importing PGP keys failed: {e}")))?;
+    made.map_err(|e| LoadError::Stall("PgpKeyUnusable", e))
+}
+
 impl Context {
     /// A context over `client`.
     pub fn new(client: Client, config: ControllerConfig, metrics: Arc<Metrics>) -> Context {
@@ -159,12 +178,10 @@ impl Context {
             .any(|n| n == "*" || n == namespace)
     }
 
-    /// Loads the age identities an object in `namespace` may use.
-    pub async fn load_keys(
-        &self,
-        namespace: &str,
-        d: &Decryption,
-    ) -> Result<AgeIdentities, LoadError> {
+    /// Loads the keys an object in `namespace` may use: the age identities of
+    /// `*.agekey` entries (and the controller's key when allowed), and the PGP keys of
+    /// `*.asc` entries in a private GnuPG home that is removed when the keyring drops.
+    pub async fn load_keys(&self, namespace: &str, d: &Decryption) -> Result<Keyring, LoadError> {
         if let Some(other) = d
             .secret_ref
             .as_ref()
@@ -179,6 +196,7 @@ impl Context {
             ));
         }
         let mut ids = AgeIdentities::new();
+        let mut pgp_keys: Vec<(String, Zeroizing<Vec<u8>>)> = Vec::new();
         let mut found = 0usize;
         if d.use_controller_key {
             if !self.controller_key_allowed(namespace) {
@@ -223,9 +241,15 @@ impl Context {
             None => {}
             Some(mut secret) => {
                 for (key, value) in secret.data.iter_mut().flatten() {
+                    let source = format!("Secret {namespace}/{name} key {key}");
                     if key.ends_with(".agekey") {
                         let text = Zeroizing::new(String::from_utf8_lossy(&value.0).into_owned());
-                        ids.add_source(&text, &format!("Secret {namespace}/{name} key {key}"));
+                        ids.add_source(&text, &source);
+                        found += 1;
+                    } else if key.ends_with(".asc") {
+                        // PGP keys (issue 15), under the same tenancy rules as age keys:
+                        // this Secret, in the object's own namespace.
+                        pgp_keys.push((source, Zeroizing::new(std::mem::take(&mut value.0))));
                         found += 1;
                     }
                     value.0.zeroize();
@@ -233,12 +257,17 @@ impl Context {
                 if found == 0 {
                     return Err(LoadError::Stall(
                         "NoKeys",
-                        format!("key Secret {namespace}/{name} has no `*.agekey` entry"),
+                        format!("key Secret {namespace}/{name} has no `*.agekey` or `*.asc` entry"),
                     ));
                 }
             }
         }
-        Ok(ids)
+        let mut ring = Keyring::new();
+        ring.push(ids);
+        if !pgp_keys.is_empty() {
+            ring.push(import_pgp_keys(pgp_keys).await?);
+        }
+        Ok(ring)
     }
 
     /// Loads Git credentials from `auth` (same namespace). SSH keys and known_hosts go to

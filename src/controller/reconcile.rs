@@ -18,7 +18,7 @@ use super::crd::{
     GROUP, VERSION,
 };
 use super::status::{next_status, ready, StatusUpdate, Verdict};
-use crate::core::keys::AgeIdentities;
+use crate::core::keys::Keyring;
 use crate::repo::git::{check_source, fetch_with_policy, redact_url, GitError};
 use crate::repo::render::{
     render_files, render_generator, DesiredSecret, FileError, RenderOptions,
@@ -221,7 +221,7 @@ async fn owner_and_keys<K: Resource<DynamicType = ()>>(
     decryption: &Decryption,
     ctx: &Context,
     requeue: Duration,
-) -> Result<(Owner, AgeIdentities), Outcome> {
+) -> Result<(Owner, Keyring), Outcome> {
     let Some(owner) = owner_of(obj) else {
         return Err(Outcome::stalled(
             "InvalidObject",

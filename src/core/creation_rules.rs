@@ -12,14 +12,125 @@ use super::rules::Regex;
 pub struct CreationRule {
     /// Unanchored regex matched against the path relative to the config's directory.
     pub path_regex: Option<String>,
-    /// Age recipients per key group (one group from the flat `age:` field).
-    pub age_groups: Vec<Vec<String>>,
+    /// The keys of each key group: `key_groups`, or one group from the flat `age:`,
+    /// `pgp:` and `kms:` fields (sops ignores the flat fields when `key_groups` is set).
+    pub key_groups: Vec<Vec<RuleKey>>,
     /// Shamir threshold.
     pub shamir_threshold: Option<usize>,
     /// The selection rule, if the rule sets one.
     pub rule: Option<SelectionRule>,
     /// Hash only encrypted values.
     pub mac_only_encrypted: bool,
+}
+
+impl CreationRule {
+    /// The groups as recipient labels (`repo::rekey`'s names: the age recipient text,
+    /// `pgp:<fingerprint>`, `kms:<arn>`), for comparing with a file's entries.
+    pub fn label_groups(&self) -> Vec<Vec<String>> {
+        self.key_groups
+            .iter()
+            .map(|g| g.iter().map(RuleKey::label).collect())
+            .collect()
+    }
+}
+
+/// One key named by a creation rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RuleKey {
+    /// An age recipient (`age1…` or an SSH public key line), unvalidated here.
+    Age(String),
+    /// A PGP fingerprint as written (spaces are removed when it is used, as sops does).
+    Pgp(String),
+    /// An AWS KMS key. Read so that a `.sops.yaml` with `kms:` rules loads; sopsync
+    /// cannot encrypt to it yet, and says so when a rule with one is used.
+    Kms(KmsRuleKey),
+}
+
+impl RuleKey {
+    /// The label of the entry this key makes (see [`CreationRule::label_groups`]).
+    pub fn label(&self) -> String {
+        match self {
+            RuleKey::Age(r) => r.trim().to_string(),
+            RuleKey::Pgp(fp) => format!("pgp:{}", fp.replace(' ', "")),
+            RuleKey::Kms(k) => format!("kms:{}", k.arn),
+        }
+    }
+}
+
+/// An AWS KMS key of a rule: the `key_groups` form (`arn`, `role`, `context`,
+/// `aws_profile`), or one ARN of the flat `kms:` list (`arn+role`, with the rule's
+/// `aws_profile`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KmsRuleKey {
+    /// The key's ARN.
+    pub arn: String,
+    /// A role ARN to assume first, if any.
+    pub role: Option<String>,
+    /// The encryption context, in file order.
+    pub context: Vec<(String, String)>,
+    /// The AWS profile, if any.
+    pub aws_profile: Option<String>,
+}
+
+impl KmsRuleKey {
+    /// One entry of a flat `kms:` list: `arn` or `arn+role_arn` (sops'
+    /// `MasterKeysFromArnString`).
+    fn from_flat(text: &str, aws_profile: Option<&str>) -> KmsRuleKey {
+        let (arn, role) = match text.split_once('+') {
+            Some((arn, role)) => (arn, Some(role.to_string())),
+            None => (text, None),
+        };
+        KmsRuleKey {
+            arn: arn.to_string(),
+            role,
+            context: Vec::new(),
+            aws_profile: aws_profile.map(String::from),
+        }
+    }
+
+    /// A `key_groups[].kms[]` mapping.
+    fn from_mapping(m: &Mapping, at: &str) -> Result<KmsRuleKey, ConfigError> {
+        let text = |name: &str| -> Result<Option<String>, ConfigError> {
+            match m.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_str()
+                    .map(|s| Some(s.to_string()))
+                    .ok_or_else(|| err(format!("{at}.{name}"), "expected a string")),
+            }
+        };
+        let arn = text("arn")?
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| err(format!("{at}.arn"), "a kms key needs its `arn`"))?;
+        let mut context = Vec::new();
+        match m.get("context") {
+            None | Some(Value::Null) => {}
+            Some(Value::Map(c)) => {
+                for (k, v) in c.pairs() {
+                    let v = v
+                        .as_str()
+                        .ok_or_else(|| err(format!("{at}.context.{k}"), "expected a string"))?;
+                    context.push((k.to_string(), v.to_string()));
+                }
+            }
+            Some(_) => return Err(err(format!("{at}.context"), "expected a mapping")),
+        }
+        Ok(KmsRuleKey {
+            arn,
+            role: text("role")?.filter(|r| !r.is_empty()),
+            context,
+            aws_profile: text("aws_profile")?.filter(|p| !p.is_empty()),
+        })
+    }
+}
+
+/// Adds `key` to `group` unless it is there already (duplicates inside a group are
+/// removed, §8.2).
+fn push_unique(group: &mut Vec<RuleKey>, key: RuleKey) {
+    if !group.iter().any(|k| k.label() == key.label()) {
+        group.push(key);
+    }
 }
 
 /// A parsed `.sops.yaml`.
@@ -77,6 +188,14 @@ fn string_list(v: &Value, at: &str) -> Result<Vec<String>, ConfigError> {
     }
 }
 
+/// The values of a YAML list, comments skipped.
+fn seq_values(s: &super::tree::Sequence) -> impl Iterator<Item = &Value> {
+    s.items.iter().filter_map(|i| match i {
+        SeqEntry::Value(v) => Some(v),
+        SeqEntry::Comment(_) => None,
+    })
+}
+
 fn usize_of(v: &Value, at: &str) -> Result<usize, ConfigError> {
     match v {
         Value::Int(i) if *i >= 0 => Ok(*i as usize),
@@ -87,6 +206,13 @@ fn usize_of(v: &Value, at: &str) -> Result<usize, ConfigError> {
 
 fn parse_rule(m: &Mapping, at: &str) -> Result<CreationRule, ConfigError> {
     let mut rule = CreationRule::default();
+    // The flat fields make one group, in sops' order: age, pgp, kms.
+    let (mut flat_age, mut flat_pgp, mut flat_kms) = (Vec::new(), Vec::new(), Vec::new());
+    let aws_profile = m
+        .get("aws_profile")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty());
+    let mut groups_given = false;
     for (k, v) in m.pairs() {
         let here = format!("{at}.{k}");
         match k {
@@ -95,11 +221,11 @@ fn parse_rule(m: &Mapping, at: &str) -> Result<CreationRule, ConfigError> {
                 Regex::new(re).map_err(|e| err(&here, e))?;
                 rule.path_regex = Some(re.to_string());
             }
-            "age" => {
-                let list = string_list(v, &here)?;
-                if !list.is_empty() {
-                    rule.age_groups = vec![list];
-                }
+            "age" => flat_age = string_list(v, &here)?,
+            "pgp" => flat_pgp = string_list(v, &here)?,
+            "kms" => flat_kms = string_list(v, &here)?,
+            "aws_profile" if !matches!(v, Value::Null) && v.as_str().is_none() => {
+                return Err(err(&here, "expected a string"));
             }
             "key_groups" => {
                 let Value::Seq(groups) = v else {
@@ -121,28 +247,41 @@ fn parse_rule(m: &Mapping, at: &str) -> Result<CreationRule, ConfigError> {
                     let gm = g
                         .as_map()
                         .ok_or_else(|| err(format!("{here}[{i}]"), "expected a mapping"))?;
-                    let mut keys: Vec<String> = Vec::new();
+                    // sops' order inside a group: age, pgp, kms (config.go
+                    // extractMasterKeys), whatever the order of the fields.
+                    let (mut age, mut pgp, mut kms) = (Vec::new(), Vec::new(), Vec::new());
                     for (gk, gv) in gm.pairs() {
+                        let at = format!("{here}[{i}].{gk}");
                         match gk {
-                            "age" => {
-                                for r in string_list(gv, &format!("{here}[{i}].age"))? {
-                                    // Duplicates inside a group are removed (§8.2).
-                                    if !keys.contains(&r) {
-                                        keys.push(r);
-                                    }
+                            "age" => age.extend(string_list(gv, &at)?.into_iter().map(RuleKey::Age)),
+                            "pgp" => pgp.extend(string_list(gv, &at)?.into_iter().map(RuleKey::Pgp)),
+                            "kms" => {
+                                let Value::Seq(list) = gv else {
+                                    return Err(err(&at, "expected a list of {arn, role, context, aws_profile}"));
+                                };
+                                for (j, entry) in seq_values(list).enumerate() {
+                                    let km = entry.as_map().ok_or_else(|| {
+                                        err(format!("{at}[{j}]"), "expected a mapping with `arn`")
+                                    })?;
+                                    kms.push(RuleKey::Kms(KmsRuleKey::from_mapping(km, &format!("{at}[{j}]"))?));
                                 }
                             }
                             other => {
                                 return Err(err(
                                     format!("{here}[{i}].{other}"),
-                                    "sopsync supports age keys only; use the sops CLI for pgp/kms/gcp_kms/azure_keyvault/hc_vault",
+                                    "sopsync supports age, pgp and kms keys in key groups; use the sops CLI for gcp_kms/azure_keyvault/hc_vault/merge",
                                 ))
                             }
                         }
                     }
+                    let mut keys = Vec::new();
+                    for key in age.into_iter().chain(pgp).chain(kms) {
+                        push_unique(&mut keys, key);
+                    }
                     out.push(keys);
                 }
-                rule.age_groups = out;
+                groups_given = !out.is_empty();
+                rule.key_groups = out;
             }
             "shamir_threshold" => {
                 rule.shamir_threshold = Some(usize_of(v, &here)?).filter(|n| *n != 0)
@@ -150,17 +289,12 @@ fn parse_rule(m: &Mapping, at: &str) -> Result<CreationRule, ConfigError> {
             "mac_only_encrypted" => {
                 rule.mac_only_encrypted = matches!(v, Value::Bool(true));
             }
-            "pgp"
-            | "kms"
-            | "gcp_kms"
-            | "azure_keyvault"
-            | "hc_vault_transit_uri"
-            | "aws_profile"
+            "gcp_kms" | "azure_keyvault" | "hc_vault_transit_uri"
                 if !matches!(v, Value::Null) && v.as_str() != Some("") =>
             {
                 return Err(err(
                     &here,
-                    "sopsync supports age keys only; use the sops CLI for this key type",
+                    "sopsync supports age, pgp and kms keys; use the sops CLI for this key type",
                 ));
             }
             key if SelectionRule::from_key(key, String::new()).is_some() => {
@@ -181,6 +315,26 @@ fn parse_rule(m: &Mapping, at: &str) -> Result<CreationRule, ConfigError> {
             }
             _ => {}
         }
+    }
+    if !groups_given {
+        let mut group = Vec::new();
+        let flat = flat_age
+            .into_iter()
+            .map(RuleKey::Age)
+            .chain(flat_pgp.into_iter().map(RuleKey::Pgp))
+            .chain(
+                flat_kms
+                    .iter()
+                    .map(|a| RuleKey::Kms(KmsRuleKey::from_flat(a, aws_profile))),
+            );
+        for key in flat {
+            push_unique(&mut group, key);
+        }
+        rule.key_groups = if group.is_empty() {
+            Vec::new()
+        } else {
+            vec![group]
+        };
     }
     Ok(rule)
 }
@@ -279,10 +433,13 @@ mod tests {
     fn first_matching_rule_wins() {
         let cfg = parse("creation_rules:\n  - path_regex: \\.prod\\.yaml$\n    age: a1, a2\n    encrypted_regex: ^data$\n  - age: [b1]\n");
         let r = cfg.rule_for("x/secret.prod.yaml").unwrap();
-        assert_eq!(r.age_groups, vec![vec!["a1".to_string(), "a2".to_string()]]);
+        assert_eq!(
+            r.label_groups(),
+            vec![vec!["a1".to_string(), "a2".to_string()]]
+        );
         assert_eq!(r.rule, Some(SelectionRule::EncryptedRegex("^data$".into())));
         assert_eq!(
-            cfg.rule_for("dev.yaml").unwrap().age_groups,
+            cfg.rule_for("dev.yaml").unwrap().label_groups(),
             vec![vec!["b1".to_string()]]
         );
     }
@@ -292,7 +449,7 @@ mod tests {
         let cfg = parse("creation_rules:\n  - shamir_threshold: 2\n    key_groups:\n      - age: [a, a]\n      - age: [b]\n");
         let r = &cfg.creation_rules[0];
         assert_eq!(
-            r.age_groups,
+            r.label_groups(),
             vec![vec!["a".to_string()], vec!["b".to_string()]]
         );
         assert_eq!(r.shamir_threshold, Some(2));
@@ -303,16 +460,62 @@ mod tests {
     }
 
     #[test]
+    fn pgp_and_kms_rules_load_in_sops_group_order() {
+        // Issue 15: `pgp:` and `kms:` rules used to be errors.
+        let cfg = parse(concat!(
+            "creation_rules:\n",
+            "  - path_regex: flat\n",
+            "    kms: arn:aws:kms:us-east-1:1:key/a+arn:aws:iam::1:role/r\n",
+            "    aws_profile: dev\n",
+            "    pgp: 'FBC7 B9E2 A4F9 289A C0C1  D4FA 62F0 6C2E 1F2B 4D3A, 62F06C2E1F2B4D3A'\n",
+            "    age: age1x\n",
+            "  - key_groups:\n",
+            "      - kms:\n",
+            "          - arn: arn:k\n",
+            "            role: arn:r\n",
+            "            context: {team: a}\n",
+            "        pgp: [62F06C2E1F2B4D3A, 62F06C2E1F2B4D3A]\n",
+            "      - age: [age1y]\n",
+        ));
+        assert_eq!(
+            cfg.rule_for("flat").unwrap().label_groups(),
+            [[
+                "age1x",
+                "pgp:FBC7B9E2A4F9289AC0C1D4FA62F06C2E1F2B4D3A",
+                "pgp:62F06C2E1F2B4D3A",
+                "kms:arn:aws:kms:us-east-1:1:key/a",
+            ]]
+        );
+        let RuleKey::Kms(flat_kms) = &cfg.rule_for("flat").unwrap().key_groups[0][3] else {
+            panic!("not kms")
+        };
+        assert_eq!(flat_kms.role.as_deref(), Some("arn:aws:iam::1:role/r"));
+        assert_eq!(flat_kms.aws_profile.as_deref(), Some("dev"));
+        let groups = &cfg.rule_for("other").unwrap().key_groups;
+        assert_eq!(
+            cfg.rule_for("other").unwrap().label_groups(),
+            vec![
+                vec!["pgp:62F06C2E1F2B4D3A".to_string(), "kms:arn:k".to_string()],
+                vec!["age1y".to_string()],
+            ]
+        );
+        let RuleKey::Kms(k) = &groups[0][1] else {
+            panic!("not kms")
+        };
+        assert_eq!(k.context, [("team".to_string(), "a".to_string())]);
+    }
+
+    #[test]
     fn path_regex_matches_characters_and_a_bad_one_is_named() {
         // `.` is one character (as in Go's RE2), also when it takes several bytes.
         let cfg =
             parse("creation_rules:\n  - path_regex: ^s/.\\.yaml$\n    age: [a]\n  - age: [b]\n");
         assert_eq!(
-            cfg.rule_for("s/\u{e9}.yaml").unwrap().age_groups,
+            cfg.rule_for("s/\u{e9}.yaml").unwrap().label_groups(),
             vec![vec!["a".to_string()]]
         );
         assert_eq!(
-            cfg.rule_for("s/ab.yaml").unwrap().age_groups,
+            cfg.rule_for("s/ab.yaml").unwrap().label_groups(),
             vec![vec!["b".to_string()]]
         );
         let docs = codec(Format::Yaml, &FormatOptions::default())

@@ -164,8 +164,11 @@ pub fn unwrap_data_key_in_order(
                     MasterKey::Age { recipient, .. } => {
                         format!("age {recipient}: no identity matched")
                     }
+                    MasterKey::Pgp { fingerprint, .. } => {
+                        format!("pgp {fingerprint}: no PGP key source was given (GnuPG, or a key Secret's *.asc entry)")
+                    }
                     other => format!(
-                        "{} key: sopsync cannot unwrap this key type (only age)",
+                        "{} key: sopsync cannot unwrap this key type (only age and pgp)",
                         other.type_name()
                     ),
                 }),
@@ -451,8 +454,16 @@ pub fn reencrypt(
 /// caller keeps them.
 ///
 /// Errors: [`CoreError::InvalidKeyGroups`] when a group holds a key type sopsync cannot
-/// wrap for (PGP, cloud KMS).
+/// wrap for (PGP without an engine, cloud KMS).
 pub fn recipients_of(metadata: &Metadata) -> Result<Vec<Vec<Recipient>>, CoreError> {
+    recipients_of_with(metadata, None)
+}
+
+/// [`recipients_of`], wrapping PGP entries again with `pgp` when it is given.
+pub fn recipients_of_with(
+    metadata: &Metadata,
+    pgp: Option<&std::sync::Arc<dyn keys::PgpEngine>>,
+) -> Result<Vec<Vec<Recipient>>, CoreError> {
     metadata
         .key_groups
         .iter()
@@ -461,7 +472,7 @@ pub fn recipients_of(metadata: &Metadata) -> Result<Vec<Vec<Recipient>>, CoreErr
             g.keys
                 .iter()
                 .map(|k| {
-                    Recipient::of_master_key(k).ok_or_else(|| CoreError::InvalidKeyGroups {
+                    Recipient::of_master_key_with(k, pgp).ok_or_else(|| CoreError::InvalidKeyGroups {
                         reason: format!(
                             "key group {} has a {} key, which sopsync cannot encrypt to; remove it or use sops",
                             gi + 1,

@@ -43,7 +43,7 @@ pub fn recorded_recipients(md: &Metadata) -> Vec<String> {
         .collect()
 }
 
-/// The key types in the file that sopsync cannot wrap a data key for (PGP, AWS KMS,
+/// The key types in the file that sopsync cannot wrap a data key for (AWS KMS,
 /// GCP KMS, Azure Key Vault, Vault transit), by their metadata list name. A file with
 /// any of them is never rewritten: the rewrite would drop those entries, and whoever
 /// relies on them (a CI job with a KMS role, say) would lose access silently.
@@ -52,7 +52,7 @@ pub fn unusable_key_types(md: &Metadata) -> Vec<&'static str> {
         .key_groups
         .iter()
         .flat_map(|g| g.keys.iter())
-        .filter(|k| !matches!(k, MasterKey::Age { .. }))
+        .filter(|k| !matches!(k, MasterKey::Age { .. } | MasterKey::Pgp { .. }))
         .map(MasterKey::type_name)
         .collect();
     out.sort_unstable();
@@ -116,7 +116,7 @@ pub enum Action {
     Rotate(RecipientChange),
     /// Not touched: the file holds key entries sopsync cannot wrap for.
     Refuse {
-        /// Their metadata list names (`pgp`, `kms`, `gcp_kms`, `azure_kv`, `hc_vault`).
+        /// Their metadata list names (`kms`, `gcp_kms`, `azure_kv`, `hc_vault`).
         key_types: Vec<&'static str>,
     },
 }
@@ -140,11 +140,11 @@ pub fn plan_updatekeys(md: &Metadata, rule: &CreationRule, rotate: bool) -> Acti
     if !key_types.is_empty() {
         return Action::Refuse { key_types };
     }
-    let change = RecipientChange::between(md, &rule.age_groups);
+    let change = RecipientChange::between(md, &rule.label_groups());
     let threshold = rule_threshold(md, rule);
     if rotate {
         Action::Rotate(change)
-    } else if same_groups(md, &rule.age_groups, threshold) {
+    } else if same_groups(md, &rule.label_groups(), threshold) {
         Action::Unchanged
     } else {
         Action::Rewrap(change)
@@ -154,7 +154,7 @@ pub fn plan_updatekeys(md: &Metadata, rule: &CreationRule, rotate: bool) -> Acti
 /// The threshold a file gets under `rule`: the rule's, else the file's, and none for a
 /// single group (sops writes none then).
 pub fn rule_threshold(md: &Metadata, rule: &CreationRule) -> Option<usize> {
-    if rule.age_groups.len() <= 1 {
+    if rule.key_groups.len() <= 1 {
         None
     } else {
         rule.shamir_threshold.or(md.shamir_threshold)
@@ -244,7 +244,7 @@ impl Finding {
 
 /// The recipient findings for a SOPS file under `rule`: stale ones, then missing ones.
 pub fn recipient_findings(md: &Metadata, rule: &CreationRule) -> Vec<Finding> {
-    let change = RecipientChange::between(md, &rule.age_groups);
+    let change = RecipientChange::between(md, &rule.label_groups());
     change
         .removed
         .into_iter()
@@ -279,10 +279,18 @@ mod tests {
     }
 
     fn rule(groups: &[&[&str]]) -> CreationRule {
+        use crate::core::creation_rules::RuleKey;
         CreationRule {
-            age_groups: groups
+            key_groups: groups
                 .iter()
-                .map(|g| g.iter().map(|s| s.to_string()).collect())
+                .map(|g| {
+                    g.iter()
+                        .map(|s| match s.strip_prefix("pgp:") {
+                            Some(fp) => RuleKey::Pgp(fp.to_string()),
+                            None => RuleKey::Age(s.to_string()),
+                        })
+                        .collect()
+                })
                 .collect(),
             ..CreationRule::default()
         }
@@ -320,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_with_kms_or_pgp_entries_is_refused_by_name() {
+    fn a_file_with_kms_entries_is_refused_by_name_and_pgp_entries_are_kept() {
         let mut fields = Mapping::new();
         fields.push("resource_id", Value::str("projects/p/keys/k"));
         let m = md(vec![vec![
@@ -335,8 +343,9 @@ mod tests {
                 enc: String::new(),
             },
         ]]);
+        // Issue 15: pgp entries are wrapped for again through GnuPG; gcp_kms is not.
         let refused = Action::Refuse {
-            key_types: vec!["gcp_kms", "pgp"],
+            key_types: vec!["gcp_kms"],
         };
         assert_eq!(plan_updatekeys(&m, &rule(&[&["a"]]), false), refused);
         assert_eq!(plan_rotate(&m, &[], &[]).0, refused);

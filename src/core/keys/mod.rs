@@ -2,17 +2,21 @@
 //!
 //! One narrow trait ([`KeyBackend`]) unwraps a [`MasterKey`] entry; `Ok(None)` means
 //! "not my key type, or none of my identities fits this entry". Wrapping is done for
-//! [`Recipient`]s. Only age is implemented; PGP and cloud KMS entries are read and
-//! written back verbatim but cannot be unwrapped here (§5.3, §5.6).
+//! [`Recipient`]s. age is done here; PGP goes through a [`PgpEngine`] (wrapping) and
+//! a [`KeyBackend`] (unwrapping) that the shell supplies, since both run the user's
+//! GnuPG (§5.3); cloud KMS entries are read and written back verbatim but cannot be
+//! unwrapped here (§5.6). A [`Keyring`] tries several backends as one.
 
 pub mod age;
 mod age_file;
 mod age_pq;
+pub mod pgp;
 
 use super::metadata::MasterKey;
 use zeroize::Zeroizing;
 
 pub use self::age::{AgeIdentities, AgeRecipient, PassphrasePrompt};
+pub use self::pgp::{PgpEngine, PgpFingerprint, PgpRecipient};
 
 /// A key backend failure. Never carries key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +68,15 @@ pub enum KeyError {
         /// Why.
         reason: String,
     },
+    /// GnuPG could not encrypt to, or decrypt with, a PGP key. The reason is GnuPG's
+    /// own last word (its stderr holds no key material) or why it could not run.
+    #[error("pgp {fingerprint}: {reason}")]
+    Pgp {
+        /// The key's fingerprint.
+        fingerprint: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Something that can unwrap data keys (or Shamir shares) from master-key entries.
@@ -78,8 +91,10 @@ pub trait KeyBackend {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Recipient {
-    /// An age X25519 recipient.
+    /// An age recipient (X25519 or SSH).
     Age(AgeRecipient),
+    /// A PGP key, wrapped for by the user's GnuPG.
+    Pgp(PgpRecipient),
 }
 
 impl Recipient {
@@ -87,17 +102,100 @@ impl Recipient {
     pub fn wrap(&self, secret: &[u8]) -> Result<MasterKey, KeyError> {
         match self {
             Recipient::Age(r) => r.wrap(secret),
+            Recipient::Pgp(r) => r.wrap(secret),
         }
     }
 
-    /// The recipient of an existing entry, when sopsync can wrap for it again.
+    /// The recipient of an existing entry, when sopsync can wrap for it again without
+    /// GnuPG (age entries); see [`Recipient::of_master_key_with`].
     pub fn of_master_key(key: &MasterKey) -> Option<Recipient> {
+        Recipient::of_master_key_with(key, None)
+    }
+
+    /// The recipient of an existing entry, when sopsync can wrap for it again: age
+    /// entries, and PGP entries when `pgp` is given (keeping the entry's `created_at`,
+    /// as sops does when it re-wraps for a key already in the file).
+    pub fn of_master_key_with(
+        key: &MasterKey,
+        pgp: Option<&std::sync::Arc<dyn PgpEngine>>,
+    ) -> Option<Recipient> {
         match key {
             MasterKey::Age { recipient, .. } => {
                 AgeRecipient::parse(recipient).ok().map(Recipient::Age)
             }
-            _ => None,
+            MasterKey::Pgp {
+                fingerprint,
+                created_at,
+                ..
+            } => {
+                let engine = pgp?;
+                let fp = PgpFingerprint::parse(fingerprint).ok()?;
+                Some(Recipient::Pgp(PgpRecipient::new(
+                    fp,
+                    created_at.clone(),
+                    engine.clone(),
+                )))
+            }
+            MasterKey::Other { .. } => None,
         }
+    }
+
+    /// How reports and `.sops.yaml` comparisons name it: the age recipient text, or
+    /// `pgp:<fingerprint>` (as `repo::rekey::recipient_label` names entries).
+    pub fn label(&self) -> String {
+        match self {
+            Recipient::Age(r) => r.as_str().to_string(),
+            Recipient::Pgp(r) => format!("pgp:{}", r.fingerprint()),
+        }
+    }
+}
+
+/// Several key backends tried as one: the first that unwraps an entry wins (each
+/// answers `Ok(None)` for entries of other types). The CLI holds the age identities
+/// and the user's GnuPG here; the controller its key Secret's age and PGP keys.
+#[derive(Default)]
+pub struct Keyring {
+    backends: Vec<Box<dyn KeyBackend + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Keyring([REDACTED]; {})", self.describe())
+    }
+}
+
+impl Keyring {
+    /// No backends yet.
+    pub fn new() -> Keyring {
+        Keyring::default()
+    }
+
+    /// Adds `backend`, tried after those added before.
+    pub fn push(&mut self, backend: impl KeyBackend + Send + Sync + 'static) {
+        self.backends.push(Box::new(backend));
+    }
+}
+
+impl KeyBackend for Keyring {
+    fn unwrap(&self, key: &MasterKey) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
+        for backend in &self.backends {
+            if let Some(secret) = backend.unwrap(key)? {
+                return Ok(Some(secret));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The backends' descriptions; one that has nothing to say (an empty string, e.g.
+    /// GnuPG when no PGP entry was tried) is left out.
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .backends
+            .iter()
+            .map(|b| b.describe())
+            .filter(|d| !d.is_empty())
+            .collect();
+        parts.join("; ")
     }
 }
 
