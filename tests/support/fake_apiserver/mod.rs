@@ -26,6 +26,7 @@ mod metadata;
 mod patch;
 pub mod rbac;
 mod resources;
+mod schema;
 mod selector;
 mod store;
 mod validation;
