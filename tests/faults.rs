@@ -871,3 +871,75 @@ fn fault_lease_renewal_failing_while_writes_work_stops_the_leader_before_expiry_
     c1.assert_no_canary();
     c2.assert_no_canary();
 }
+
+/// Issue 16: the API server keeps answering 429 TooManyRequests (Retry-After: 3 s) to
+/// Secret writes, and at first to status writes too. The controller retries no sooner
+/// than it is told (the test's base backoff is 1 s), says it is throttled in an Event
+/// while its status cannot be written and then in the Ready condition, keeps the last
+/// good Secret, and applies the change once the throttling ends.
+#[test]
+fn fault_429_sustained_is_retried_no_sooner_than_retry_after_and_status_and_events_say_throttled() {
+    let c = Cluster::new(&[("db.yaml", &db("one"))]);
+    c.key_secret("team-a");
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
+    let ctl = c.controller("c1", &[]);
+    let first = c.head();
+    wait_applied(&c, &ctl, "team-a", "apps", &first);
+    let retry_after = 3;
+    let secrets = Match::verb("PATCH").resource("secrets");
+    let status = Match::verb("PATCH")
+        .resource("secretsources")
+        .subresource("status");
+    c.fake
+        .fail_always(secrets.clone(), Fault::TooManyRequestsFor(retry_after));
+    c.fake
+        .fail_always(status, Fault::TooManyRequestsFor(retry_after));
+    let second = c.commit(&[("db.yaml", Some(&db("two")))]);
+    // The status cannot be written: an Event says why.
+    wait_until(
+        "a Warning Event says the API server throttles",
+        &ctl,
+        || warning_saying(&c, "team-a", "throttling requests (429"),
+    );
+    // The status can be written again (Secret writes are still throttled): Ready says so.
+    c.fake.clear_faults();
+    c.fake
+        .fail_always(secrets.clone(), Fault::TooManyRequestsFor(retry_after));
+    wait_until("Ready is False, Throttled", &ctl, || {
+        ready(&c, "team-a", "apps").is_some_and(|(s, r, m)| {
+            s == "False" && r == "Throttled" && m.contains("retrying after 3s")
+        })
+    });
+    let throttled = || -> Vec<Instant> {
+        c.fake
+            .requests_matching(&secrets)
+            .iter()
+            .filter(|r| r.status == 429)
+            .map(|r| r.at)
+            .collect()
+    };
+    wait_until("four throttled tries", &ctl, || throttled().len() >= 4);
+    // Backed off as told: each try came at least Retry-After after the one before.
+    for pair in throttled().windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_secs(retry_after.into()),
+            "retried {gap:?} after a 429 asking for {retry_after}s:\n{}",
+            ctl.logs()
+        );
+    }
+    assert_eq!(
+        password(&c, "team-a"),
+        format!("{CANARY}-one"),
+        "the last good value is kept"
+    );
+    c.fake.clear_faults();
+    wait_applied(&c, &ctl, "team-a", "apps", &second);
+    assert_eq!(password(&c, "team-a"), format!("{CANARY}-two"));
+    assert!(ready_is(
+        c.status("team-a", "apps").as_ref(),
+        "True",
+        "Synced"
+    ));
+    ctl.assert_no_canary();
+}

@@ -165,14 +165,24 @@ pub fn webhook_trigger(client: Client, config: &ControllerConfig) -> Trigger {
     })
 }
 
-/// Sets the client's API timeout (issue 16): kube-client sets no read timeout, so a
-/// request the server accepted and never answered hung its reconcile for good. The
-/// timeout is per read, counted from when the request was written; watches stay open
-/// because [`watch_timeout`] makes the server end each watch before it could fire.
-pub fn set_api_timeout(config: &mut kube::Config, timeout: Duration) {
+/// Sets the client's API timeout and turns its hidden retries off (issue 16).
+///
+/// Timeout: kube-client sets no read timeout, so a request the server accepted and
+/// never answered hung its reconcile for good. The timeout is per read, counted from
+/// when the request was written; watches stay open because [`watch_timeout`] makes the
+/// server end each watch before it could fire.
+///
+/// Retries: kube-client's default layer retries 429, 503 and 504 inside the request,
+/// up to 15 times with a backoff growing to 1000 s, so a sustained 429 held a reconcile
+/// for minutes with no status, Event or log line, and a Lease renewal could outlive the
+/// renew deadline. Each failure now reaches its caller: a reconcile reports it
+/// (`Throttled` for a 429) and `error_policy` waits at least the server's Retry-After;
+/// watchers back off; leader election retries within its deadline.
+pub fn configure_api_client(config: &mut kube::Config, timeout: Duration) {
     config.read_timeout = Some(timeout);
     // Without this, the time a pooled connection sat idle counts against the next request.
     config.reset_reader_on_write = true;
+    config.default_retry = false;
 }
 
 /// The server-side `timeoutSeconds` of our watches: well inside the API timeout, so a

@@ -355,6 +355,14 @@ pub async fn handle(
                         429,
                         "injected fault: too many requests, please try again later",
                     ),
+                    Fault::TooManyRequestsFor(secs) => {
+                        let mut e = ApiError::from_code(
+                            429,
+                            "injected fault: too many requests, please try again later",
+                        );
+                        e.details = Some(json!({ "retryAfterSeconds": secs }));
+                        e
+                    }
                     Fault::Delay(_) | Fault::DropConnection => unreachable!("handled above"),
                 };
                 record.status = e.code;

@@ -62,6 +62,9 @@ pub enum Fault {
     Gone,
     /// 429 TooManyRequests with Retry-After: 1.
     TooManyRequests,
+    /// 429 TooManyRequests with Retry-After: this many seconds (and
+    /// `details.retryAfterSeconds`, as kube-apiserver's `NewTooManyRequests` writes both).
+    TooManyRequestsFor(u32),
     /// Wait this long, then handle the request normally (or apply the next matching fault).
     Delay(Duration),
     /// Close the TCP connection without answering.
