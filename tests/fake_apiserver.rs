@@ -2025,3 +2025,334 @@ fn rbac_a_server_side_apply_that_creates_its_object_needs_create_as_well_as_patc
         assert_eq!(created.len(), 1);
     });
 }
+
+// ----- CRD structural schemas (pruning, defaulting, validation) -----
+//
+// Expected responses follow "Extend the Kubernetes API with CustomResourceDefinitions"
+// (https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/),
+// sections "Specifying a structural schema", "Field pruning", "Controlling pruning",
+// "Defaulting" and "Defaulting and Nullable", and the error shapes of
+// apiextensions-apiserver's `kubeOpenAPIResultToFieldErrors` over kube-openapi's
+// messages (e.g. `spec.replicas: Invalid value: "string": spec.replicas in body must be
+// of type integer: "string"`, as kubectl prints it for any CRD).
+
+const GADGETS: &str = "/apis/test.sopsync.io/v1/namespaces/default/gadgets";
+
+/// A hand-written CRD using each schema keyword the fake enforces.
+fn gadget_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": { "name": "gadgets.test.sopsync.io" },
+        "spec": {
+            "group": "test.sopsync.io", "scope": "Namespaced",
+            "names": { "plural": "gadgets", "singular": "gadget", "kind": "Gadget", "listKind": "GadgetList" },
+            "versions": [{
+                "name": "v1", "served": true, "storage": true, "subresources": { "status": {} },
+                "schema": { "openAPIV3Schema": {
+                    "type": "object", "required": ["spec"],
+                    "properties": {
+                        "spec": {
+                            "type": "object", "required": ["size"],
+                            "properties": {
+                                "size": { "type": "integer", "format": "int64", "minimum": 1 },
+                                "mode": { "type": "string", "enum": ["Fast", "Safe"], "default": "Safe" },
+                                "port": { "x-kubernetes-int-or-string": true },
+                                "note": { "type": "string", "nullable": true },
+                                "labels": { "type": "object", "additionalProperties": { "type": "string" } },
+                                "tags": { "type": "array", "items": {
+                                    "type": "object", "required": ["name"],
+                                    "properties": { "name": { "type": "string", "pattern": "^[a-z]+$" } } } },
+                                "extra": { "type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                                           "properties": { "known": { "type": "string" } } }
+                            }
+                        },
+                        "status": {
+                            "type": "object",
+                            "properties": {
+                                "phase": { "type": "string", "enum": ["Ready", "Failed"] },
+                                "count": { "type": "integer" }
+                            }
+                        }
+                    }
+                } }
+            }]
+        }
+    })
+}
+
+/// One request with an explicit content type: (HTTP status, body).
+async fn send(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: Value,
+) -> (u16, Value) {
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", content_type)
+        .body(kube::client::Body::from(body.to_string().into_bytes()))
+        .expect("a request");
+    let resp = client.send(req).await.expect("an HTTP response");
+    let code = resp.status().as_u16();
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .expect("the body")
+        .to_bytes();
+    (code, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// The 422 `NewInvalid` writes for a custom resource: the kind qualified by its group
+/// (`Gadget.test.sopsync.io`), one cause per (reason, field, body), several errors in
+/// `[a, b]`.
+fn cr_invalid(kind: &str, group: &str, name: &str, causes: &[(&str, &str, &str)]) -> Value {
+    let errors: Vec<String> = causes.iter().map(|(_, f, b)| format!("{f}: {b}")).collect();
+    let all = match errors.as_slice() {
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    };
+    json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{kind}.{group} \"{name}\" is invalid: {all}"),
+            "reason": "Invalid",
+            "details": { "name": name, "group": group, "kind": kind,
+                         "causes": causes.iter().map(|(r, f, b)| json!({ "reason": r, "message": b, "field": f })).collect::<Vec<_>>() },
+            "code": 422 })
+}
+
+fn gadget(name: &str, spec: Value) -> Value {
+    json!({ "apiVersion": "test.sopsync.io/v1", "kind": "Gadget", "metadata": { "name": name }, "spec": spec })
+}
+
+#[test]
+fn crd_schema_prunes_unknown_fields_on_create_update_patch_and_apply() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+        assert_eq!(
+            send(&client, "POST", crds, "application/json", gadget_crd())
+                .await
+                .0,
+            201
+        );
+        // Create: unknown fields go at every depth, but not below
+        // x-kubernetes-preserve-unknown-fields; apiVersion/kind/metadata stay.
+        let mut body = gadget(
+            "g",
+            json!({
+                "size": 3, "bogus": 1,
+                "tags": [{ "name": "a", "bogus": true }],
+                "extra": { "known": "k", "anything": { "deep": [1, 2] } }
+            }),
+        );
+        body["junk"] = json!("x");
+        let (code, got) = send(&client, "POST", GADGETS, "application/json", body).await;
+        assert_eq!(code, 201, "{got}");
+        assert_eq!(
+            got["spec"],
+            json!({
+                "size": 3, "mode": "Safe",
+                "tags": [{ "name": "a" }],
+                "extra": { "known": "k", "anything": { "deep": [1, 2] } }
+            }),
+            "pruned, and mode defaulted"
+        );
+        assert!(got.get("junk").is_none(), "{got}");
+        // Update (PUT).
+        let mut put = got.clone();
+        put["spec"]["bogus2"] = json!(2);
+        put["spec"]["size"] = json!(4);
+        let (code, got) = send(
+            &client,
+            "PUT",
+            &format!("{GADGETS}/g"),
+            "application/json",
+            put,
+        )
+        .await;
+        assert_eq!(code, 200, "{got}");
+        assert_eq!(
+            (got["spec"]["size"].clone(), got["spec"].get("bogus2")),
+            (json!(4), None)
+        );
+        // Merge patch.
+        let (code, got) = send(
+            &client,
+            "PATCH",
+            &format!("{GADGETS}/g"),
+            "application/merge-patch+json",
+            json!({ "spec": { "bogus3": 3, "size": 5 } }),
+        )
+        .await;
+        assert_eq!(code, 200, "{got}");
+        assert_eq!(
+            (got["spec"]["size"].clone(), got["spec"].get("bogus3")),
+            (json!(5), None)
+        );
+        // Server-side apply: pruned, and the pruned field is owned by nobody.
+        let (code, got) = send(
+            &client,
+            "PATCH",
+            &format!("{GADGETS}/g?fieldManager=mgr&force=true"),
+            "application/apply-patch+yaml",
+            gadget("g", json!({ "size": 6, "bogus4": 4 })),
+        )
+        .await;
+        assert_eq!(code, 200, "{got}");
+        assert_eq!(
+            (got["spec"]["size"].clone(), got["spec"].get("bogus4")),
+            (json!(6), None)
+        );
+        assert!(
+            !got["metadata"]["managedFields"]
+                .to_string()
+                .contains("bogus4"),
+            "{got}"
+        );
+        let (code, got) = send(
+            &client,
+            "PATCH",
+            &format!("{GADGETS}/new?fieldManager=mgr"),
+            "application/apply-patch+yaml",
+            gadget("new", json!({ "size": 1, "bogus5": 5 })),
+        )
+        .await;
+        assert_eq!(code, 201, "{got}");
+        assert!(got["spec"].get("bogus5").is_none(), "{got}");
+        assert!(
+            !got["metadata"]["managedFields"]
+                .to_string()
+                .contains("bogus5"),
+            "{got}"
+        );
+    });
+}
+
+#[test]
+fn crd_schema_violations_are_422_invalid_with_kube_apiserver_causes() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+        assert_eq!(send(&client, "POST", crds, "application/json", gadget_crd()).await.0, 201);
+        let post = |spec: Value| {
+            let client = client.clone();
+            async move { send(&client, "POST", GADGETS, "application/json", gadget("g", spec)).await }
+        };
+        let refused = |causes: &[(&str, &str, &str)]| (422, cr_invalid("Gadget", "test.sopsync.io", "g", causes));
+        // Required (field.Required: "Required value"), also for the root's own `required`.
+        assert_eq!(post(json!({})).await,
+            refused(&[("FieldValueRequired", "spec.size", "Required value")]));
+        let (code, body) = send(&client, "POST", GADGETS, "application/json",
+            json!({ "apiVersion": "test.sopsync.io/v1", "kind": "Gadget", "metadata": { "name": "g" } })).await;
+        assert_eq!((code, body), refused(&[("FieldValueRequired", "spec", "Required value")]));
+        // "Defaulting and Nullable": a null in a field that is not nullable is pruned
+        // (so a required one is missing), defaulted if it has a default; a nullable one stays.
+        assert_eq!(post(json!({ "size": null })).await,
+            refused(&[("FieldValueRequired", "spec.size", "Required value")]));
+        let (code, ok) = send(&client, "POST", GADGETS, "application/json",
+            gadget("n", json!({ "size": 1, "mode": null, "note": null }))).await;
+        assert_eq!(code, 201, "{ok}");
+        assert_eq!(ok["spec"], json!({ "size": 1, "mode": "Safe", "note": null }));
+        // Types (field.TypeInvalid with the value's type name).
+        assert_eq!(post(json!({ "size": "three" })).await,
+            refused(&[("FieldValueTypeInvalid", "spec.size",
+                "Invalid value: \"string\": spec.size in body must be of type integer: \"string\"")]));
+        assert_eq!(post(json!({ "size": 1.5 })).await,
+            refused(&[("FieldValueTypeInvalid", "spec.size",
+                "Invalid value: \"number\": spec.size in body must be of type integer: \"number\"")]));
+        assert_eq!(post(json!({ "size": 1, "labels": { "a": 1 } })).await,
+            refused(&[("FieldValueTypeInvalid", "spec.labels.a",
+                "Invalid value: \"integer\": spec.labels.a in body must be of type string: \"integer\"")]));
+        assert_eq!(post(json!({ "size": 1, "port": true })).await,
+            refused(&[("FieldValueTypeInvalid", "spec.port",
+                "Invalid value: \"boolean\": spec.port in body must be of type integer,string: \"boolean\"")]));
+        let (code, ok) = send(&client, "POST", GADGETS, "application/json",
+            gadget("p", json!({ "size": 1, "port": "http" }))).await;
+        assert_eq!(code, 201, "int-or-string takes a string: {ok}");
+        // Enums (field.NotSupported).
+        assert_eq!(post(json!({ "size": 1, "mode": "Turbo" })).await,
+            refused(&[("FieldValueNotSupported", "spec.mode",
+                "Unsupported value: \"Turbo\": supported values: \"Fast\", \"Safe\"")]));
+        // Bounds and patterns (field.Invalid with kube-openapi's detail), array items by index.
+        assert_eq!(post(json!({ "size": 0 })).await,
+            refused(&[("FieldValueInvalid", "spec.size",
+                "Invalid value: 0: spec.size in body should be greater than or equal to 1")]));
+        assert_eq!(post(json!({ "size": 1, "tags": [{ "name": "ok" }, { "name": "A1" }, {}] })).await,
+            refused(&[
+                ("FieldValueInvalid", "spec.tags[1].name",
+                    "Invalid value: \"A1\": spec.tags[1].name in body should match '^[a-z]+$'"),
+                ("FieldValueRequired", "spec.tags[2].name", "Required value"),
+            ]));
+        // The same rules on update and patch: nothing is stored.
+        let (code, _) = send(&client, "PATCH", &format!("{GADGETS}/n"), "application/merge-patch+json",
+            json!({ "spec": { "mode": "Turbo" } })).await;
+        assert_eq!(code, 422);
+        let stored = fake.get_raw(&fake.resource_type_raw("test.sopsync.io", "v1", "gadgets"), "default", "n");
+        assert_eq!(stored.expect("stored")["spec"]["mode"], "Safe");
+    });
+}
+
+#[test]
+fn crd_schema_status_writes_are_validated_and_pruned_against_the_status_schema() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+        assert_eq!(send(&client, "POST", crds, "application/json", gadget_crd()).await.0, 201);
+        assert_eq!(send(&client, "POST", GADGETS, "application/json", gadget("g", json!({ "size": 1 }))).await.0, 201);
+        let status = format!("{GADGETS}/g/status");
+        let (code, body) = send(&client, "PATCH", &status, "application/merge-patch+json",
+            json!({ "status": { "phase": "Bogus", "count": "many" } })).await;
+        assert_eq!((code, body), (422, cr_invalid("Gadget", "test.sopsync.io", "g", &[
+            ("FieldValueTypeInvalid", "status.count",
+                "Invalid value: \"string\": status.count in body must be of type integer: \"string\""),
+            ("FieldValueNotSupported", "status.phase",
+                "Unsupported value: \"Bogus\": supported values: \"Ready\", \"Failed\""),
+        ])));
+        let (code, got) = send(&client, "PATCH", &format!("{status}?fieldManager=ctl&force=true"),
+            "application/apply-patch+yaml",
+            json!({ "apiVersion": "test.sopsync.io/v1", "kind": "Gadget", "metadata": { "name": "g" },
+                    "status": { "phase": "Ready", "extra": 1 } })).await;
+        assert_eq!(code, 200, "{got}");
+        assert_eq!(got["status"], json!({ "phase": "Ready" }), "unknown status field pruned");
+    });
+}
+
+#[test]
+fn crd_schema_is_the_one_sopsync_crd_prints_and_refuses_what_it_forbids() {
+    use sopsync::core::formats::{codec, Format, FormatOptions};
+    let out = crate::support::run_ok(crate::support::sopsync().arg("crd"));
+    let opts = FormatOptions::default();
+    let docs = codec(Format::Yaml, &opts)
+        .parse_plain(&out)
+        .expect("`sopsync crd` prints YAML");
+    let json_codec = codec(Format::Json, &opts);
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        for d in docs.iter().filter(|d| !d.entries.is_empty()) {
+            let crd: Value = serde_json::from_slice(&json_codec.emit_plain(std::slice::from_ref(d)).expect("JSON"))
+                .expect("JSON");
+            let (code, body) = send(&client, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                "application/json", crd).await;
+            assert_eq!(code, 201, "{body}");
+        }
+        let path = "/apis/sopsync.io/v1alpha1/namespaces/default/sopssecrets";
+        let ss = |spec: Value| json!({ "apiVersion": "sopsync.io/v1alpha1", "kind": "SopsSecret",
+                                       "metadata": { "name": "s" }, "spec": spec });
+        let (code, body) = send(&client, "POST", path, "application/json", ss(json!({ "suspend": true }))).await;
+        assert_eq!((code, body), (422, cr_invalid("SopsSecret", "sopsync.io", "s",
+            &[("FieldValueRequired", "spec.encrypted", "Required value")])));
+        let (code, got) = send(&client, "POST", path, "application/json",
+            ss(json!({ "encrypted": "x", "surprise": 1 }))).await;
+        assert_eq!(code, 201, "{got}");
+        assert_eq!(got["spec"], json!({ "encrypted": "x", "suspend": false }), "pruned and defaulted");
+        let (code, body) = send(&client, "PATCH", &format!("{path}/s/status"), "application/merge-patch+json",
+            json!({ "status": { "secrets": [{ "name": "a", "namespace": "default", "result": "Weird" }] } })).await;
+        assert_eq!((code, body), (422, cr_invalid("SopsSecret", "sopsync.io", "s", &[("FieldValueNotSupported",
+            "status.secrets[0].result",
+            "Unsupported value: \"Weird\": supported values: \"Synced\", \"Conflict\", \"Denied\", \"Failed\"")])));
+    });
+}

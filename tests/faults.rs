@@ -758,3 +758,188 @@ fn fault_soak_random_faults_under_git_changes_end_in_the_state_git_describes() {
 fn soak_secret(name: &str, version: u64) -> String {
     secret_manifest(name, None, &[("v", &format!("{CANARY}-{name}-{version}"))])
 }
+
+/// Lease writes (2xx) made with credential `who`, as (index in the log, record).
+fn lease_writes<'a>(reqs: &'a [RequestRecord], who: &str) -> Vec<(usize, &'a RequestRecord)> {
+    reqs.iter()
+        .enumerate()
+        .filter(|(_, r)| r.resource == "leases" && r.is_write() && (200..300).contains(&r.status))
+        .filter(|(_, r)| r.credential.as_deref() == Some(who))
+        .collect()
+}
+
+/// Writes other than to the Lease (Secrets, status, Events) made with credential `who`.
+fn other_writes<'a>(reqs: &'a [RequestRecord], who: &str) -> Vec<(usize, &'a RequestRecord)> {
+    reqs.iter()
+        .enumerate()
+        .filter(|(_, r)| r.resource != "leases" && r.is_write() && r.status != 0)
+        .filter(|(_, r)| r.credential.as_deref() == Some(who))
+        .collect()
+}
+
+/// Issue 16: the leader can no longer renew its Lease (a 409, then 500s; its reads of
+/// the Lease time out, then fail) while its Secret writes still work. As client-go's
+/// leaderelection does (renew deadline < lease duration), it stops writing before the
+/// Lease can expire; the standby takes the Lease only once it has expired on the
+/// standby's own clock; at no moment do both write; the new leader applies the next
+/// change, and the old one stays a standby when its faults end.
+#[test]
+fn fault_lease_renewal_failing_while_writes_work_stops_the_leader_before_expiry_and_one_writer_at_a_time(
+) {
+    let c = Cluster::new(&[("db.yaml", &db("one"))]);
+    c.key_secret("team-a");
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
+    let c1 = c.elected("c1");
+    let first = c.head();
+    wait_applied(&c, &c1, "team-a", "apps", &first);
+    assert_eq!(c.lease_holder().as_deref(), Some("c1"));
+    let c2 = c.elected("c2");
+    wait_until("c2 is a standby watching the lease", &c2, || {
+        c.fake
+            .requests()
+            .iter()
+            .any(|r| r.resource == "leases" && r.credential.as_deref() == Some("c2"))
+    });
+    // `elected` leases last 4 s.
+    let lease_duration = Duration::from_secs(4);
+    let lease = |m: Match| m.resource("leases").credential("c1");
+    c.fake
+        .fail_times(lease(Match::verb("PATCH")), Fault::Conflict, 1);
+    c.fake
+        .fail_always(lease(Match::verb("PATCH")), Fault::Status(500));
+    c.fake.fail_times(
+        lease(Match::verb("GET")),
+        Fault::Delay(Duration::from_secs(5)),
+        2,
+    );
+    c.fake
+        .fail_always(lease(Match::verb("GET")), Fault::Status(500));
+    // c1 keeps working until it steps down: a change to apply while its lease runs out.
+    c.commit(&[("db.yaml", Some(&db("two")))]);
+    wait_until("c2 took the lease", &c2, || {
+        c.lease_holder().as_deref() == Some("c2")
+    });
+    assert_eq!(
+        c1.metric("sopsync_leader"),
+        0.0,
+        "c1 still leads although it has not renewed its lease:\n{}",
+        c1.logs()
+    );
+    assert!(
+        c1.logs()
+            .contains("could not renew the leader lease within the renew deadline"),
+        "{}",
+        c1.logs()
+    );
+    let third = c.commit(&[("db.yaml", Some(&db("three")))]);
+    wait_applied(&c, &c2, "team-a", "apps", &third);
+    let reqs = c.fake.requests();
+    let (_, last_renewal) = *lease_writes(&reqs, "c1")
+        .last()
+        .expect("c1 renewed its lease before the faults");
+    let expiry = last_renewal.at + lease_duration;
+    let (taken_at, taken) = lease_writes(&reqs, "c2")[0];
+    // The standby waited out the whole lease on its own clock.
+    assert!(
+        taken.at >= expiry,
+        "c2 took the lease {:?} before it expired",
+        expiry - taken.at
+    );
+    // The old leader wrote nothing once the lease could have gone, let alone after c2
+    // took it: never two writers.
+    let late: Vec<String> = other_writes(&reqs, "c1")
+        .into_iter()
+        .filter(|(i, r)| *i > taken_at || r.at >= expiry)
+        .map(|(_, r)| format!("{} {} ({})", r.method, r.path, r.status))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "c1 wrote after its lease could expire: {late:#?}\n{}",
+        c1.logs()
+    );
+    assert!(
+        !other_writes(&reqs, "c2").is_empty(),
+        "c2 applied the change after taking over"
+    );
+    // The faults end: c2 keeps the lease (it renews it), c1 stays a standby.
+    c.fake.clear_faults();
+    let cleared = c.fake.requests().len();
+    std::thread::sleep(lease_duration);
+    assert_eq!(c.lease_holder().as_deref(), Some("c2"));
+    assert!(other_writes(&c.fake.requests()[cleared..], "c1").is_empty());
+    assert_eq!(password(&c, "team-a"), format!("{CANARY}-three"));
+    c1.assert_no_canary();
+    c2.assert_no_canary();
+}
+
+/// Issue 16: the API server keeps answering 429 TooManyRequests (Retry-After: 3 s) to
+/// Secret writes, and at first to status writes too. The controller retries no sooner
+/// than it is told (the test's base backoff is 1 s), says it is throttled in an Event
+/// while its status cannot be written and then in the Ready condition, keeps the last
+/// good Secret, and applies the change once the throttling ends.
+#[test]
+fn fault_429_sustained_is_retried_no_sooner_than_retry_after_and_status_and_events_say_throttled() {
+    let c = Cluster::new(&[("db.yaml", &db("one"))]);
+    c.key_secret("team-a");
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
+    let ctl = c.controller("c1", &[]);
+    let first = c.head();
+    wait_applied(&c, &ctl, "team-a", "apps", &first);
+    let retry_after = 3;
+    let secrets = Match::verb("PATCH").resource("secrets");
+    let status = Match::verb("PATCH")
+        .resource("secretsources")
+        .subresource("status");
+    c.fake
+        .fail_always(secrets.clone(), Fault::TooManyRequestsFor(retry_after));
+    c.fake
+        .fail_always(status, Fault::TooManyRequestsFor(retry_after));
+    let second = c.commit(&[("db.yaml", Some(&db("two")))]);
+    // The status cannot be written: an Event says why.
+    wait_until(
+        "a Warning Event says the API server throttles",
+        &ctl,
+        || warning_saying(&c, "team-a", "throttling requests (429"),
+    );
+    // The status can be written again (Secret writes are still throttled): Ready says so.
+    c.fake.clear_faults();
+    c.fake
+        .fail_always(secrets.clone(), Fault::TooManyRequestsFor(retry_after));
+    wait_until("Ready is False, Throttled", &ctl, || {
+        ready(&c, "team-a", "apps").is_some_and(|(s, r, m)| {
+            s == "False" && r == "Throttled" && m.contains("retrying after 3s")
+        })
+    });
+    let throttled = || -> Vec<Instant> {
+        c.fake
+            .requests_matching(&secrets)
+            .iter()
+            .filter(|r| r.status == 429)
+            .map(|r| r.at)
+            .collect()
+    };
+    wait_until("four throttled tries", &ctl, || throttled().len() >= 4);
+    // Backed off as told: each try came at least Retry-After after the one before.
+    for pair in throttled().windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_secs(retry_after.into()),
+            "retried {gap:?} after a 429 asking for {retry_after}s:\n{}",
+            ctl.logs()
+        );
+    }
+    assert_eq!(
+        password(&c, "team-a"),
+        format!("{CANARY}-one"),
+        "the last good value is kept"
+    );
+    c.fake.clear_faults();
+    wait_applied(&c, &ctl, "team-a", "apps", &second);
+    assert_eq!(password(&c, "team-a"), format!("{CANARY}-two"));
+    assert!(ready_is(
+        c.status("team-a", "apps").as_ref(),
+        "True",
+        "Synced"
+    ));
+    ctl.assert_no_canary();
+}

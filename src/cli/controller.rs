@@ -128,7 +128,7 @@ async fn client(kubeconfig: Option<&PathBuf>, api_timeout: u64) -> Result<kube::
             .await
             .map_err(|e| other(format!("no Kubernetes configuration found: {e}")))?,
     };
-    crate::controller::set_api_timeout(&mut config, Duration::from_secs(api_timeout));
+    crate::controller::configure_api_client(&mut config, Duration::from_secs(api_timeout));
     kube::Client::try_from(config).map_err(|e| other(format!("Kubernetes client: {e}")))
 }
 

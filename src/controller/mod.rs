@@ -11,8 +11,9 @@
 //! High availability: with a lease configured, only the instance holding the
 //! `coordination.k8s.io` Lease runs the Controllers (and so writes); the others serve
 //! `/healthz`, `/readyz`, `/metrics` and the webhook, and take over when the lease
-//! expires. Shutdown stops the Controllers (in-flight reconciles finish), then releases
-//! the lease so a standby takes over at once.
+//! expires ([`election`]: client-go's timing, so a leader that cannot renew stops
+//! writing before its lease can expire). Shutdown stops the Controllers (in-flight
+//! reconciles finish), then releases the lease so a standby takes over at once.
 //!
 //! Webhook triggering works on any replica: a verified push annotates the matching
 //! SecretSources (`sopsync.io/requested-at`), and the leader's watch reconciles them.
@@ -20,6 +21,7 @@
 pub mod apply;
 pub mod context;
 pub mod crd;
+pub mod election;
 pub mod metrics;
 pub mod reconcile;
 pub mod rotation;
@@ -163,14 +165,24 @@ pub fn webhook_trigger(client: Client, config: &ControllerConfig) -> Trigger {
     })
 }
 
-/// Sets the client's API timeout (issue 16): kube-client sets no read timeout, so a
-/// request the server accepted and never answered hung its reconcile for good. The
-/// timeout is per read, counted from when the request was written; watches stay open
-/// because [`watch_timeout`] makes the server end each watch before it could fire.
-pub fn set_api_timeout(config: &mut kube::Config, timeout: Duration) {
+/// Sets the client's API timeout and turns its hidden retries off (issue 16).
+///
+/// Timeout: kube-client sets no read timeout, so a request the server accepted and
+/// never answered hung its reconcile for good. The timeout is per read, counted from
+/// when the request was written; watches stay open because [`watch_timeout`] makes the
+/// server end each watch before it could fire.
+///
+/// Retries: kube-client's default layer retries 429, 503 and 504 inside the request,
+/// up to 15 times with a backoff growing to 1000 s, so a sustained 429 held a reconcile
+/// for minutes with no status, Event or log line, and a Lease renewal could outlive the
+/// renew deadline. Each failure now reaches its caller: a reconcile reports it
+/// (`Throttled` for a 429) and `error_policy` waits at least the server's Retry-After;
+/// watchers back off; leader election retries within its deadline.
+pub fn configure_api_client(config: &mut kube::Config, timeout: Duration) {
     config.read_timeout = Some(timeout);
     // Without this, the time a pooled connection sat idle counts against the next request.
     config.reset_reader_on_write = true;
+    config.default_retry = false;
 }
 
 /// The server-side `timeoutSeconds` of our watches: well inside the API timeout, so a
@@ -432,23 +444,14 @@ async fn lead(
     ready: Readiness,
     metrics: Arc<metrics::Metrics>,
 ) -> Result<(), RunError> {
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client, &lease.name)
-        .with_namespace(&lease.namespace)
-        .with_identity(&lease.identity)
-        .with_duration(lease.duration_seconds)
-        .with_grace(lease.grace_seconds)
-        .with_field_manager(format!("sopsync-lease-{}", lease.identity))
-        .build()
-        .await
-        .map_err(|e| RunError::Lease(e.to_string()))?;
-    // A standby that can reach the lease is ready to take over.
+    let (mut leader, task) =
+        election::spawn(client, lease).map_err(|e| RunError::Lease(e.to_string()))?;
     ready.set(Role::Standby);
-    let (mut leader, task) = manager.watch().await;
     let mut outcome = Ok(());
     loop {
         tokio::select! {
             ok = wait_true(&mut leader) => if !ok {
-                outcome = Err(RunError::Lease("the lease manager stopped".into()));
+                outcome = Err(RunError::Lease("the leader election task stopped".into()));
                 break;
             },
             _ = shutdown.wait_for(|v| *v) => break,
@@ -482,12 +485,11 @@ async fn lead(
             break;
         }
     }
-    // Closing the channel makes the lease task release the lease and finish.
+    // Closing the channel makes the election task release the lease and finish.
     drop(leader);
     match tokio::time::timeout(Duration::from_secs(10), task).await {
-        Ok(Ok(Ok(_))) => tracing::info!("released the leader lease"),
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "could not release the leader lease"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "lease task failed"),
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "leader election task failed"),
         Err(_) => tracing::warn!("timed out releasing the leader lease"),
     }
     outcome

@@ -56,6 +56,8 @@ pub enum Error {
         total: usize,
         /// The first failure (Secret name and the server's reason).
         first: String,
+        /// The longest Retry-After of the writes the API server throttled (429).
+        retry_after: Option<Duration>,
     },
     /// A blocking task panicked or was cancelled.
     #[error("internal: {0}")]
@@ -65,6 +67,9 @@ pub enum Error {
 impl Error {
     /// The `error` label of the reconcile metrics.
     pub fn kind(&self) -> &'static str {
+        if self.retry_after().is_some() {
+            return "throttled";
+        }
         match self {
             Error::Git(_) => "git",
             Error::Api(_) => "api",
@@ -72,6 +77,37 @@ impl Error {
             Error::Internal(_) => "internal",
         }
     }
+
+    /// How long the API server asked us to wait (429 TooManyRequests), if it throttled us.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Api(e) => throttled(e),
+            Error::Writes { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// A 429 TooManyRequests (API Priority and Fairness, or max-in-flight) and the wait it
+/// asks for: `details.retryAfterSeconds`, which kube-apiserver sets with the
+/// `Retry-After` header (at least a second).
+fn throttled(e: &kube::Error) -> Option<Duration> {
+    match e {
+        kube::Error::Api(s) if s.code == 429 => Some(Duration::from_secs(
+            s.details
+                .as_ref()
+                .map_or(1, |d| u64::from(d.retry_after_seconds).max(1)),
+        )),
+        _ => None,
+    }
+}
+
+/// The Ready message of a throttled sync: says so, and when the next try comes.
+fn throttled_message(after: Duration, error: &Error) -> String {
+    format!(
+        "the API server is throttling requests (429 TooManyRequests); retrying after {}s as it asks: {error}",
+        after.as_secs()
+    )
 }
 
 /// Both kinds carry the same status.
@@ -134,10 +170,14 @@ impl Outcome {
     }
 
     fn retry(reason: &str, error: Error, attempted: Option<String>) -> Outcome {
+        let (reason, message) = match error.retry_after() {
+            Some(after) => ("Throttled", throttled_message(after, &error)),
+            None => (reason, error.to_string()),
+        };
         Outcome {
             verdict: Verdict::Retrying {
                 reason: reason.into(),
-                message: error.to_string(),
+                message,
             },
             update: StatusUpdate {
                 attempted_revision: attempted,
@@ -411,19 +451,23 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let writes = std::mem::take(&mut plan.writes);
     let written = writes.len();
-    let mut failures: Vec<(String, String)> = futures::stream::iter(writes)
+    let refused: Vec<(String, String, Option<Duration>)> = futures::stream::iter(writes)
         .map(|w| {
             let api = api.clone();
             let params = params.clone();
             async move {
                 let r = api.patch(&w.name, &params, &Patch::Apply(&w.body)).await;
-                (w.name.clone(), r.err().map(|e| with_causes(&e)))
+                (w.name.clone(), r.err())
             }
         })
         .buffer_unordered(ctx.config.write_concurrency.max(1))
-        .filter_map(|(name, err)| async move { err.map(|e| (name, e)) })
+        .filter_map(
+            |(name, err)| async move { err.map(|e| (name, with_causes(&e), throttled(&e))) },
+        )
         .collect()
         .await;
+    let mut retry_after = refused.iter().filter_map(|r| r.2).max();
+    let mut failures: Vec<(String, String)> = refused.into_iter().map(|(n, m, _)| (n, m)).collect();
     ctx.metrics
         .secret_writes
         .inc_by((written - failures.len()) as u64);
@@ -441,6 +485,7 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             Ok(_) => pruned.push(name.clone()),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => {
+                retry_after = retry_after.max(throttled(&e));
                 // Keep it in the inventory: it is still ours and still to be pruned.
                 plan.inventory.push(InventoryEntry { name: name.clone() });
                 failures.push((name.clone(), e.to_string()));
@@ -502,12 +547,20 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             failed: failures.len(),
             total,
             first: format!("{name}: {first}"),
+            retry_after,
         };
-        return Outcome {
-            verdict: Verdict::Retrying {
+        let verdict = match retry_after {
+            Some(after) => Verdict::Retrying {
+                reason: "Throttled".into(),
+                message: throttled_message(after, &error),
+            },
+            None => Verdict::Retrying {
                 reason: "WriteFailed".into(),
                 message: error.to_string(),
             },
+        };
+        return Outcome {
+            verdict,
             update,
             error: Some(error),
             requeue: None,
@@ -821,9 +874,23 @@ where
             )
             .await
         {
+            let e = Error::Api(e);
             ctx.metrics
-                .reconciled(&kind, Some("api"), started.elapsed().as_secs_f64());
-            return Err(Error::Api(e));
+                .reconciled(&kind, Some(e.kind()), started.elapsed().as_secs_f64());
+            if let Some(after) = e.retry_after() {
+                // The status cannot say it, so an Event does (if the server takes it).
+                let ev = Event {
+                    type_: EventType::Warning,
+                    reason: "Throttled".into(),
+                    note: Some(throttled_message(after, &e).chars().take(1000).collect()),
+                    action: "Sync".into(),
+                    secondary: None,
+                };
+                if let Err(err) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+                    tracing::warn!(object = %key, error = %err, "could not publish an Event");
+                }
+            }
+            return Err(e);
         }
     }
     let reference = obj.object_ref(&());
@@ -921,13 +988,18 @@ pub async fn reconcile_sops_secret(
     finish(obj.as_ref(), &ctx, out, started).await
 }
 
-/// Retries a failed reconcile with exponential backoff per object.
+/// Retries a failed reconcile with exponential backoff per object, never sooner than
+/// a throttling API server's Retry-After.
 pub fn error_policy<K: Resource<DynamicType = ()>>(
     obj: Arc<K>,
-    _err: &Error,
+    err: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    Action::requeue(ctx.backoff(&object_key(obj.as_ref())))
+    let backoff = ctx.backoff(&object_key(obj.as_ref()));
+    Action::requeue(
+        err.retry_after()
+            .map_or(backoff, |after| after.max(backoff)),
+    )
 }
 
 /// The names of the objects a Secret event maps back to is handled by ownerReferences;

@@ -222,9 +222,10 @@ impl Cluster {
         let rbac = ChartRbac::for_controller_args(extra);
         self.fake.grant(&rbac.docs);
         let kubeconfig = self.dir.path().join(format!("{name}-kubeconfig"));
+        // Each replica its own token, as each pod has (the fake's log tells them apart).
         let token = self
             .fake
-            .service_account_token(&rbac.namespace, &rbac.service_account);
+            .pod_token(&rbac.namespace, &rbac.service_account, name);
         std::fs::write(
             &kubeconfig,
             self.fake.kubeconfig_yaml_with(&token, &rbac.namespace),

@@ -26,6 +26,15 @@ fn details(rt: &ResourceType, name: &str) -> Value {
     d
 }
 
+/// `schema.GroupKind.String()`, as `NewInvalid` names the kind: `Kind.group` (`Kind` in core).
+fn qualified_kind(rt: &ResourceType) -> String {
+    if rt.group.is_empty() {
+        rt.kind.clone()
+    } else {
+        format!("{}.{}", rt.kind, rt.group)
+    }
+}
+
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         ApiError {
@@ -127,7 +136,10 @@ impl ApiError {
         Self::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {field}: {what}", rt.kind),
+            format!(
+                "{} \"{name}\" is invalid: {field}: {what}",
+                qualified_kind(rt)
+            ),
         )
         .with_details(d)
     }
@@ -157,7 +169,8 @@ impl ApiError {
         Self::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {all}", rt.kind),
+            // qualifiedKind.String(): `Kind.group`, or `Kind` in the core group.
+            format!("{} \"{name}\" is invalid: {all}", qualified_kind(rt)),
         )
         .with_details(d)
     }

@@ -239,6 +239,8 @@ pub async fn handle(
         denied: false,
         authorized_create: false,
         status: 0,
+        credential: None,
+        at: std::time::Instant::now(),
     };
     if let Ok(Target::Resource { rt, ns, name, sub }) = &target {
         record.verb = verb_of(&method, name.is_some(), watching).into();
@@ -256,10 +258,9 @@ pub async fn handle(
         .into();
     }
 
-    let user = auth
-        .as_deref()
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .and_then(|t| shared.user_of(t));
+    let token = auth.as_deref().and_then(|a| a.strip_prefix("Bearer "));
+    record.credential = token.and_then(|t| shared.label_of(t));
+    let user = token.and_then(|t| shared.user_of(t));
     let Some(user) = user else {
         record.status = 401;
         shared.log(record);
@@ -354,6 +355,14 @@ pub async fn handle(
                         429,
                         "injected fault: too many requests, please try again later",
                     ),
+                    Fault::TooManyRequestsFor(secs) => {
+                        let mut e = ApiError::from_code(
+                            429,
+                            "injected fault: too many requests, please try again later",
+                        );
+                        e.details = Some(json!({ "retryAfterSeconds": secs }));
+                        e
+                    }
                     Fault::Delay(_) | Fault::DropConnection => unreachable!("handled above"),
                 };
                 record.status = e.code;

@@ -26,6 +26,7 @@ mod metadata;
 mod patch;
 pub mod rbac;
 mod resources;
+mod schema;
 mod selector;
 mod store;
 mod validation;
@@ -61,6 +62,9 @@ pub enum Fault {
     Gone,
     /// 429 TooManyRequests with Retry-After: 1.
     TooManyRequests,
+    /// 429 TooManyRequests with Retry-After: this many seconds (and
+    /// `details.retryAfterSeconds`, as kube-apiserver's `NewTooManyRequests` writes both).
+    TooManyRequestsFor(u32),
     /// Wait this long, then handle the request normally (or apply the next matching fault).
     Delay(Duration),
     /// Close the TCP connection without answering.
@@ -78,6 +82,7 @@ pub struct Match {
     subresource: Option<String>,
     field_manager: Option<String>,
     apply: Option<bool>,
+    credential: Option<String>,
 }
 
 impl Match {
@@ -139,6 +144,12 @@ impl Match {
         self
     }
 
+    /// Requests made with the token labelled `label` ([`FakeApiServer::pod_token`]).
+    pub fn credential(mut self, label: &str) -> Self {
+        self.credential = Some(label.into());
+        self
+    }
+
     fn matches(&self, r: &RequestRecord) -> bool {
         let eq = |want: &Option<String>, got: Option<&str>| {
             want.as_deref().is_none_or(|w| Some(w) == got)
@@ -151,6 +162,7 @@ impl Match {
             && eq(&self.subresource, r.subresource.as_deref())
             && eq(&self.field_manager, r.field_manager.as_deref())
             && self.apply.is_none_or(|a| a == r.is_apply())
+            && eq(&self.credential, r.credential.as_deref())
     }
 }
 
@@ -190,6 +202,11 @@ pub struct RequestRecord {
     pub authorized_create: bool,
     /// HTTP status answered (0: connection dropped by a fault).
     pub status: u16,
+    /// The label of the bearer token ([`FakeApiServer::pod_token`]), telling apart
+    /// replicas that run as the same service account.
+    pub credential: Option<String>,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl RequestRecord {
@@ -220,6 +237,8 @@ pub(crate) struct Shared {
     token: String,
     /// Tokens of the other users (service accounts), which RBAC authorizes.
     users: Mutex<Vec<(String, rbac::User)>>,
+    /// Labels of tokens made by [`FakeApiServer::pod_token`].
+    labels: Mutex<Vec<(String, String)>>,
     faults: Mutex<Vec<FaultRule>>,
     log: Mutex<Vec<RequestRecord>>,
     bookmark_interval: Duration,
@@ -237,6 +256,16 @@ impl Shared {
             .iter()
             .find(|(t, _)| t == token)
             .map(|(_, u)| u.clone())
+    }
+
+    /// The label of a token made by [`FakeApiServer::pod_token`].
+    fn label_of(&self, token: &str) -> Option<String> {
+        self.labels
+            .lock()
+            .expect("labels lock")
+            .iter()
+            .find(|(t, _)| t == token)
+            .map(|(_, l)| l.clone())
     }
 
     fn log(&self, r: RequestRecord) {
@@ -309,6 +338,7 @@ impl FakeApiServer {
             store: Mutex::new(Store::new(opts.history)),
             token,
             users: Mutex::new(Vec::new()),
+            labels: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             bookmark_interval: opts.bookmark_interval,
@@ -406,6 +436,22 @@ impl FakeApiServer {
         }
         let token = format!("{}-sa-{}", self.shared.token, users.len());
         users.push((token.clone(), user));
+        token
+    }
+
+    /// A new bearer token of the service account `ns/name`, labelled `pod`: every pod
+    /// gets its own projected token, so two replicas of one Deployment are one user
+    /// with two credentials, told apart in the request log and by [`Match::credential`].
+    pub fn pod_token(&self, ns: &str, name: &str, pod: &str) -> String {
+        let user = rbac::User::service_account(ns, name);
+        let mut users = self.shared.users.lock().expect("users lock");
+        let token = format!("{}-sa-{}", self.shared.token, users.len());
+        users.push((token.clone(), user));
+        self.shared
+            .labels
+            .lock()
+            .expect("labels lock")
+            .push((token.clone(), pod.into()));
         token
     }
 

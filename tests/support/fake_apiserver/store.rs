@@ -15,6 +15,7 @@ use super::apply::{self, Entry};
 use super::errors::{ApiError, ApiResult};
 use super::fields::Scope;
 use super::resources::{self, ResourceType};
+use super::schema;
 use super::validation;
 
 /// Where an object lives.
@@ -440,15 +441,16 @@ impl Store {
                 Some(_) => {}
             }
         }
-        let key = Self::key(rt, ns, &name);
-        if self.objects.contains_key(&key) {
-            return Err(ApiError::already_exists(rt, &name));
-        }
         if rt.status_subresource && rt.kind != "Namespace" {
             // Status is reset on create for kinds with a status subresource.
             obj.as_object_mut().expect("object").remove("status");
         }
+        // Validation (rest.BeforeCreate) runs before storage finds the name taken.
         self.normalize(rt, None, &mut obj, &name)?;
+        let key = Self::key(rt, ns, &name);
+        if self.objects.contains_key(&key) {
+            return Err(ApiError::already_exists(rt, &name));
+        }
         let now = timestamp(false);
         let uid = self.new_uid();
         {
@@ -467,7 +469,8 @@ impl Store {
         }
         let scope = scope_of(rt, ctx.sub.as_deref());
         let managed = match &ctx.applied {
-            Some(e) => e.clone(),
+            // settle: a field the schema pruned is owned by nobody.
+            Some(e) => apply::settle(e.clone(), &obj, &[]),
             None => apply::track_update(rt, &[], None, &obj, &ctx.manager, scope, None, &now),
         };
         apply::write_entries(&mut obj, &managed);
@@ -830,6 +833,17 @@ impl Store {
         }
     }
 
+    /// The structural schema of a kind a stored CRD defines (schema.rs applies it).
+    fn crd_schema(&self, rt: &ResourceType) -> Option<Value> {
+        let crd = self.objects.get(&Key {
+            group: "apiextensions.k8s.io".into(),
+            plural: "customresourcedefinitions".into(),
+            namespace: String::new(),
+            name: format!("{}.{}", rt.plural, rt.group),
+        })?;
+        schema::of(crd, &rt.version).cloned()
+    }
+
     fn check_type(&self, rt: &ResourceType, obj: &Value) -> ApiResult<()> {
         if let Some(kind) = obj["kind"].as_str() {
             if !kind.is_empty() && kind != rt.kind {
@@ -957,7 +971,13 @@ impl Store {
                 return Err(ApiError::invalid_causes(rt, name, &causes));
             }
         } else {
-            let causes = validation::object_meta(obj);
+            let mut causes = validation::object_meta(obj);
+            if rt.custom {
+                causes.extend(
+                    self.crd_schema(rt)
+                        .map_or_else(Vec::new, |s| schema::admit(&s, obj)),
+                );
+            }
             if !causes.is_empty() {
                 return Err(ApiError::invalid_causes(rt, name, &causes));
             }
