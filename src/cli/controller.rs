@@ -76,7 +76,8 @@ pub struct Args {
     /// Lease duration in seconds.
     #[arg(long, default_value_t = 15)]
     lease_duration: u64,
-    /// Renew the lease this many seconds before it expires.
+    /// Margin, in seconds, between the renew deadline and the lease's expiry: a leader that
+    /// has not renewed for (duration − grace) seconds stops writing (client-go's renew deadline).
     #[arg(long, default_value_t = 5)]
     lease_grace: u64,
     /// File holding the webhook secret (HMAC key or GitLab token); the webhook is off without it.
