@@ -2342,9 +2342,12 @@ fn crd_schema_is_the_one_sopsync_crd_prints_and_refuses_what_it_forbids() {
         let path = "/apis/sopsync.io/v1alpha1/namespaces/default/sopssecrets";
         let ss = |spec: Value| json!({ "apiVersion": "sopsync.io/v1alpha1", "kind": "SopsSecret",
                                        "metadata": { "name": "s" }, "spec": spec });
-        let (code, body) = send(&client, "POST", path, "application/json", ss(json!({ "suspend": true }))).await;
+        // `spec.encrypted` is optional since a SopsSecret may carry a generator instead; a
+        // key Secret reference still requires its name.
+        let (code, body) = send(&client, "POST", path, "application/json",
+            ss(json!({ "encrypted": "x", "decryption": { "secretRef": {} } }))).await;
         assert_eq!((code, body), (422, cr_invalid("SopsSecret", "sopsync.io", "s",
-            &[("FieldValueRequired", "spec.encrypted", "Required value")])));
+            &[("FieldValueRequired", "spec.decryption.secretRef.name", "Required value")])));
         let (code, got) = send(&client, "POST", path, "application/json",
             ss(json!({ "encrypted": "x", "surprise": 1 }))).await;
         assert_eq!(code, 201, "{got}");
