@@ -7,6 +7,9 @@
 
 use super::crd::{RotationSpec, RotationStrategy};
 
+pub mod rollout;
+pub mod versioned;
+
 /// Why a rotation setting cannot be honoured yet (the Stalled message), if it cannot.
 pub fn unsupported(rotation: Option<&RotationSpec>) -> Option<String> {
     let r = rotation?;
