@@ -184,6 +184,19 @@ pub struct RotationSpec {
     /// Reserved: how many old versions a `Versioned` strategy keeps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain: Option<u32>,
+    /// Versioned: also keep a plain `<name>` Secret up to date, for consumers that
+    /// cannot follow renames.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub keep_plain_secret: bool,
+    /// Versioned: when a rollout fails, switch the workloads' references back to the
+    /// version they used before.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub rollback_on_failure: bool,
+    /// Versioned: how long a workload may take to finish rolling out to a new version
+    /// before the rollout counts as failed, e.g. `10m` (default `15m`; a Deployment's
+    /// `progressDeadlineSeconds` can fail it sooner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_timeout: Option<String>,
 }
 
 /// How Secrets change.
@@ -227,6 +240,86 @@ pub struct SyncStatus {
     /// The outcome for each Secret of the last sync.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretResult>,
+    /// The Versioned strategy's versions and rollouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationStatus>,
+}
+
+/// The Versioned strategy's state. Bounded: one entry per Secret and per workload (at
+/// most [`MAX_ROLLOUTS`] workloads are listed; the rest are counted).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationStatus {
+    /// Per Secret: its current version and the old versions kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<SecretVersions>,
+    /// Per workload: its last switch and how its rollout went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollouts: Vec<WorkloadRollout>,
+    /// Workloads whose rollouts are not listed (over [`MAX_ROLLOUTS`]).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub rollouts_not_listed: u32,
+}
+
+/// At most this many workload rollouts are listed in the status.
+pub const MAX_ROLLOUTS: usize = 50;
+
+/// The versions of one Secret (names only: a version's name carries a keyed digest,
+/// never a plain hash of the data).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretVersions {
+    /// The Secret's name in Git (with the name prefix).
+    pub name: String,
+    /// The version Secret the workloads are switched to.
+    pub current: String,
+    /// Older versions still kept, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<String>,
+}
+
+/// One workload's last switch to new versions.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRollout {
+    /// `Deployment`, `StatefulSet`, `DaemonSet` or `CronJob`.
+    pub kind: String,
+    /// Its name (same namespace).
+    pub name: String,
+    /// The references switched: old version -> new version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub switched: Vec<SwitchedRef>,
+    /// When the switch was written (RFC 3339).
+    pub started_at: String,
+    /// How the rollout went.
+    pub state: RolloutState,
+    /// Why, for anything but `Complete` (counts, never a value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One reference switched from an old version to a new one.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct SwitchedRef {
+    /// The Secret name the pod template named before.
+    pub from: String,
+    /// The version it names now.
+    pub to: String,
+}
+
+/// How a rollout went.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RolloutState {
+    /// Switched; not every replica runs the new version yet.
+    #[default]
+    Progressing,
+    /// Every replica runs the new version and is available (`kubectl rollout status`).
+    Complete,
+    /// Not complete within the progress deadline or `rolloutTimeout`; the old version
+    /// is kept.
+    Failed,
+    /// Failed, and the references were switched back (`rollbackOnFailure`).
+    RolledBack,
 }
 
 /// One Secret in the inventory (always in the object's namespace).

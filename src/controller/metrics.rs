@@ -71,6 +71,10 @@ pub struct Metrics {
     pub webhook_requests: Family<WebhookLabels, Counter>,
     /// 1 while this instance holds the leader lease.
     pub leader: Gauge,
+    /// Workloads whose Secret references were switched to a new version.
+    pub workload_restarts: Counter,
+    /// Rollouts to a new Secret version that did not complete in time.
+    pub rollouts_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -98,6 +102,8 @@ impl Metrics {
         let secret_deletes = Counter::default();
         let webhook_requests = Family::<WebhookLabels, Counter>::default();
         let leader = Gauge::default();
+        let workload_restarts = Counter::default();
+        let rollouts_failed = Counter::default();
         registry.register(
             "reconcile",
             "Reconciles by kind, result and error kind",
@@ -143,6 +149,16 @@ impl Metrics {
             "1 while this instance holds the leader lease",
             leader.clone(),
         );
+        registry.register(
+            "workload_restarts",
+            "Workloads switched to a new Secret version",
+            workload_restarts.clone(),
+        );
+        registry.register(
+            "rollouts_failed",
+            "Rollouts to a new Secret version that did not complete in time",
+            rollouts_failed.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -154,6 +170,8 @@ impl Metrics {
             secret_deletes,
             webhook_requests,
             leader,
+            workload_restarts,
+            rollouts_failed,
         }
     }
 

@@ -14,9 +14,10 @@
 use super::apply::{self, LiveSecret, Owner, FIELD_MANAGER, LABEL_OWNER_UID};
 use super::context::{Context, LoadError};
 use super::crd::{
-    Decryption, InventoryEntry, SecretOutcome, SecretSource, SopsSecret, SyncStatus, TargetOptions,
-    GROUP, VERSION,
+    Decryption, InventoryEntry, RotationSpec, RotationStatus, RotationStrategy, SecretOutcome,
+    SecretSource, SopsSecret, SyncStatus, TargetOptions, GROUP, VERSION,
 };
+use super::rotation::versioned_sync::{self, Versioning};
 use super::status::{next_status, ready, StatusUpdate, Verdict};
 use crate::core::keys::AgeIdentities;
 use crate::repo::git::{check_source, fetch_with_policy, redact_url, GitError};
@@ -372,6 +373,35 @@ struct SyncRequest<'a> {
     revision: String,
     /// When to sync again after a success.
     requeue: Duration,
+    /// `spec.rotation` (only `Versioned` changes what a sync does here).
+    rotation: Option<&'a RotationSpec>,
+    /// The previous `status.rotation`.
+    previous_rotation: Option<&'a RotationStatus>,
+}
+
+/// The Versioned strategy of a sync, or why `spec.rotation` is invalid.
+fn versioning(
+    spec: &RotationSpec,
+    prefix: &str,
+    desired: &[DesiredSecret],
+) -> Result<Versioning, String> {
+    let timeout = match spec.rollout_timeout.as_deref() {
+        Some(t) => parse_interval(t, Duration::from_secs(1))
+            .map_err(|m| m.replace("spec.interval", "spec.rotation.rolloutTimeout"))?,
+        None => versioned_sync::DEFAULT_ROLLOUT_TIMEOUT,
+    };
+    Ok(Versioning::new(
+        spec,
+        prefix,
+        desired,
+        |d| {
+            super::rotation::versioned_name(
+                &d.name,
+                &crate::repo::render::content_hash(&d.secret_type, &d.data),
+            )
+        },
+        timeout,
+    ))
 }
 
 /// Plans and executes a sync of `desired` for `owner`.
@@ -384,16 +414,32 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         previous,
         revision,
         requeue,
+        rotation,
+        previous_rotation,
     } = request;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let prefix = target.name_prefix.clone().unwrap_or_default();
-    let wanted: Vec<String> = desired
-        .iter()
-        .map(|d| format!("{prefix}{}", d.name))
-        .collect();
+    let versioning = match rotation.filter(|r| r.strategy == RotationStrategy::Versioned) {
+        Some(spec) => match versioning(spec, &prefix, &desired) {
+            Ok(v) => Some(v),
+            Err(m) => return Outcome::stalled("InvalidSpec", m, requeue),
+        },
+        None => None,
+    };
+    let wanted: Vec<String> = match &versioning {
+        Some(v) => v.wanted(),
+        None => desired
+            .iter()
+            .map(|d| format!("{prefix}{}", d.name))
+            .collect(),
+    };
     let live = match live_secrets(&api, owner, &wanted).await {
         Ok(l) => l,
         Err(e) => return Outcome::retry("ApiError", Error::Api(e), Some(revision)),
+    };
+    let desired = match &versioning {
+        Some(v) => v.desired(owner, desired, &live),
+        None => desired,
     };
     let mut plan = apply::plan(
         owner,
@@ -405,6 +451,7 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         file_errors.is_empty(),
     );
     drop(desired);
+    let held = versioning.as_ref().map(|v| v.adjust(&mut plan));
     let total = plan.writes.len() + plan.prune.len();
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let writes = std::mem::take(&mut plan.writes);
@@ -445,9 +492,23 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             }
         }
     }
+    ctx.metrics.secret_deletes.inc_by(pruned.len() as u64);
+    // Versioned: switch, watch rollouts, collect old versions; only once every
+    // version was written (a workload never points at a Secret that is not there).
+    let rolled = match (&versioning, held) {
+        (Some(v), Some(held)) if failures.is_empty() => {
+            let r = v.roll(ctx, owner, &live, previous_rotation, held).await;
+            plan.inventory.extend(r.inventory.iter().cloned());
+            Some(r)
+        }
+        (Some(v), Some(held)) => {
+            plan.inventory.extend(v.hold_all(owner, &live, held));
+            None
+        }
+        _ => None,
+    };
     plan.inventory.sort();
     plan.inventory.dedup();
-    ctx.metrics.secret_deletes.inc_by(pruned.len() as u64);
     for r in plan.results.iter_mut() {
         if let Some((_, e)) = failures.iter().find(|(n, _)| *n == r.name) {
             r.result = SecretOutcome::Failed;
@@ -474,6 +535,9 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             ),
         ));
     }
+    if let Some(r) = &rolled {
+        events.extend(r.events.iter().cloned());
+    }
     let managed = Some(plan.inventory.len());
     let problems = |outcome: SecretOutcome| -> Vec<String> {
         plan.results
@@ -494,6 +558,13 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         applied_revision: None,
         results: Some(plan.results),
         inventory: Some(plan.inventory),
+        rotation: Some(
+            rolled
+                .as_ref()
+                .map(|r| r.status.clone())
+                .unwrap_or_default(),
+        )
+        .filter(|_| versioning.is_some() || previous_rotation.is_some()),
     };
     if let Some((name, first)) = failures.first() {
         let error = Error::Writes {
@@ -536,11 +607,29 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             reason: "Conflict".into(),
             message: summarize(&conflicts),
         }
+    } else if let Some(message) = rolled.as_ref().and_then(|r| r.failed.clone()) {
+        // The Secrets are written; a workload did not take the new version.
+        update.applied_revision = Some(revision);
+        Verdict::Degraded {
+            reason: "RolloutFailed".into(),
+            message,
+        }
+    } else if let Some(message) = rolled.as_ref().and_then(|r| r.restart_failed.clone()) {
+        update.applied_revision = Some(revision);
+        Verdict::Degraded {
+            reason: "RestartFailed".into(),
+            message,
+        }
     } else {
         update.applied_revision = Some(revision);
         Verdict::Synced {
             message: format!("{synced} Secret(s) in sync"),
         }
+    };
+    // A running rollout is looked at again soon; the reconcile never waits for it.
+    let requeue = match &rolled {
+        Some(r) if r.progressing => requeue.min(versioned_sync::ROLLOUT_POLL),
+        _ => requeue,
     };
     Outcome {
         verdict,
@@ -662,6 +751,8 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
         previous: &previous,
         revision,
         requeue: interval,
+        rotation: spec.rotation.as_ref(),
+        previous_rotation: src.status.as_ref().and_then(|s| s.rotation.as_ref()),
     };
     sync_secrets(ctx, &owner, request).await
 }
@@ -737,6 +828,8 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
         previous: &previous,
         revision,
         requeue: SOPS_SECRET_RESYNC,
+        rotation: None,
+        previous_rotation: obj.status.as_ref().and_then(|s| s.rotation.as_ref()),
     };
     sync_secrets(ctx, &owner, request).await
 }
@@ -753,6 +846,7 @@ pub fn status_patch(status: &SyncStatus) -> serde_json::Value {
             "observedGeneration",
             "lastAppliedRevision",
             "lastAttemptedRevision",
+            "rotation",
         ] {
             m.entry(k).or_insert(serde_json::Value::Null);
         }

@@ -9,14 +9,14 @@ use super::crd::{RotationSpec, RotationStrategy};
 
 pub mod rollout;
 pub mod versioned;
+pub mod versioned_sync;
 
 /// Why a rotation setting cannot be honoured yet (the Stalled message), if it cannot.
 pub fn unsupported(rotation: Option<&RotationSpec>) -> Option<String> {
     let r = rotation?;
-    if r.strategy != RotationStrategy::InPlace {
-        return Some(
-            "spec.rotation.strategy Versioned is reserved and not implemented yet; use InPlace (the default)".into(),
-        );
+    if r.strategy == RotationStrategy::Versioned {
+        // Implemented: versioned.rs and versioned_sync.rs.
+        return None;
     }
     if !r.restart_workloads.is_empty() {
         return Some(
@@ -24,9 +24,7 @@ pub fn unsupported(rotation: Option<&RotationSpec>) -> Option<String> {
         );
     }
     if r.retain.is_some() {
-        return Some(
-            "spec.rotation.retain applies to the reserved Versioned strategy; remove it".into(),
-        );
+        return Some("spec.rotation.retain applies to the Versioned strategy; remove it".into());
     }
     None
 }
@@ -44,16 +42,19 @@ mod tests {
     use crate::controller::crd::WorkloadRef;
 
     #[test]
-    fn in_place_is_supported_and_reserved_settings_are_named() {
+    fn in_place_and_versioned_are_supported_and_reserved_settings_are_named() {
         assert_eq!(unsupported(None), None);
         assert_eq!(unsupported(Some(&RotationSpec::default())), None);
         let versioned = RotationSpec {
             strategy: RotationStrategy::Versioned,
+            retain: Some(3),
+            restart_workloads: vec![WorkloadRef {
+                kind: "Deployment".into(),
+                name: "api".into(),
+            }],
             ..Default::default()
         };
-        assert!(unsupported(Some(&versioned))
-            .expect("refused")
-            .contains("Versioned"));
+        assert_eq!(unsupported(Some(&versioned)), None);
         let restart = RotationSpec {
             restart_workloads: vec![WorkloadRef {
                 kind: "Deployment".into(),

@@ -5,7 +5,7 @@
 //! one (transition times are kept while a condition's status holds, and nothing in
 //! the status depends on the clock otherwise), so the reconciler writes nothing.
 
-use super::crd::{Condition, InventoryEntry, SecretResult, SyncStatus};
+use super::crd::{Condition, InventoryEntry, RotationStatus, SecretResult, SyncStatus};
 
 /// The `Ready` condition type.
 pub const READY: &str = "Ready";
@@ -116,6 +116,9 @@ pub struct StatusUpdate {
     pub results: Option<Vec<SecretResult>>,
     /// The new inventory (None: keep the previous one).
     pub inventory: Option<Vec<InventoryEntry>>,
+    /// The Versioned strategy's state (None: keep the previous one; an empty one
+    /// clears it).
+    pub rotation: Option<RotationStatus>,
 }
 
 /// Computes the next status from the previous one.
@@ -139,6 +142,11 @@ pub fn next_status(
             .inventory
             .unwrap_or_else(|| previous.inventory.clone()),
         secrets: update.results.unwrap_or_else(|| previous.secrets.clone()),
+        rotation: match update.rotation {
+            Some(r) if r == RotationStatus::default() => None,
+            Some(r) => Some(r),
+            None => previous.rotation.clone(),
+        },
     }
 }
 
@@ -168,6 +176,7 @@ mod tests {
                 applied_revision: Some("abc".into()),
                 results: Some(vec![]),
                 inventory: Some(vec![InventoryEntry { name: "a".into() }]),
+                rotation: None,
             },
             "2026-01-01T00:00:00Z",
         );
@@ -180,6 +189,7 @@ mod tests {
                 applied_revision: Some("abc".into()),
                 results: Some(vec![]),
                 inventory: Some(vec![InventoryEntry { name: "a".into() }]),
+                rotation: None,
             },
             "2026-01-01T01:00:00Z",
         );

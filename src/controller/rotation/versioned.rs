@@ -73,12 +73,13 @@ pub fn serial_for(name: &str, versions: &[Version]) -> u64 {
     }
 }
 
-/// The version Secret of `d`: `d` renamed to `name` and marked as a version of `d`'s
-/// name. The caller makes the written object immutable ([`seal`]).
-pub fn version_secret(d: &DesiredSecret, name: &str, serial: u64) -> DesiredSecret {
+/// The version Secret of `d`: `d` renamed to `name` and marked as a version of
+/// `logical` (`d`'s name as written, with any name prefix). The caller makes the
+/// written object immutable ([`seal`]).
+pub fn version_secret(d: &DesiredSecret, logical: &str, name: &str, serial: u64) -> DesiredSecret {
     let mut v = d.clone();
     v.annotations
-        .insert(ANNOTATION_VERSION_OF.into(), d.name.clone());
+        .insert(ANNOTATION_VERSION_OF.into(), logical.to_string());
     v.annotations
         .insert(ANNOTATION_VERSION_SERIAL.into(), serial.to_string());
     v.name = name.to_string();
@@ -172,18 +173,31 @@ pub fn referenced_by(kind: &str, obj: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// A workload's switch: the one JSON Patch and the (old name, new name) pairs it moves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Switch {
+    /// The JSON Patch (RFC 6902) body.
+    pub patch: Value,
+    /// Each distinct (from, to) pair it switches, sorted.
+    pub pairs: Vec<(String, String)>,
+}
+
 /// The one JSON Patch (RFC 6902) that points every reference of `obj`'s pod template
-/// to a name in `from` at `to` instead, or `None` when it references none of them.
+/// to a name in `renames` at its new name, or `None` when it references none of them.
 /// It starts with a `test` of `metadata.resourceVersion`, so it applies only to the
 /// object it was computed from (a 422 otherwise, and the next reconcile re-reads).
-pub fn switch_patch(kind: &str, obj: &Value, from: &BTreeSet<String>, to: &str) -> Option<Value> {
+pub fn switch_patch(kind: &str, obj: &Value, renames: &BTreeMap<String, String>) -> Option<Switch> {
     let base = pod_spec_pointer(kind)?;
     let spec = obj.pointer(base)?;
-    let mut ops: Vec<Value> = secret_refs(spec)
-        .into_iter()
-        .filter(|(_, name)| from.contains(name) && name != to)
-        .map(|(p, _)| json!({"op": "replace", "path": format!("{base}{p}"), "value": to}))
-        .collect();
+    let mut pairs = BTreeSet::new();
+    let mut ops: Vec<Value> = Vec::new();
+    for (p, name) in secret_refs(spec) {
+        let Some(to) = renames.get(&name).filter(|to| **to != name) else {
+            continue;
+        };
+        ops.push(json!({"op": "replace", "path": format!("{base}{p}"), "value": to}));
+        pairs.insert((name, to.clone()));
+    }
     if ops.is_empty() {
         return None;
     }
@@ -192,7 +206,10 @@ pub fn switch_patch(kind: &str, obj: &Value, from: &BTreeSet<String>, to: &str) 
         0,
         json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}),
     );
-    Some(Value::Array(ops))
+    Some(Switch {
+        patch: Value::Array(ops),
+        pairs: pairs.into_iter().collect(),
+    })
 }
 
 /// Why an old version is still kept (for the status and the GC Event).
@@ -351,10 +368,15 @@ mod tests {
     #[test]
     fn all_references_switch_in_one_patch_guarded_by_the_resource_version() {
         let d = deployment(&["db-a", "db-b", "other", "db-a"]);
-        let from = BTreeSet::from(["db".to_string(), "db-a".into(), "db-b".into()]);
-        let patch = switch_patch("Deployment", &d, &from, "db-c").expect("a patch");
+        let renames = BTreeMap::from([
+            ("db".to_string(), "db-c".to_string()),
+            ("db-a".into(), "db-c".into()),
+            ("db-b".into(), "db-c".into()),
+            ("db-c".into(), "db-c".into()),
+        ]);
+        let switch = switch_patch("Deployment", &d, &renames).expect("a patch");
         assert_eq!(
-            patch,
+            switch.patch,
             json!([
                 {"op": "test", "path": "/metadata/resourceVersion", "value": "41"},
                 {"op": "replace", "path": "/spec/template/spec/volumes/0/secret/secretName", "value": "db-c"},
@@ -362,9 +384,16 @@ mod tests {
                 {"op": "replace", "path": "/spec/template/spec/containers/0/env/1/valueFrom/secretKeyRef/name", "value": "db-c"}
             ])
         );
+        assert_eq!(
+            switch.pairs,
+            vec![
+                ("db-a".into(), "db-c".into()),
+                ("db-b".into(), "db-c".into())
+            ]
+        );
         // Nothing to switch: no patch at all.
         let done = deployment(&["db-c", "db-c", "other", "db-c"]);
-        assert_eq!(switch_patch("Deployment", &done, &from, "db-c"), None);
+        assert_eq!(switch_patch("Deployment", &done, &renames), None);
     }
 
     #[test]
@@ -407,7 +436,7 @@ mod tests {
             annotations: BTreeMap::new(),
             data: Default::default(),
         };
-        let v = version_secret(&d, "db-k3y3d", 7);
+        let v = version_secret(&d, "db", "db-k3y3d", 7);
         assert_eq!(v.name, "db-k3y3d");
         assert_eq!(v.annotations[ANNOTATION_VERSION_OF], "db");
         assert_eq!(v.annotations[ANNOTATION_VERSION_SERIAL], "7");

@@ -1,0 +1,661 @@
+//! The Versioned strategy's part of a sync: the I/O around the pure decisions of
+//! [`super::versioned`] and [`super::rollout`].
+//!
+//! A sync under `strategy: Versioned` (1) writes each Secret from Git as an immutable
+//! version `<name>-<keyed suffix>` (and the plain `<name>` with `keepPlainSecret`),
+//! (2) switches every reference of each selected workload to the new versions in one
+//! patch, (3) looks at the rollouts it started (never waiting for them: the reconcile
+//! requeues after [`ROLLOUT_POLL`] while one runs), fails them after the progress
+//! deadline or `rolloutTimeout` and, with `rollbackOnFailure`, switches them back, and
+//! (4) deletes an old version only when [`versioned::retention`] lets it go, that is
+//! when no pod template in the namespace (revision history included) names it and no
+//! rollout away from it is unfinished.
+//!
+//! Errors: a workload that is missing or that the controller may not read or patch is
+//! reported (Degraded `RestartFailed`), never a failed sync of the Secrets. When the pod
+//! templates of the namespace cannot be listed, nothing is deleted.
+//!
+//! Security: only names (of Secrets, versions and workloads) reach the status, Events
+//! and logs; version names carry a keyed digest.
+
+use super::rollout::{self, Progress};
+use super::versioned::{self, Version};
+use crate::controller::apply::{LiveSecret, Owner, Plan};
+use crate::controller::context::Context;
+use crate::controller::crd::{
+    InventoryEntry, RolloutState, RotationSpec, RotationStatus, SecretVersions, SwitchedRef,
+    WorkloadRef, WorkloadRollout, MAX_ROLLOUTS,
+};
+use crate::repo::render::DesiredSecret;
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
+};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// `spec.rotation.rolloutTimeout` when unset.
+pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How soon a sync looks again while a rollout it started is still running.
+pub const ROLLOUT_POLL: Duration = Duration::from_secs(5);
+/// The field manager of the reference switches (the workload's other fields keep
+/// theirs; GitOps tools can ignore exactly these paths, docs/rotation.md).
+pub const SWITCH_MANAGER: &str = "sopsync-rotation";
+
+/// One Secret from Git under the Versioned strategy.
+#[derive(Clone, Debug)]
+struct Logical {
+    /// Its name as written (name prefix included): what workloads first reference.
+    name: String,
+    /// Its current version, as written (prefix included).
+    current: String,
+    /// Its current version without the prefix (the desired Secret's name).
+    current_unprefixed: String,
+}
+
+/// The Versioned strategy for one sync.
+#[derive(Debug)]
+pub struct Versioning {
+    retain: u32,
+    keep_plain: bool,
+    rollback: bool,
+    timeout: Duration,
+    workloads: Vec<WorkloadRef>,
+    secrets: Vec<Logical>,
+}
+
+/// What the rollout part of a sync did.
+#[derive(Debug, Default)]
+pub struct Rolled {
+    /// The new `status.rotation`.
+    pub status: RotationStatus,
+    /// Normal Events (reason, note).
+    pub events: Vec<(String, String)>,
+    /// Rollouts that failed (the `RolloutFailed` message), if any.
+    pub failed: Option<String>,
+    /// Workloads that could not be read or switched (the `RestartFailed` message).
+    pub restart_failed: Option<String>,
+    /// A rollout is still running: look again soon.
+    pub progressing: bool,
+    /// Names to add to the inventory: old versions kept and held Secrets not deleted.
+    pub inventory: Vec<InventoryEntry>,
+    /// How many Secrets were deleted.
+    pub deleted: usize,
+}
+
+impl Versioning {
+    /// The strategy for `desired` (Secret names without the prefix). `version_name`
+    /// gives a desired Secret's version name (`<name>-<keyed suffix>`).
+    pub fn new(
+        spec: &RotationSpec,
+        prefix: &str,
+        desired: &[DesiredSecret],
+        version_name: impl Fn(&DesiredSecret) -> String,
+        timeout: Duration,
+    ) -> Versioning {
+        let secrets = desired
+            .iter()
+            .map(|d| {
+                let v = version_name(d);
+                Logical {
+                    name: format!("{prefix}{}", d.name),
+                    current: format!("{prefix}{v}"),
+                    current_unprefixed: v,
+                }
+            })
+            .collect();
+        Versioning {
+            retain: spec.retain.unwrap_or(versioned::DEFAULT_RETAIN),
+            keep_plain: spec.keep_plain_secret,
+            rollback: spec.rollback_on_failure,
+            timeout,
+            workloads: spec.restart_workloads.clone(),
+            secrets,
+        }
+    }
+
+    /// The Secret names this sync writes (for the conflict check of the live list).
+    pub fn wanted(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.secrets.iter().map(|l| l.current.clone()).collect();
+        if self.keep_plain {
+            out.extend(self.secrets.iter().map(|l| l.name.clone()));
+        }
+        out
+    }
+
+    /// The Secrets to write: each desired one as its current version (serial from the
+    /// live versions), plus the plain one with `keepPlainSecret`.
+    pub fn desired(
+        &self,
+        owner: &Owner,
+        desired: Vec<DesiredSecret>,
+        live: &BTreeMap<String, LiveSecret>,
+    ) -> Vec<DesiredSecret> {
+        let mut out = Vec::with_capacity(desired.len() * 2);
+        for (d, l) in desired.into_iter().zip(&self.secrets) {
+            let versions = versioned::live_versions(owner, &l.name, live);
+            let serial = versioned::serial_for(&l.current, &versions);
+            out.push(versioned::version_secret(
+                &d,
+                &l.name,
+                &l.current_unprefixed,
+                serial,
+            ));
+            if self.keep_plain {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    /// Makes the version writes immutable and takes the plan's deletions: under this
+    /// strategy a Secret leaves only by [`Versioning::roll`]'s rules. Returns them.
+    pub fn adjust(&self, plan: &mut Plan) -> Vec<String> {
+        let versions: BTreeSet<&str> = self.secrets.iter().map(|l| l.current.as_str()).collect();
+        for w in plan.writes.iter_mut() {
+            if versions.contains(w.name.as_str()) {
+                versioned::seal(&mut w.body);
+            }
+        }
+        std::mem::take(&mut plan.prune)
+    }
+
+    /// When writes failed: nothing is switched or deleted, and every old version and
+    /// held Secret stays in the inventory.
+    pub fn hold_all(
+        &self,
+        owner: &Owner,
+        live: &BTreeMap<String, LiveSecret>,
+        held: Vec<String>,
+    ) -> Vec<InventoryEntry> {
+        let mut names: BTreeSet<String> = held.into_iter().collect();
+        for l in &self.secrets {
+            names.extend(
+                versioned::live_versions(owner, &l.name, live)
+                    .into_iter()
+                    .map(|v| v.name),
+            );
+        }
+        names
+            .into_iter()
+            .map(|name| InventoryEntry { name })
+            .collect()
+    }
+
+    /// Switches, watches and collects (steps 2 to 4 of the module docs). Runs after
+    /// every version was written.
+    pub async fn roll(
+        &self,
+        ctx: &Context,
+        owner: &Owner,
+        live: &BTreeMap<String, LiveSecret>,
+        previous: Option<&RotationStatus>,
+        held: Vec<String>,
+    ) -> Rolled {
+        let mut out = Rolled::default();
+        let versions: Vec<Vec<Version>> = self
+            .secrets
+            .iter()
+            .map(|l| versioned::live_versions(owner, &l.name, live))
+            .collect();
+        let mut renames: BTreeMap<String, String> = BTreeMap::new();
+        for (l, vs) in self.secrets.iter().zip(&versions) {
+            renames.insert(l.name.clone(), l.current.clone());
+            for v in vs {
+                renames.insert(v.name.clone(), l.current.clone());
+            }
+        }
+        let before: BTreeMap<(String, String), WorkloadRollout> = previous
+            .map(|p| p.rollouts.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| ((r.kind.clone(), r.name.clone()), r))
+            .collect();
+        let mut records: Vec<WorkloadRollout> = Vec::new();
+        let mut failures: Vec<String> = Vec::new();
+        let mut unreachable: Vec<String> = Vec::new();
+        for w in &self.workloads {
+            let record = before.get(&(w.kind.clone(), w.name.clone())).cloned();
+            match self
+                .roll_one(ctx, owner, w, record, &renames, &mut out)
+                .await
+            {
+                Ok(Some(r)) => {
+                    if r.state == RolloutState::Failed || r.state == RolloutState::RolledBack {
+                        failures.push(format!(
+                            "{}/{}: {}",
+                            r.kind,
+                            r.name,
+                            r.message.clone().unwrap_or_default()
+                        ));
+                    }
+                    records.push(r);
+                }
+                Ok(None) => {}
+                Err(why) => unreachable.push(format!("{}/{}: {why}", w.kind, w.name)),
+            }
+        }
+        if !failures.is_empty() {
+            out.failed = Some(format!(
+                "{} rollout(s) failed; the previous version is kept: {}",
+                failures.len(),
+                failures.join("; ")
+            ));
+        }
+        if !unreachable.is_empty() {
+            out.restart_failed = Some(format!(
+                "{} workload(s) could not be switched to the new version: {}",
+                unreachable.len(),
+                unreachable.join("; ")
+            ));
+        }
+        // A version some workload is still moving away from (or failed to) stays.
+        let unsettled: BTreeSet<String> = records
+            .iter()
+            .filter(|r| matches!(r.state, RolloutState::Progressing | RolloutState::Failed))
+            .flat_map(|r| r.switched.iter().map(|s| s.from.clone()))
+            .collect();
+        self.collect(ctx, owner, live, &versions, held, &unsettled, &mut out)
+            .await;
+        records.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+        if records.len() > MAX_ROLLOUTS {
+            out.status.rollouts_not_listed = (records.len() - MAX_ROLLOUTS) as u32;
+            records.truncate(MAX_ROLLOUTS);
+        }
+        out.status.rollouts = records;
+        out
+    }
+
+    /// One workload: the rollout it is in (checked, failed, rolled back) and its switch
+    /// to the current versions. `Err` names why it could not be read or patched.
+    async fn roll_one(
+        &self,
+        ctx: &Context,
+        owner: &Owner,
+        w: &WorkloadRef,
+        record: Option<WorkloadRollout>,
+        renames: &BTreeMap<String, String>,
+        out: &mut Rolled,
+    ) -> Result<Option<WorkloadRollout>, String> {
+        let Some(ar) = workload_resource(&w.kind) else {
+            return Err(format!(
+                "kind {:?} is not one of Deployment, StatefulSet, DaemonSet, CronJob",
+                w.kind
+            ));
+        };
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &owner.namespace, &ar);
+        let obj = match api.get_opt(&w.name).await {
+            Ok(Some(o)) => serde_json::to_value(o).unwrap_or_default(),
+            Ok(None) => return Err("not found".into()),
+            Err(e) => return Err(api_reason(&e)),
+        };
+        let mut record = record;
+        if let Some(r) = record.as_mut() {
+            if matches!(r.state, RolloutState::Progressing | RolloutState::Failed) {
+                self.check(ctx, &api, &obj, r, out).await;
+            }
+        }
+        let Some(switch) = versioned::switch_patch(&w.kind, &obj, renames) else {
+            return Ok(record);
+        };
+        // Do not fight a failed rollout: the same switch waits for new content.
+        if let Some(r) = &record {
+            let tried: BTreeSet<&String> = r.switched.iter().map(|s| &s.to).collect();
+            if matches!(r.state, RolloutState::Failed | RolloutState::RolledBack)
+                && switch.pairs.iter().all(|(_, to)| tried.contains(to))
+            {
+                return Ok(record);
+            }
+        }
+        let patch: Patch<()> = match serde_json::from_value(switch.patch.clone()) {
+            Ok(p) => Patch::Json(p),
+            Err(e) => return Err(format!("internal: the switch patch is invalid: {e}")),
+        };
+        match api
+            .patch(&w.name, &PatchParams::apply(SWITCH_MANAGER), &patch)
+            .await
+        {
+            Ok(_) => {}
+            // Changed since it was read (the resourceVersion test failed): next time.
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 422 => {
+                out.progressing = true;
+                return Ok(record);
+            }
+            Err(e) => return Err(api_reason(&e)),
+        }
+        ctx.metrics.workload_restarts.inc();
+        out.progressing = true;
+        // Versions an unfinished earlier switch moved away from stay unsettled.
+        let mut switched: Vec<SwitchedRef> = record
+            .filter(|r| r.state != RolloutState::Complete)
+            .map(|r| r.switched)
+            .unwrap_or_default();
+        for (from, to) in &switch.pairs {
+            switched.push(SwitchedRef {
+                from: from.clone(),
+                to: to.clone(),
+            });
+        }
+        switched.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
+        switched.dedup();
+        out.events.push((
+            "Switched".into(),
+            format!(
+                "{}/{}: references switched to {}",
+                w.kind,
+                w.name,
+                describe(&switch.pairs)
+            ),
+        ));
+        Ok(Some(WorkloadRollout {
+            kind: w.kind.clone(),
+            name: w.name.clone(),
+            switched,
+            started_at: now_rfc3339(),
+            state: RolloutState::Progressing,
+            message: Some("switched; waiting for the rollout".into()),
+        }))
+    }
+
+    /// Updates a running (or failed) rollout from the workload's status.
+    async fn check(
+        &self,
+        ctx: &Context,
+        api: &Api<DynamicObject>,
+        obj: &Value,
+        r: &mut WorkloadRollout,
+        out: &mut Rolled,
+    ) {
+        let progress = match progress_of(&r.kind, obj) {
+            Some(p) => p,
+            None => Progress::Waiting("the workload's status could not be read".into()),
+        };
+        let elapsed = elapsed_since(&r.started_at);
+        let was = r.state;
+        match rollout::judge(progress, elapsed, self.timeout) {
+            Progress::Complete => {
+                r.state = RolloutState::Complete;
+                r.message = None;
+                out.events.push((
+                    "RolloutComplete".into(),
+                    format!("{}/{}: rollout complete", r.kind, r.name),
+                ));
+            }
+            Progress::Waiting(why) => {
+                out.progressing = true;
+                if was == RolloutState::Progressing {
+                    r.message = Some(why);
+                }
+            }
+            Progress::Failed(why) if was == RolloutState::Progressing => {
+                ctx.metrics.rollouts_failed.inc();
+                r.state = RolloutState::Failed;
+                r.message = Some(why);
+                if self.rollback {
+                    self.roll_back(api, obj, r, out).await;
+                }
+            }
+            // Still failed: keep watching in case it recovers.
+            Progress::Failed(_) => out.progressing = true,
+        }
+    }
+
+    /// Points a failed workload's references back at the versions it used before.
+    async fn roll_back(
+        &self,
+        api: &Api<DynamicObject>,
+        obj: &Value,
+        r: &mut WorkloadRollout,
+        out: &mut Rolled,
+    ) {
+        // Each new version goes back to the newest name it replaced.
+        let back: BTreeMap<String, String> = r
+            .switched
+            .iter()
+            .rev()
+            .map(|s| (s.to.clone(), s.from.clone()))
+            .collect();
+        let Some(switch) = versioned::switch_patch(&r.kind, obj, &back) else {
+            return;
+        };
+        let patch: Patch<()> = match serde_json::from_value(switch.patch) {
+            Ok(p) => Patch::Json(p),
+            Err(_) => return,
+        };
+        match api
+            .patch(&r.name, &PatchParams::apply(SWITCH_MANAGER), &patch)
+            .await
+        {
+            Ok(_) => {
+                r.state = RolloutState::RolledBack;
+                out.events.push((
+                    "RolledBack".into(),
+                    format!(
+                        "{}/{}: references switched back to {}",
+                        r.kind,
+                        r.name,
+                        describe(&switch.pairs)
+                    ),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(kind = %r.kind, name = %r.name, error = %api_reason(&e), "could not switch a failed rollout back");
+                out.progressing = true;
+            }
+        }
+    }
+
+    /// Step 4: which old versions and held Secrets go, and the status of the versions.
+    #[allow(clippy::too_many_arguments)]
+    async fn collect(
+        &self,
+        ctx: &Context,
+        owner: &Owner,
+        live: &BTreeMap<String, LiveSecret>,
+        versions: &[Vec<Version>],
+        held: Vec<String>,
+        unsettled: &BTreeSet<String>,
+        out: &mut Rolled,
+    ) {
+        let all_versions: BTreeSet<&str> =
+            versions.iter().flatten().map(|v| v.name.as_str()).collect();
+        // Held Secrets that are not versions of a Secret still in Git: they left Git.
+        let held: Vec<String> = held
+            .into_iter()
+            .filter(|n| !all_versions.contains(n.as_str()))
+            .collect();
+        let no_refs = BTreeSet::new();
+        let candidates = self.secrets.iter().zip(versions).any(|(l, vs)| {
+            !versioned::retention(&l.current, vs, self.retain, &no_refs, unsettled)
+                .delete
+                .is_empty()
+        }) || !held.is_empty();
+        let referenced = if candidates {
+            match pod_template_refs(ctx, &owner.namespace).await {
+                Ok(r) => Some(r),
+                Err(why) => {
+                    tracing::warn!(namespace = %owner.namespace, error = %why, "pod templates could not be listed; no old Secret version is deleted");
+                    None
+                }
+            }
+        } else {
+            Some(BTreeSet::new())
+        };
+        let mut delete: Vec<String> = Vec::new();
+        for (l, vs) in self.secrets.iter().zip(versions) {
+            let decision = match &referenced {
+                Some(refs) => versioned::retention(&l.current, vs, self.retain, refs, unsettled),
+                // Unknown templates: everything stays.
+                None => versioned::retention(&l.current, vs, u32::MAX, &no_refs, unsettled),
+            };
+            let kept: Vec<String> = decision
+                .keep
+                .iter()
+                .map(|(n, _)| n.clone())
+                .filter(|n| *n != l.current)
+                .collect();
+            out.inventory
+                .extend(kept.iter().map(|n| InventoryEntry { name: n.clone() }));
+            out.status.versions.push(SecretVersions {
+                name: l.name.clone(),
+                current: l.current.clone(),
+                kept,
+            });
+            delete.extend(decision.delete);
+        }
+        for name in held {
+            let keep = match &referenced {
+                Some(refs) => refs.contains(&name) || unsettled.contains(&name),
+                None => true,
+            };
+            if keep {
+                out.inventory.push(InventoryEntry { name });
+            } else {
+                delete.push(name);
+            }
+        }
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+        let mut deleted = Vec::new();
+        for name in delete {
+            let Some(l) = live.get(&name).filter(|l| owner.owns(l)) else {
+                continue;
+            };
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: l.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&name, &dp).await {
+                Ok(_) => deleted.push(name),
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    tracing::warn!(secret = %name, error = %api_reason(&e), "could not delete an old Secret version");
+                    out.inventory.push(InventoryEntry { name });
+                }
+            }
+        }
+        ctx.metrics.secret_deletes.inc_by(deleted.len() as u64);
+        out.deleted = deleted.len();
+        if !deleted.is_empty() {
+            out.events.push((
+                "VersionsDeleted".into(),
+                format!(
+                    "deleted {} old Secret version(s) that no pod template or unfinished rollout uses: {}",
+                    deleted.len(),
+                    deleted.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// The `ApiResource` of a workload kind sopsync switches.
+fn workload_resource(kind: &str) -> Option<ApiResource> {
+    Some(match kind {
+        "Deployment" => ApiResource::erase::<Deployment>(&()),
+        "StatefulSet" => ApiResource::erase::<StatefulSet>(&()),
+        "DaemonSet" => ApiResource::erase::<DaemonSet>(&()),
+        "CronJob" => ApiResource::erase::<CronJob>(&()),
+        _ => return None,
+    })
+}
+
+/// The rollout progress of a workload read as JSON.
+fn progress_of(kind: &str, obj: &Value) -> Option<Progress> {
+    let v = obj.clone();
+    Some(match kind {
+        "Deployment" => rollout::deployment(&serde_json::from_value(v).ok()?),
+        "StatefulSet" => rollout::stateful_set(&serde_json::from_value(v).ok()?),
+        "DaemonSet" => rollout::daemon_set(&serde_json::from_value(v).ok()?),
+        "CronJob" => rollout::cron_job(&serde_json::from_value(v).ok()?),
+        _ => return None,
+    })
+}
+
+/// Every Secret name a pod template in `ns` references: the workloads' and their
+/// revision history's (ReplicaSets, ControllerRevisions), so that `kubectl rollout
+/// undo` finds its Secrets. Read page by page.
+async fn pod_template_refs(ctx: &Context, ns: &str) -> Result<BTreeSet<String>, String> {
+    let kinds = [
+        ("Deployment", ApiResource::erase::<Deployment>(&())),
+        ("StatefulSet", ApiResource::erase::<StatefulSet>(&())),
+        ("DaemonSet", ApiResource::erase::<DaemonSet>(&())),
+        ("CronJob", ApiResource::erase::<CronJob>(&())),
+        ("ReplicaSet", ApiResource::erase::<ReplicaSet>(&())),
+        (
+            "ControllerRevision",
+            ApiResource::erase::<ControllerRevision>(&()),
+        ),
+    ];
+    let mut out = BTreeSet::new();
+    for (kind, ar) in kinds {
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &ar);
+        let mut token: Option<String> = None;
+        loop {
+            let mut lp = ListParams::default().limit(100);
+            if let Some(t) = &token {
+                lp = lp.continue_token(t);
+            }
+            let page = api
+                .list(&lp)
+                .await
+                .map_err(|e| format!("listing {kind}s: {}", api_reason(&e)))?;
+            for o in page.items {
+                let v = serde_json::to_value(o).unwrap_or_default();
+                out.extend(versioned::referenced_by(kind, &v));
+            }
+            token = page.metadata.continue_.filter(|t| !t.is_empty());
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A short reason for an API failure (the server's message carries names, no values).
+fn api_reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 403 => {
+            format!(
+                "not permitted ({}); see the chart's rotation RBAC",
+                s.message
+            )
+        }
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
+    }
+}
+
+/// `a -> b, c -> d`.
+fn describe(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(f, t)| format!("{t} (was {f})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn now_rfc3339() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Time since an RFC 3339 instant (zero when it cannot be read: then the timeout
+/// starts over rather than failing a rollout early).
+fn elapsed_since(started: &str) -> Duration {
+    let Ok(t) = started.parse::<k8s_openapi::jiff::Timestamp>() else {
+        return Duration::ZERO;
+    };
+    let now = k8s_openapi::jiff::Timestamp::now();
+    Duration::from_secs(now.as_second().saturating_sub(t.as_second()).max(0) as u64)
+}
