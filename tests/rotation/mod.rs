@@ -1,0 +1,3 @@
+//! Issue 12: safe rotation. `scripts/test rotation` runs every module here.
+
+mod versioned;

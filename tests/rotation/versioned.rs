@@ -1,0 +1,398 @@
+//! Issue 12, the Versioned strategy, against the fake API server and a real git daemon:
+//! each content is an immutable `<name>-<keyed suffix>` Secret, the workloads in
+//! `restartWorkloads` get every reference switched in one patch, old versions stay while
+//! anything may still need them, and a failed rollout keeps (and with
+//! `rollbackOnFailure` restores) the old version. Every test plants the canary and
+//! checks that neither it nor its bare SHA-256 shows outside Secret data.
+
+use crate::support::cluster::{
+    db, ready_is, wait_applied, wait_until, Cluster, ControllerProcess, CANARY,
+};
+use crate::support::fake_apiserver::{Match, ResourceType};
+use base64::Engine;
+use k8s_openapi::api::apps::v1::Deployment;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use sopsync::controller::crd::{RolloutState, SyncStatus};
+use std::collections::BTreeSet;
+
+const NS: &str = "team";
+
+fn deployments(c: &Cluster) -> ResourceType {
+    c.fake.resource_type_raw("apps", "v1", "deployments")
+}
+
+/// A Deployment `name` whose pod template uses Secret `secret` in every way a pod can:
+/// a secret volume, a projected volume, `env.valueFrom.secretKeyRef` and `envFrom`.
+fn deployment_using(c: &Cluster, name: &str, secret: &str) {
+    let obj = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "volumes": [
+                        {"name": "creds", "secret": {"secretName": secret}},
+                        {"name": "all", "projected": {"sources": [{"secret": {"name": secret}}]}}
+                    ],
+                    "initContainers": [{"name": "init", "image": "busybox",
+                        "envFrom": [{"secretRef": {"name": secret}}]}],
+                    "containers": [{"name": "app", "image": "busybox", "env": [
+                        {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": secret, "key": "password"}}}
+                    ]}]
+                }
+            }
+        },
+        "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
+                   "availableReplicas": 2, "readyReplicas": 2}
+    });
+    c.fake.put_raw(&deployments(c), NS, name, obj);
+}
+
+/// The Secret names a Deployment's pod template references.
+fn template_refs(c: &Cluster, name: &str) -> BTreeSet<String> {
+    let d = c
+        .fake
+        .get_raw(&deployments(c), NS, name)
+        .expect("the Deployment");
+    sopsync::controller::rotation::versioned::referenced_by("Deployment", &d)
+}
+
+/// What the Deployment controller reports once every replica runs the current
+/// template (the fake runs no controllers): the rollout of `kubectl rollout status`
+/// completes.
+fn finish_rollout(c: &Cluster, name: &str) {
+    let rt = deployments(c);
+    let mut d = c.fake.get_raw(&rt, NS, name).expect("the Deployment");
+    let generation = d["metadata"]["generation"].clone();
+    d["status"] = json!({"observedGeneration": generation, "replicas": 2,
+                         "updatedReplicas": 2, "availableReplicas": 2, "readyReplicas": 2});
+    c.fake.put_raw(&rt, NS, name, d);
+}
+
+/// What the Deployment controller reports when new pods never become available and
+/// `progressDeadlineSeconds` passes (deployment_util.go: Progressing=False,
+/// ProgressDeadlineExceeded).
+fn stall_rollout(c: &Cluster, name: &str) {
+    let rt = deployments(c);
+    let mut d = c.fake.get_raw(&rt, NS, name).expect("the Deployment");
+    let generation = d["metadata"]["generation"].clone();
+    d["status"] = json!({"observedGeneration": generation, "replicas": 3,
+        "updatedReplicas": 1, "availableReplicas": 2, "readyReplicas": 2,
+        "conditions": [{"type": "Progressing", "status": "False",
+                        "reason": "ProgressDeadlineExceeded",
+                        "message": "ReplicaSet has timed out progressing."}]});
+    c.fake.put_raw(&rt, NS, name, d);
+}
+
+/// Until the chart's rotation opt-in lands (issue 12, r12): the workload access the
+/// Versioned strategy needs, granted to the controller's service account.
+fn grant_workload_access(c: &Cluster) {
+    let rbac = crate::support::cluster::ChartRbac::for_controller_args(&[]);
+    let docs = [
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "sopsync-rotation-test"},
+        "rules": [
+            {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"],
+             "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": ["batch"], "resources": ["cronjobs"],
+             "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": ["apps"], "resources": ["replicasets", "controllerrevisions"],
+             "verbs": ["get", "list", "watch"]}
+        ]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "sopsync-rotation-test"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "sopsync-rotation-test"},
+               "subjects": [{"kind": "ServiceAccount", "name": rbac.service_account,
+                             "namespace": rbac.namespace}]}),
+    ];
+    c.fake.grant(&docs);
+}
+
+/// A cluster with `db` in Git, Deployment `api` using it, and a Versioned source.
+fn versioned(extra: Value) -> (Cluster, ControllerProcess, String) {
+    let c = Cluster::new(&[("db.yaml", &db("one"))]);
+    c.key_secret(NS);
+    deployment_using(&c, "api", "db");
+    let mut rotation = json!({"strategy": "Versioned",
+        "restartWorkloads": [{"kind": "Deployment", "name": "api"}]});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        rotation[k] = v.clone();
+    }
+    c.source(
+        NS,
+        "apps",
+        json!({"url": c.url(), "interval": "1s", "rotation": rotation}),
+    );
+    grant_workload_access(&c);
+    let ctl = c.controller("c1", &[]);
+    let head = c.head();
+    wait_applied(&c, &ctl, NS, "apps", &head);
+    (c, ctl, head)
+}
+
+fn status(c: &Cluster) -> SyncStatus {
+    c.status(NS, "apps").expect("a status")
+}
+
+fn current(c: &Cluster) -> String {
+    status(c)
+        .rotation
+        .and_then(|r| r.versions.into_iter().find(|v| v.name == "db"))
+        .map(|v| v.current)
+        .expect("status.rotation names the current version of db")
+}
+
+/// Waits until the status names a current version of `db` other than `old`.
+fn wait_new_version(c: &Cluster, ctl: &ControllerProcess, old: &str) -> String {
+    let mut found = String::new();
+    wait_until("a new current version of db", ctl, || {
+        let now = status(c)
+            .rotation
+            .and_then(|r| r.versions.into_iter().find(|v| v.name == "db"))
+            .map(|v| v.current);
+        match now {
+            Some(v) if v != old => {
+                found = v;
+                true
+            }
+            _ => false,
+        }
+    });
+    found
+}
+
+fn rollout_state(c: &Cluster, name: &str) -> Option<RolloutState> {
+    status(c)
+        .rotation?
+        .rollouts
+        .into_iter()
+        .find(|r| r.name == name)
+        .map(|r| r.state)
+}
+
+/// Reconciles so far (all kinds and results).
+fn reconciles(ctl: &ControllerProcess) -> f64 {
+    let (_, text) = ctl.http("GET", "/metrics", &[], b"");
+    text.lines()
+        .filter(|l| l.starts_with("sopsync_reconcile_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn switch_patches(c: &Cluster, name: &str) -> usize {
+    c.fake
+        .requests_matching(
+            &Match::verb("patch")
+                .resource("deployments")
+                .namespace(NS)
+                .name(name),
+        )
+        .len()
+}
+
+/// Neither the canary nor its bare SHA-256 (hex, base64) appears in any name, label,
+/// annotation, pod template, status, Event or log line; and no version suffix is a
+/// piece of an unkeyed digest of the data (the content hash beside the data).
+fn assert_no_canary_anywhere(c: &Cluster, ctl: &ControllerProcess, values: &[&str]) {
+    let mut needles = vec![CANARY.to_string()];
+    for v in values {
+        let digest = Sha256::digest(v.as_bytes());
+        needles.push(digest.iter().map(|b| format!("{b:02x}")).collect());
+        needles.push(base64::engine::general_purpose::STANDARD.encode(digest));
+        needles.push(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest));
+    }
+    let mut visible: Vec<String> = vec![ctl.logs()];
+    visible.push(serde_json::to_string(&status(c)).expect("json"));
+    visible.extend(
+        c.events(NS)
+            .into_iter()
+            .map(|(t, r, n)| format!("{t} {r} {n}")),
+    );
+    let dep = deployments(c);
+    visible.extend(c.fake.list_raw(&dep, Some(NS)).iter().map(Value::to_string));
+    let secrets = c.fake.resource_type_raw("", "v1", "secrets");
+    let mut content_hashes = Vec::new();
+    for s in c.fake.list_raw(&secrets, Some(NS)) {
+        let mut meta = s["metadata"].clone();
+        if let Some(h) = meta["annotations"]["sopsync.io/content-hash"].as_str() {
+            content_hashes.push(h.trim_start_matches("sha256:").to_string());
+        }
+        // The content hash sits beside the data it hashes: it reveals nothing new.
+        if let Some(a) = meta["annotations"].as_object_mut() {
+            a.remove("sopsync.io/content-hash");
+        }
+        meta.as_object_mut().map(|m| m.remove("managedFields"));
+        visible.push(meta.to_string());
+    }
+    for text in &visible {
+        for n in &needles {
+            assert!(
+                !text.contains(n.as_str()),
+                "a secret value or its bare digest {n:?} is visible in:\n{text}"
+            );
+        }
+    }
+    for v in status(c).rotation.into_iter().flat_map(|r| r.versions) {
+        for name in std::iter::once(&v.current).chain(&v.kept) {
+            let suffix = name.rsplit('-').next().unwrap_or_default();
+            for h in &content_hashes {
+                assert!(
+                    !h.starts_with(suffix),
+                    "the version name {name} carries an unkeyed digest of the data"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_reference_is_switched_in_one_patch_to_an_immutable_version() {
+    let (c, ctl, _) = versioned(json!({}));
+    let first = current(&c);
+    assert!(first.starts_with("db-"), "{first}");
+    let v1 = c.secret(NS, &first).expect("the first version exists");
+    assert_eq!(v1.immutable, Some(true), "a version is immutable");
+    wait_until("api switched to the first version", &ctl, || {
+        template_refs(&c, "api") == BTreeSet::from([first.clone()])
+    });
+    assert_eq!(
+        switch_patches(&c, "api"),
+        1,
+        "one patch moved all four references"
+    );
+    assert!(
+        c.secret(NS, "db").is_none(),
+        "no plain Secret without keepPlainSecret"
+    );
+
+    finish_rollout(&c, "api");
+    let head = c.commit(&[("db.yaml", Some(&db("two")))]);
+    wait_applied(&c, &ctl, NS, "apps", &head);
+    let second = wait_new_version(&c, &ctl, &first);
+    wait_until("api switched to the second version", &ctl, || {
+        template_refs(&c, "api") == BTreeSet::from([second.clone()])
+    });
+    assert_eq!(
+        switch_patches(&c, "api"),
+        2,
+        "one more patch for the new version"
+    );
+    assert!(
+        c.secret(NS, &first).is_some(),
+        "the previous version is kept"
+    );
+    assert_eq!(
+        c.data(NS, &second).expect("second")["password"],
+        format!("{CANARY}-two")
+    );
+    assert_no_canary_anywhere(
+        &c,
+        &ctl,
+        &[&format!("{CANARY}-one"), &format!("{CANARY}-two")],
+    );
+}
+
+#[test]
+fn a_failed_rollout_keeps_the_old_version_and_says_so() {
+    let (c, ctl, _) = versioned(json!({}));
+    let first = current(&c);
+    wait_until("api on the first version", &ctl, || {
+        template_refs(&c, "api") == BTreeSet::from([first.clone()])
+    });
+    finish_rollout(&c, "api");
+    wait_until("the first rollout complete", &ctl, || {
+        rollout_state(&c, "api") == Some(RolloutState::Complete)
+    });
+    let head = c.commit(&[("db.yaml", Some(&db("two")))]);
+    wait_applied(&c, &ctl, NS, "apps", &head);
+    let second = wait_new_version(&c, &ctl, &first);
+    wait_until("api on the second version", &ctl, || {
+        template_refs(&c, "api") == BTreeSet::from([second.clone()])
+    });
+    stall_rollout(&c, "api");
+    wait_until("Degraded RolloutFailed", &ctl, || {
+        ready_is(c.status(NS, "apps").as_ref(), "False", "RolloutFailed")
+    });
+    assert_eq!(rollout_state(&c, "api"), Some(RolloutState::Failed));
+    assert!(c.secret(NS, &first).is_some(), "the old version is kept");
+    assert_eq!(
+        template_refs(&c, "api"),
+        BTreeSet::from([second.clone()]),
+        "without rollbackOnFailure the references stay"
+    );
+    assert!(c
+        .events(NS)
+        .iter()
+        .any(|(t, r, _)| t == "Warning" && r == "RolloutFailed"));
+    assert_eq!(ctl.metric("sopsync_rollouts_failed_total"), 1.0);
+    assert_no_canary_anywhere(
+        &c,
+        &ctl,
+        &[&format!("{CANARY}-one"), &format!("{CANARY}-two")],
+    );
+}
+
+#[test]
+fn a_failed_rollout_with_rollback_switches_the_references_back() {
+    let (c, ctl, _) = versioned(json!({"rollbackOnFailure": true}));
+    let first = current(&c);
+    wait_until("api on the first version", &ctl, || {
+        template_refs(&c, "api") == BTreeSet::from([first.clone()])
+    });
+    finish_rollout(&c, "api");
+    let head = c.commit(&[("db.yaml", Some(&db("two")))]);
+    wait_applied(&c, &ctl, NS, "apps", &head);
+    let second = wait_new_version(&c, &ctl, &first);
+    wait_until("api on the second version", &ctl, || {
+        template_refs(&c, "api") == BTreeSet::from([second.clone()])
+    });
+    stall_rollout(&c, "api");
+    wait_until("api switched back to the first version", &ctl, || {
+        template_refs(&c, "api") == BTreeSet::from([first.clone()])
+    });
+    wait_until("rolled back and Degraded", &ctl, || {
+        rollout_state(&c, "api") == Some(RolloutState::RolledBack)
+            && ready_is(c.status(NS, "apps").as_ref(), "False", "RolloutFailed")
+    });
+    assert!(c.secret(NS, &first).is_some(), "the old version is kept");
+    assert!(c.events(NS).iter().any(|(_, r, _)| r == "RolledBack"));
+    // It does not switch forward again by itself: the same content waits for a fix.
+    let patches = switch_patches(&c, "api");
+    let seen = reconciles(&ctl);
+    wait_until("three more syncs", &ctl, || reconciles(&ctl) >= seen + 3.0);
+    assert_eq!(switch_patches(&c, "api"), patches);
+    assert_no_canary_anywhere(
+        &c,
+        &ctl,
+        &[&format!("{CANARY}-one"), &format!("{CANARY}-two")],
+    );
+}
+
+#[test]
+fn keep_plain_secret_also_keeps_the_plain_name_up_to_date() {
+    let (c, ctl, _) = versioned(json!({"keepPlainSecret": true}));
+    assert_eq!(
+        c.data(NS, "db").expect("the plain Secret")["password"],
+        format!("{CANARY}-one")
+    );
+    let first = current(&c);
+    let head = c.commit(&[("db.yaml", Some(&db("two")))]);
+    wait_applied(&c, &ctl, NS, "apps", &head);
+    wait_new_version(&c, &ctl, &first);
+    assert_eq!(
+        c.data(NS, "db").expect("the plain Secret")["password"],
+        format!("{CANARY}-two")
+    );
+    assert_ne!(c.secret(NS, "db").and_then(|s| s.immutable), Some(true));
+    let _: Option<Deployment> = c.fake.get(NS, "api");
+    assert_no_canary_anywhere(
+        &c,
+        &ctl,
+        &[&format!("{CANARY}-one"), &format!("{CANARY}-two")],
+    );
+}
