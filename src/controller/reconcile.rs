@@ -494,6 +494,7 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         applied_revision: None,
         results: Some(plan.results),
         inventory: Some(plan.inventory),
+        rotation: None,
     };
     if let Some((name, first)) = failures.first() {
         let error = Error::Writes {
@@ -675,6 +676,9 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
     if spec.suspend {
         return Outcome::suspended();
     }
+    if let Some(m) = super::rotation::unsupported(spec.rotation.as_ref()) {
+        return Outcome::stalled("RotationUnsupported", m, SOPS_SECRET_RESYNC);
+    }
     let (owner, keys) = match owner_and_keys(obj, &spec.decryption, ctx, SOPS_SECRET_RESYNC).await {
         Ok(found) => found,
         Err(stop) => return stop,
@@ -753,6 +757,7 @@ pub fn status_patch(status: &SyncStatus) -> serde_json::Value {
             "observedGeneration",
             "lastAppliedRevision",
             "lastAttemptedRevision",
+            "rotation",
         ] {
             m.entry(k).or_insert(serde_json::Value::Null);
         }
