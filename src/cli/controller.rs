@@ -204,6 +204,11 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
         min_interval: Duration::from_secs(a.min_interval),
         base_backoff: Duration::from_secs(a.base_backoff.max(1)),
         instance: identity.clone(),
+        // $POD_NAMESPACE in the chart, as for the Lease.
+        own_namespace: a
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
         ..ControllerConfig::default()
     };
     let cfg = RunConfig {

@@ -56,6 +56,9 @@ pub struct ControllerConfig {
     pub reporter: String,
     /// This instance's name (pod name), for Events and the lease.
     pub instance: String,
+    /// The controller's own namespace: where the rotation digest key Secret lives
+    /// (rotation/digest_key.rs).
+    pub own_namespace: String,
 }
 
 impl Default for ControllerConfig {
@@ -78,6 +81,7 @@ impl Default for ControllerConfig {
             max_backoff: Duration::from_secs(300),
             reporter: "sopsync-controller".into(),
             instance: "sopsync-controller".into(),
+            own_namespace: "default".into(),
         }
     }
 }

@@ -379,26 +379,34 @@ struct SyncRequest<'a> {
     previous_rotation: Option<&'a RotationStatus>,
 }
 
-/// The Versioned strategy of a sync, or why `spec.rotation` is invalid.
-fn versioning(
+/// The Versioned strategy of a sync, or why it cannot run (a stall: reason, message;
+/// or a transient error).
+async fn versioning(
+    ctx: &Context,
     spec: &RotationSpec,
     prefix: &str,
     desired: &[DesiredSecret],
-) -> Result<Versioning, String> {
-    let timeout = match spec.rollout_timeout.as_deref() {
-        Some(t) => parse_interval(t, Duration::from_secs(1))
-            .map_err(|m| m.replace("spec.interval", "spec.rotation.rolloutTimeout"))?,
-        None => versioned_sync::DEFAULT_ROLLOUT_TIMEOUT,
-    };
+) -> Result<Versioning, Result<(&'static str, String), Error>> {
+    let timeout =
+        super::rotation::rollout_timeout_of(Some(spec)).map_err(|m| Ok(("InvalidSpec", m)))?;
+    // Read per sync and dropped after it (digest_key.rs: no key material is held).
+    let key = super::rotation::digest_key::load_or_create(
+        &ctx.client,
+        &ctx.config.own_namespace,
+        super::rotation::digest_key::DEFAULT_SECRET,
+    )
+    .await
+    .map_err(|e| match e {
+        super::rotation::digest_key::DigestKeyError::Api { source, .. } => Err(Error::Api(source)),
+        other => Ok(("DigestKeyInvalid", other.to_string())),
+    })?;
     Ok(Versioning::new(
         spec,
         prefix,
         desired,
         |d| {
-            super::rotation::versioned_name(
-                &d.name,
-                &crate::repo::render::content_hash(&d.secret_type, &d.data),
-            )
+            let digest = super::rotation::digest::secret_digest(&key, &d.data.0);
+            super::rotation::digest::versioned_name(&d.name, &digest)
         },
         timeout,
     ))
@@ -420,9 +428,10 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let prefix = target.name_prefix.clone().unwrap_or_default();
     let versioning = match rotation.filter(|r| r.strategy == RotationStrategy::Versioned) {
-        Some(spec) => match versioning(spec, &prefix, &desired) {
+        Some(spec) => match versioning(ctx, spec, &prefix, &desired).await {
             Ok(v) => Some(v),
-            Err(m) => return Outcome::stalled("InvalidSpec", m, requeue),
+            Err(Ok((reason, m))) => return Outcome::stalled(reason, m, requeue),
+            Err(Err(e)) => return Outcome::retry("ApiError", e, Some(revision)),
         },
         None => None,
     };
@@ -558,13 +567,8 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         applied_revision: None,
         results: Some(plan.results),
         inventory: Some(plan.inventory),
-        rotation: Some(
-            rolled
-                .as_ref()
-                .map(|r| r.status.clone())
-                .unwrap_or_default(),
-        )
-        .filter(|_| versioning.is_some() || previous_rotation.is_some()),
+        // Versioned: the new versions and rollouts (kept as they were when writes failed).
+        rotation: rolled.as_ref().map(|r| Some(r.status.clone())),
     };
     if let Some((name, first)) = failures.first() {
         let error = Error::Writes {
@@ -765,6 +769,9 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
     let spec = &obj.spec;
     if spec.suspend {
         return Outcome::suspended();
+    }
+    if let Some(m) = super::rotation::unsupported(spec.rotation.as_ref()) {
+        return Outcome::stalled("RotationUnsupported", m, SOPS_SECRET_RESYNC);
     }
     let (owner, keys) = match owner_and_keys(obj, &spec.decryption, ctx, SOPS_SECRET_RESYNC).await {
         Ok(found) => found,

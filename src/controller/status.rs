@@ -116,9 +116,8 @@ pub struct StatusUpdate {
     pub results: Option<Vec<SecretResult>>,
     /// The new inventory (None: keep the previous one).
     pub inventory: Option<Vec<InventoryEntry>>,
-    /// The Versioned strategy's state (None: keep the previous one; an empty one
-    /// clears it).
-    pub rotation: Option<RotationStatus>,
+    /// The new `status.rotation` (None: keep the previous one; `Some(None)` clears it).
+    pub rotation: Option<Option<RotationStatus>>,
 }
 
 /// Computes the next status from the previous one.
@@ -142,11 +141,7 @@ pub fn next_status(
             .inventory
             .unwrap_or_else(|| previous.inventory.clone()),
         secrets: update.results.unwrap_or_else(|| previous.secrets.clone()),
-        rotation: match update.rotation {
-            Some(r) if r == RotationStatus::default() => None,
-            Some(r) => Some(r),
-            None => previous.rotation.clone(),
-        },
+        rotation: update.rotation.unwrap_or_else(|| previous.rotation.clone()),
     }
 }
 

@@ -142,8 +142,8 @@ fn status(c: &Cluster) -> SyncStatus {
 fn current(c: &Cluster) -> String {
     status(c)
         .rotation
-        .and_then(|r| r.versions.into_iter().find(|v| v.name == "db"))
-        .map(|v| v.current)
+        .and_then(|r| r.secrets.into_iter().find(|v| v.name == "db"))
+        .map(|v| format!("db-{}", v.current_version))
         .expect("status.rotation names the current version of db")
 }
 
@@ -153,8 +153,8 @@ fn wait_new_version(c: &Cluster, ctl: &ControllerProcess, old: &str) -> String {
     wait_until("a new current version of db", ctl, || {
         let now = status(c)
             .rotation
-            .and_then(|r| r.versions.into_iter().find(|v| v.name == "db"))
-            .map(|v| v.current);
+            .and_then(|r| r.secrets.into_iter().find(|v| v.name == "db"))
+            .map(|v| format!("db-{}", v.current_version));
         match now {
             Some(v) if v != old => {
                 found = v;
@@ -169,7 +169,7 @@ fn wait_new_version(c: &Cluster, ctl: &ControllerProcess, old: &str) -> String {
 fn rollout_state(c: &Cluster, name: &str) -> Option<RolloutState> {
     status(c)
         .rotation?
-        .rollouts
+        .workloads
         .into_iter()
         .find(|r| r.name == name)
         .map(|r| r.state)
@@ -237,12 +237,12 @@ fn assert_no_canary_anywhere(c: &Cluster, ctl: &ControllerProcess, values: &[&st
             );
         }
     }
-    for v in status(c).rotation.into_iter().flat_map(|r| r.versions) {
-        for name in std::iter::once(&v.current).chain(&v.kept) {
-            let suffix = name.rsplit('-').next().unwrap_or_default();
+    for v in status(c).rotation.into_iter().flat_map(|r| r.secrets) {
+        for suffix in std::iter::once(&v.current_version).chain(&v.versions_kept) {
+            let name = format!("{}-{suffix}", v.name);
             for h in &content_hashes {
                 assert!(
-                    !h.starts_with(suffix),
+                    !h.starts_with(suffix.as_str()),
                     "the version name {name} carries an unkeyed digest of the data"
                 );
             }

@@ -27,9 +27,6 @@ pub const ANNOTATION_VERSION_OF: &str = "sopsync.io/version-of";
 /// On a version Secret: its place in the order of versions (higher is newer).
 pub const ANNOTATION_VERSION_SERIAL: &str = "sopsync.io/version-serial";
 
-/// The default of `spec.rotation.retain`: previous versions kept besides the current one.
-pub const DEFAULT_RETAIN: u32 = 2;
-
 /// One existing version of a Secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Version {
@@ -112,13 +109,14 @@ fn token(s: &str) -> String {
 }
 
 /// Every Secret reference of a PodSpec: (JSON pointer relative to the PodSpec, name).
-/// The places the kubelet reads a Secret by name for a pod: `secret` and `projected`
-/// volumes, `env[].valueFrom.secretKeyRef`, `envFrom[].secretRef` of every container
-/// kind, and `imagePullSecrets`.
+/// The same places as [`super::podspec::secret_names`] (a unit test holds them equal):
+/// `secret` and `projected` volumes, `env[].valueFrom.secretKeyRef` and
+/// `envFrom[].secretRef` of every container kind. They are found here as JSON pointers
+/// because the switch is a JSON Patch that names each path it changes.
 pub fn secret_refs(pod_spec: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut add = |pointer: String, v: Option<&Value>| {
-        if let Some(name) = v.and_then(Value::as_str) {
+        if let Some(name) = v.and_then(Value::as_str).filter(|n| !n.is_empty()) {
             out.push((pointer, name.to_string()));
         }
     };
@@ -158,9 +156,6 @@ pub fn secret_refs(pod_spec: &Value) -> Vec<(String, String)> {
                 );
             }
         }
-    }
-    for (i, s) in list(pod_spec, "imagePullSecrets").iter().enumerate() {
-        add(format!("/imagePullSecrets/{i}/name"), s.get("name"));
     }
     out
 }
@@ -363,6 +358,19 @@ mod tests {
             referenced_by("Deployment", &d)
         );
         assert!(referenced_by("ConfigMap", &d).is_empty());
+    }
+
+    #[test]
+    fn the_json_references_are_those_podspec_finds() {
+        let d = deployment(&["db-a", "db-b", "other", "db-c"]);
+        let spec = &d["spec"]["template"]["spec"];
+        let typed: k8s_openapi::api::core::v1::PodSpec =
+            serde_json::from_value(spec.clone()).expect("a PodSpec");
+        let ours: BTreeSet<String> = secret_refs(spec).into_iter().map(|(_, n)| n).collect();
+        assert_eq!(
+            ours,
+            crate::controller::rotation::podspec::secret_names(&typed)
+        );
     }
 
     #[test]

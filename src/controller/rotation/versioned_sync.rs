@@ -24,7 +24,7 @@ use crate::controller::apply::{LiveSecret, Owner, Plan};
 use crate::controller::context::Context;
 use crate::controller::crd::{
     InventoryEntry, RolloutState, RotationSpec, RotationStatus, SecretVersions, SwitchedRef,
-    WorkloadRef, WorkloadRollout, MAX_ROLLOUTS,
+    WorkloadKind, WorkloadRef, WorkloadRollout, MAX_WORKLOADS_IN_STATUS,
 };
 use crate::repo::render::DesiredSecret;
 use k8s_openapi::api::apps::v1::{
@@ -39,7 +39,9 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// `spec.rotation.rolloutTimeout` when unset.
+/// `spec.rotation.rolloutTimeout` when unset, for the kinds that have no progress
+/// deadline of their own (StatefulSet, DaemonSet, CronJob). A Deployment then fails by
+/// its `progressDeadlineSeconds` alone (default 600 s, set by the Deployment controller).
 pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// How soon a sync looks again while a rollout it started is still running.
 pub const ROLLOUT_POLL: Duration = Duration::from_secs(5);
@@ -64,7 +66,7 @@ pub struct Versioning {
     retain: u32,
     keep_plain: bool,
     rollback: bool,
-    timeout: Duration,
+    timeout: Option<Duration>,
     workloads: Vec<WorkloadRef>,
     secrets: Vec<Logical>,
 }
@@ -96,7 +98,7 @@ impl Versioning {
         prefix: &str,
         desired: &[DesiredSecret],
         version_name: impl Fn(&DesiredSecret) -> String,
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Versioning {
         let secrets = desired
             .iter()
@@ -110,7 +112,7 @@ impl Versioning {
             })
             .collect();
         Versioning {
-            retain: spec.retain.unwrap_or(versioned::DEFAULT_RETAIN),
+            retain: super::retain_of(Some(spec)),
             keep_plain: spec.keep_plain_secret,
             rollback: spec.rollback_on_failure,
             timeout,
@@ -210,17 +212,17 @@ impl Versioning {
                 renames.insert(v.name.clone(), l.current.clone());
             }
         }
-        let before: BTreeMap<(String, String), WorkloadRollout> = previous
-            .map(|p| p.rollouts.clone())
+        let before: BTreeMap<(WorkloadKind, String), WorkloadRollout> = previous
+            .map(|p| p.workloads.clone())
             .unwrap_or_default()
             .into_iter()
-            .map(|r| ((r.kind.clone(), r.name.clone()), r))
+            .map(|r| ((r.kind, r.name.clone()), r))
             .collect();
         let mut records: Vec<WorkloadRollout> = Vec::new();
         let mut failures: Vec<String> = Vec::new();
         let mut unreachable: Vec<String> = Vec::new();
         for w in &self.workloads {
-            let record = before.get(&(w.kind.clone(), w.name.clone())).cloned();
+            let record = before.get(&(w.kind, w.name.clone())).cloned();
             match self
                 .roll_one(ctx, owner, w, record, &renames, &mut out)
                 .await
@@ -229,7 +231,7 @@ impl Versioning {
                     if r.state == RolloutState::Failed || r.state == RolloutState::RolledBack {
                         failures.push(format!(
                             "{}/{}: {}",
-                            r.kind,
+                            r.kind.as_str(),
                             r.name,
                             r.message.clone().unwrap_or_default()
                         ));
@@ -237,7 +239,7 @@ impl Versioning {
                     records.push(r);
                 }
                 Ok(None) => {}
-                Err(why) => unreachable.push(format!("{}/{}: {why}", w.kind, w.name)),
+                Err(why) => unreachable.push(format!("{}/{}: {why}", w.kind.as_str(), w.name)),
             }
         }
         if !failures.is_empty() {
@@ -262,12 +264,18 @@ impl Versioning {
             .collect();
         self.collect(ctx, owner, live, &versions, held, &unsettled, &mut out)
             .await;
-        records.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
-        if records.len() > MAX_ROLLOUTS {
-            out.status.rollouts_not_listed = (records.len() - MAX_ROLLOUTS) as u32;
-            records.truncate(MAX_ROLLOUTS);
+        // Failures first (crd.rs), so a cut list still shows them.
+        let failed_first = |r: &WorkloadRollout| {
+            !matches!(r.state, RolloutState::Failed | RolloutState::RolledBack)
+        };
+        records.sort_by(|a, b| {
+            (failed_first(a), a.kind, &a.name).cmp(&(failed_first(b), b.kind, &b.name))
+        });
+        if records.len() > MAX_WORKLOADS_IN_STATUS {
+            out.status.workloads_omitted = (records.len() - MAX_WORKLOADS_IN_STATUS) as u32;
+            records.truncate(MAX_WORKLOADS_IN_STATUS);
         }
-        out.status.rollouts = records;
+        out.status.workloads = records;
         out
     }
 
@@ -282,12 +290,8 @@ impl Versioning {
         renames: &BTreeMap<String, String>,
         out: &mut Rolled,
     ) -> Result<Option<WorkloadRollout>, String> {
-        let Some(ar) = workload_resource(&w.kind) else {
-            return Err(format!(
-                "kind {:?} is not one of Deployment, StatefulSet, DaemonSet, CronJob",
-                w.kind
-            ));
-        };
+        let kind = w.kind.as_str();
+        let ar = workload_resource(w.kind);
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), &owner.namespace, &ar);
         let obj = match api.get_opt(&w.name).await {
@@ -301,7 +305,7 @@ impl Versioning {
                 self.check(ctx, &api, &obj, r, out).await;
             }
         }
-        let Some(switch) = versioned::switch_patch(&w.kind, &obj, renames) else {
+        let Some(switch) = versioned::switch_patch(kind, &obj, renames) else {
             return Ok(record);
         };
         // Do not fight a failed rollout: the same switch waits for new content.
@@ -347,19 +351,18 @@ impl Versioning {
         out.events.push((
             "Switched".into(),
             format!(
-                "{}/{}: references switched to {}",
-                w.kind,
+                "{kind}/{}: references switched to {}",
                 w.name,
                 describe(&switch.pairs)
             ),
         ));
         Ok(Some(WorkloadRollout {
-            kind: w.kind.clone(),
+            kind: w.kind,
             name: w.name.clone(),
-            switched,
-            started_at: now_rfc3339(),
             state: RolloutState::Progressing,
+            last_restart: Some(now_rfc3339()),
             message: Some("switched; waiting for the rollout".into()),
+            switched,
         }))
     }
 
@@ -372,19 +375,30 @@ impl Versioning {
         r: &mut WorkloadRollout,
         out: &mut Rolled,
     ) {
-        let progress = match progress_of(&r.kind, obj) {
+        let progress = match progress_of(r.kind, obj) {
             Some(p) => p,
             None => Progress::Waiting("the workload's status could not be read".into()),
         };
-        let elapsed = elapsed_since(&r.started_at);
+        let elapsed = elapsed_since(r.last_restart.as_deref().unwrap_or_default());
+        let timeout = match (self.timeout, r.kind) {
+            (Some(t), _) => Some(t),
+            // A Deployment has its own deadline (the ProgressDeadlineExceeded reason).
+            (None, WorkloadKind::Deployment) => None,
+            (None, _) => Some(DEFAULT_ROLLOUT_TIMEOUT),
+        };
+        let judged = match timeout {
+            Some(t) => rollout::judge(progress, elapsed, t),
+            None => progress,
+        };
         let was = r.state;
-        match rollout::judge(progress, elapsed, self.timeout) {
+        match judged {
             Progress::Complete => {
                 r.state = RolloutState::Complete;
                 r.message = None;
+                r.switched.clear();
                 out.events.push((
                     "RolloutComplete".into(),
-                    format!("{}/{}: rollout complete", r.kind, r.name),
+                    format!("{}/{}: rollout complete", r.kind.as_str(), r.name),
                 ));
             }
             Progress::Waiting(why) => {
@@ -421,7 +435,7 @@ impl Versioning {
             .rev()
             .map(|s| (s.to.clone(), s.from.clone()))
             .collect();
-        let Some(switch) = versioned::switch_patch(&r.kind, obj, &back) else {
+        let Some(switch) = versioned::switch_patch(r.kind.as_str(), obj, &back) else {
             return;
         };
         let patch: Patch<()> = match serde_json::from_value(switch.patch) {
@@ -438,14 +452,14 @@ impl Versioning {
                     "RolledBack".into(),
                     format!(
                         "{}/{}: references switched back to {}",
-                        r.kind,
+                        r.kind.as_str(),
                         r.name,
                         describe(&switch.pairs)
                     ),
                 ));
             }
             Err(e) => {
-                tracing::warn!(kind = %r.kind, name = %r.name, error = %api_reason(&e), "could not switch a failed rollout back");
+                tracing::warn!(kind = r.kind.as_str(), name = %r.name, error = %api_reason(&e), "could not switch a failed rollout back");
                 out.progressing = true;
             }
         }
@@ -502,10 +516,16 @@ impl Versioning {
                 .collect();
             out.inventory
                 .extend(kept.iter().map(|n| InventoryEntry { name: n.clone() }));
-            out.status.versions.push(SecretVersions {
+            // The status names versions by their suffix (crd.rs).
+            let suffix = |n: &str| {
+                n.strip_prefix(&format!("{}-", l.name))
+                    .unwrap_or(n)
+                    .to_string()
+            };
+            out.status.secrets.push(SecretVersions {
                 name: l.name.clone(),
-                current: l.current.clone(),
-                kept,
+                current_version: suffix(&l.current),
+                versions_kept: kept.iter().map(|n| suffix(n)).collect(),
             });
             delete.extend(decision.delete);
         }
@@ -558,25 +578,23 @@ impl Versioning {
 }
 
 /// The `ApiResource` of a workload kind sopsync switches.
-fn workload_resource(kind: &str) -> Option<ApiResource> {
-    Some(match kind {
-        "Deployment" => ApiResource::erase::<Deployment>(&()),
-        "StatefulSet" => ApiResource::erase::<StatefulSet>(&()),
-        "DaemonSet" => ApiResource::erase::<DaemonSet>(&()),
-        "CronJob" => ApiResource::erase::<CronJob>(&()),
-        _ => return None,
-    })
+fn workload_resource(kind: WorkloadKind) -> ApiResource {
+    match kind {
+        WorkloadKind::Deployment => ApiResource::erase::<Deployment>(&()),
+        WorkloadKind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+        WorkloadKind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
+        WorkloadKind::CronJob => ApiResource::erase::<CronJob>(&()),
+    }
 }
 
 /// The rollout progress of a workload read as JSON.
-fn progress_of(kind: &str, obj: &Value) -> Option<Progress> {
+fn progress_of(kind: WorkloadKind, obj: &Value) -> Option<Progress> {
     let v = obj.clone();
     Some(match kind {
-        "Deployment" => rollout::deployment(&serde_json::from_value(v).ok()?),
-        "StatefulSet" => rollout::stateful_set(&serde_json::from_value(v).ok()?),
-        "DaemonSet" => rollout::daemon_set(&serde_json::from_value(v).ok()?),
-        "CronJob" => rollout::cron_job(&serde_json::from_value(v).ok()?),
-        _ => return None,
+        WorkloadKind::Deployment => rollout::deployment(&serde_json::from_value(v).ok()?),
+        WorkloadKind::StatefulSet => rollout::stateful_set(&serde_json::from_value(v).ok()?),
+        WorkloadKind::DaemonSet => rollout::daemon_set(&serde_json::from_value(v).ok()?),
+        WorkloadKind::CronJob => rollout::cron_job(&serde_json::from_value(v).ok()?),
     })
 }
 
