@@ -21,7 +21,7 @@ use super::rotation::versioned_sync::{self, Versioning};
 use super::status::{next_status, ready, StatusUpdate, Verdict};
 use crate::core::keys::AgeIdentities;
 use crate::repo::git::{check_source, fetch_with_policy, redact_url, GitError};
-use crate::repo::render::{render_files, DesiredSecret, FileError, RenderOptions};
+use crate::repo::render::{content_hash, render_files, DesiredSecret, FileError, RenderOptions};
 use crate::repo::walk::{walk_tree, WalkError, WalkLimits};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -30,7 +30,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::Resource;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -459,8 +459,35 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         prune,
         file_errors.is_empty(),
     );
-    drop(desired);
     let held = versioning.as_ref().map(|v| v.adjust(&mut plan));
+    // Restarts follow a change of decrypted content only: a Secret of ours rewritten
+    // with other data (not a new one, not one rewritten for its labels or annotations).
+    // (InPlace only: the Versioned strategy switches references instead.)
+    let restarts_wanted =
+        versioning.is_none() && super::rotation::inplace::wants_restarts(rotation);
+    let changed_now: BTreeSet<String> = if restarts_wanted {
+        let writing: BTreeSet<&str> = plan.writes.iter().map(|w| w.name.as_str()).collect();
+        desired
+            .iter()
+            .filter_map(|d| {
+                let name = format!("{prefix}{}", d.name);
+                let before = live.get(&name)?.content_hash.as_ref()?;
+                (writing.contains(name.as_str())
+                    && *before != content_hash(&d.secret_type, &d.data))
+                .then_some(name)
+            })
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    // The rendered data is kept past the writes only when restarts may need its
+    // digests (released otherwise, as before: it is the largest part of a sync's heap).
+    let desired = if restarts_wanted {
+        desired
+    } else {
+        drop(desired);
+        Vec::new()
+    };
     let total = plan.writes.len() + plan.prune.len();
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let writes = std::mem::take(&mut plan.writes);
@@ -510,7 +537,7 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             plan.inventory.extend(r.inventory.iter().cloned());
             Some(r)
         }
-        (Some(v), Some(held)) => {
+        (Some(v), Some((held, _))) => {
             plan.inventory.extend(v.hold_all(owner, &live, held));
             None
         }
@@ -588,6 +615,41 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             managed,
         };
     }
+    let synced_names: BTreeSet<&str> = update
+        .results
+        .iter()
+        .flatten()
+        .filter(|r| r.result == SecretOutcome::Synced)
+        .map(|r| r.name.as_str())
+        .collect();
+    // InPlace restarts; under Versioned, `rolled` above did the switching.
+    let after = if versioning.is_some() {
+        super::rotation::inplace::AfterSyncOutcome::default()
+    } else {
+        super::rotation::inplace::after_sync(
+            ctx,
+            super::rotation::inplace::AfterSync {
+                owner_uid: &owner.uid,
+                namespace: &owner.namespace,
+                rotation,
+                previous: previous_rotation,
+                changed_now,
+                secrets: desired
+                    .iter()
+                    .map(|d| (format!("{prefix}{}", d.name), &d.data))
+                    .filter(|(name, _)| synced_names.contains(name.as_str()))
+                    .collect(),
+                now: k8s_openapi::jiff::Timestamp::now(),
+            },
+        )
+        .await
+    };
+    drop(desired);
+    if versioning.is_none() {
+        update.rotation = after.status;
+    }
+    events.extend(after.events);
+    let requeue = after.requeue.map_or(requeue, |r| r.min(requeue));
     let verdict = if !file_errors.is_empty() {
         let list: Vec<String> = file_errors
             .iter()
@@ -618,7 +680,11 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             reason: "RolloutFailed".into(),
             message,
         }
-    } else if let Some(message) = rolled.as_ref().and_then(|r| r.restart_failed.clone()) {
+    } else if let Some(message) = after
+        .failure
+        .or_else(|| rolled.as_ref().and_then(|r| r.restart_failed.clone()))
+    {
+        // The Secrets are all written: the revision is applied; only restarts failed.
         update.applied_revision = Some(revision);
         Verdict::Degraded {
             reason: "RestartFailed".into(),
@@ -655,8 +721,10 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
     if spec.suspend {
         return Outcome::suspended();
     }
-    if let Some(m) = super::rotation::unsupported(spec.rotation.as_ref()) {
-        return Outcome::stalled("RotationUnsupported", m, interval);
+    if let Some((reason, m)) =
+        super::rotation::refused(spec.rotation.as_ref(), ctx.config.rotation_debounce)
+    {
+        return Outcome::stalled(reason, m, interval);
     }
     // Before anything is loaded or fetched: a tenant's URL and ref are data for git,
     // and only the sources the operator allows are contacted (issue 11 point 1).
@@ -770,8 +838,10 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
     if spec.suspend {
         return Outcome::suspended();
     }
-    if let Some(m) = super::rotation::unsupported(spec.rotation.as_ref()) {
-        return Outcome::stalled("RotationUnsupported", m, SOPS_SECRET_RESYNC);
+    if let Some((reason, m)) =
+        super::rotation::refused(spec.rotation.as_ref(), ctx.config.rotation_debounce)
+    {
+        return Outcome::stalled(reason, m, SOPS_SECRET_RESYNC);
     }
     let (owner, keys) = match owner_and_keys(obj, &spec.decryption, ctx, SOPS_SECRET_RESYNC).await {
         Ok(found) => found,
@@ -835,7 +905,7 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
         previous: &previous,
         revision,
         requeue: SOPS_SECRET_RESYNC,
-        rotation: None,
+        rotation: spec.rotation.as_ref(),
         previous_rotation: obj.status.as_ref().and_then(|s| s.rotation.as_ref()),
     };
     sync_secrets(ctx, &owner, request).await

@@ -129,7 +129,7 @@ fn versioned(extra: Value) -> (Cluster, ControllerProcess, String) {
         json!({"url": c.url(), "interval": "1s", "rotation": rotation}),
     );
     grant_workload_access(&c);
-    let ctl = c.controller("c1", &[]);
+    let ctl = c.controller("c1", &["--workload-restarts"]);
     let head = c.head();
     wait_applied(&c, &ctl, NS, "apps", &head);
     (c, ctl, head)
@@ -329,7 +329,10 @@ fn a_failed_rollout_keeps_the_old_version_and_says_so() {
         .events(NS)
         .iter()
         .any(|(t, r, _)| t == "Warning" && r == "RolloutFailed"));
-    assert_eq!(ctl.metric("sopsync_rollouts_failed_total"), 1.0);
+    assert_eq!(
+        ctl.metric("sopsync_rollouts_failed_total{strategy=\"Versioned\"}"),
+        1.0
+    );
     assert_no_canary_anywhere(
         &c,
         &ctl,

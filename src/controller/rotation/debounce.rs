@@ -15,7 +15,7 @@
 //! own last write).
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -61,31 +61,38 @@ pub fn due(since: Option<Timestamp>, window: Duration, now: Timestamp) -> Due {
     Due::Wait(Duration::try_from(left).unwrap_or(Duration::ZERO))
 }
 
-/// The open windows of this controller process, by owner uid. Holds timestamps only
-/// (no names of Secrets, no values).
+/// One open window: when it opened, and the Secrets (names) changed within it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    /// When the first change of the window was written.
+    pub since: Option<Timestamp>,
+    /// The Secrets whose content changed within it.
+    pub changed: BTreeSet<String>,
+}
+
+/// The open windows of this controller process, by owner uid. Holds timestamps and
+/// Secret names only (no values).
 #[derive(Debug, Default)]
-pub struct Pending(Mutex<HashMap<String, Timestamp>>);
+pub struct Pending(Mutex<HashMap<String, Window>>);
 
 impl Pending {
-    /// The window opened for `owner`, if any.
-    pub fn get(&self, owner: &str) -> Option<Timestamp> {
+    /// The window open for `owner` (default: none).
+    pub fn get(&self, owner: &str) -> Window {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(owner)
-            .copied()
+            .cloned()
+            .unwrap_or_default()
     }
 
-    /// Records the window of `owner` (None: closed).
-    pub fn set(&self, owner: &str, since: Option<Timestamp>) {
+    /// Records the window of `owner` (`since` None: closed).
+    pub fn set(&self, owner: &str, window: Window) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match since {
-            Some(t) => {
-                map.insert(owner.to_string(), t);
-            }
-            None => {
-                map.remove(owner);
-            }
+        if window.since.is_some() {
+            map.insert(owner.to_string(), window);
+        } else {
+            map.remove(owner);
         }
     }
 }
@@ -132,12 +139,18 @@ mod tests {
             let now = at(0)
                 .checked_add(SignedDuration::from_millis(400 * i))
                 .expect("valid");
-            let start = window_start([pending.get("uid")], true, now);
-            pending.set("uid", start);
+            let start = window_start([pending.get("uid").since], true, now);
+            pending.set(
+                "uid",
+                Window {
+                    since: start,
+                    changed: BTreeSet::from(["db".to_string()]),
+                },
+            );
             match due(start, window, now) {
                 Due::Now => {
                     rollouts += 1;
-                    pending.set("uid", None);
+                    pending.set("uid", Window::default());
                 }
                 Due::Wait(d) => waits.push(d),
                 Due::Nothing => unreachable!("a change is pending"),
@@ -147,12 +160,13 @@ mod tests {
         assert_eq!(waits.first(), Some(&window));
         assert_eq!(waits.last(), Some(&Duration::from_millis(2400)));
         // The requeue when the window closes: no new change, one rollout.
-        let start = window_start([pending.get("uid")], false, at(10));
+        assert_eq!(pending.get("uid").changed.len(), 1);
+        let start = window_start([pending.get("uid").since], false, at(10));
         assert_eq!(due(start, window, at(10)), Due::Now);
         rollouts += 1;
-        pending.set("uid", None);
+        pending.set("uid", Window::default());
         // And nothing after it.
-        let start = window_start([pending.get("uid")], false, at(11));
+        let start = window_start([pending.get("uid").since], false, at(11));
         assert_eq!(due(start, window, at(11)), Due::Nothing);
         assert_eq!(rollouts, 1);
     }

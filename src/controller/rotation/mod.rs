@@ -15,7 +15,8 @@
 //!   versions, the one-patch switch, retention and deletion of old versions), with
 //!   [`rollout`] (pure) telling when a workload finished rolling out.
 //! - [`restart`]: the InPlace strategy: which workloads a change restarts (pure), and
-//!   restarting them.
+//!   restarting them; [`inplace`] runs it after a sync (window, key, status, Events,
+//!   metrics).
 //!
 //! A change is a change of the decrypted content: re-encrypting a file, `rotate`,
 //! `updatekeys`, a new `lastmodified` or a comment edit leave the Secret's data as it
@@ -24,12 +25,13 @@
 pub mod debounce;
 pub mod digest;
 pub mod digest_key;
+pub mod inplace;
 pub mod podspec;
+pub mod restart;
 pub mod rollout;
 pub mod versioned;
 pub mod versioned_sync;
-// RESTART pub mod restart;
-// WORKLOADS pub mod workloads;
+pub mod workloads;
 
 use super::crd::{RotationSpec, RotationStrategy, MAX_RETAIN};
 use std::time::Duration;
@@ -59,6 +61,23 @@ pub fn unsupported(rotation: Option<&RotationSpec>) -> Option<String> {
         return Some(format!(
             "spec.rotation.{field} applies only to strategy Versioned; remove it or set strategy: Versioned"
         ));
+    }
+    None
+}
+
+/// Why `spec.rotation` stops a sync before anything is fetched: (reason, message).
+pub fn refused(
+    rotation: Option<&RotationSpec>,
+    default_debounce: Duration,
+) -> Option<(&'static str, String)> {
+    if let Some(m) = unsupported(rotation) {
+        return Some(("RotationUnsupported", m));
+    }
+    if let Err(m) = debounce_of(rotation, default_debounce) {
+        return Some(("InvalidSpec", m));
+    }
+    if let Err(m) = rollout_timeout_of(rotation) {
+        return Some(("InvalidSpec", m));
     }
     None
 }

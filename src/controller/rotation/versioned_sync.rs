@@ -18,14 +18,16 @@
 //! Security: only names (of Secrets, versions and workloads) reach the status, Events
 //! and logs; version names carry a keyed digest.
 
+use super::restart::watched;
 use super::rollout::{self, Progress};
 use super::versioned::{self, Version};
 use crate::controller::apply::{LiveSecret, Owner, Plan};
 use crate::controller::context::Context;
 use crate::controller::crd::{
-    InventoryEntry, RolloutState, RotationSpec, RotationStatus, SecretVersions, SwitchedRef,
-    WorkloadKind, WorkloadRef, WorkloadRollout, MAX_WORKLOADS_IN_STATUS,
+    InventoryEntry, RestartPolicy, RolloutState, RotationSpec, RotationStatus, SecretVersions,
+    SwitchedRef, WorkloadKind, WorkloadRef, WorkloadRollout, MAX_WORKLOADS_IN_STATUS,
 };
+use crate::controller::metrics::{RestartLabels, RotationLabels};
 use crate::repo::render::DesiredSecret;
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
@@ -67,8 +69,15 @@ pub struct Versioning {
     keep_plain: bool,
     rollback: bool,
     timeout: Option<Duration>,
+    policy: RestartPolicy,
     workloads: Vec<WorkloadRef>,
     secrets: Vec<Logical>,
+}
+
+fn versioned() -> RotationLabels {
+    RotationLabels {
+        strategy: "Versioned".into(),
+    }
 }
 
 /// What the rollout part of a sync did.
@@ -88,6 +97,8 @@ pub struct Rolled {
     pub inventory: Vec<InventoryEntry>,
     /// How many Secrets were deleted.
     pub deleted: usize,
+    /// This sync's time (RFC 3339), the `lastRestart` of the switches it makes.
+    now: String,
 }
 
 impl Versioning {
@@ -116,6 +127,7 @@ impl Versioning {
             keep_plain: spec.keep_plain_secret,
             rollback: spec.rollback_on_failure,
             timeout,
+            policy: spec.restart,
             workloads: spec.restart_workloads.clone(),
             secrets,
         }
@@ -156,15 +168,18 @@ impl Versioning {
     }
 
     /// Makes the version writes immutable and takes the plan's deletions: under this
-    /// strategy a Secret leaves only by [`Versioning::roll`]'s rules. Returns them.
-    pub fn adjust(&self, plan: &mut Plan) -> Vec<String> {
+    /// strategy a Secret leaves only by [`Versioning::roll`]'s rules. Returns them, and
+    /// whether a version is written now (a new content, or an old one back).
+    pub fn adjust(&self, plan: &mut Plan) -> (Vec<String>, bool) {
         let versions: BTreeSet<&str> = self.secrets.iter().map(|l| l.current.as_str()).collect();
+        let mut fresh = false;
         for w in plan.writes.iter_mut() {
             if versions.contains(w.name.as_str()) {
                 versioned::seal(&mut w.body);
+                fresh = true;
             }
         }
-        std::mem::take(&mut plan.prune)
+        (std::mem::take(&mut plan.prune), fresh)
     }
 
     /// When writes failed: nothing is switched or deleted, and every old version and
@@ -190,16 +205,31 @@ impl Versioning {
     }
 
     /// Switches, watches and collects (steps 2 to 4 of the module docs). Runs after
-    /// every version was written.
+    /// every version was written; `fresh` when a version was written now.
     pub async fn roll(
         &self,
         ctx: &Context,
         owner: &Owner,
         live: &BTreeMap<String, LiveSecret>,
         previous: Option<&RotationStatus>,
-        held: Vec<String>,
+        (held, fresh): (Vec<String>, bool),
     ) -> Rolled {
-        let mut out = Rolled::default();
+        let mut out = Rolled {
+            now: now_rfc3339(),
+            ..Rolled::default()
+        };
+        if !ctx.config.workload_restarts {
+            // Without the workload RBAC nothing can be switched, and no pod template
+            // can be read: every version stays.
+            if !self.workloads.is_empty() || self.policy == RestartPolicy::Auto {
+                out.restart_failed = Some(
+                    "spec.rotation strategy Versioned switches workloads, but the controller runs without --workload-restarts (chart: rotation.workloadRestarts.enabled=true); the versions were written, nothing was switched or deleted".into(),
+                );
+            }
+            out.inventory = self.hold_all(owner, live, held);
+            out.status = previous.cloned().unwrap_or_default();
+            return out;
+        }
         let versions: Vec<Vec<Version>> = self
             .secrets
             .iter()
@@ -221,13 +251,19 @@ impl Versioning {
         let mut records: Vec<WorkloadRollout> = Vec::new();
         let mut failures: Vec<String> = Vec::new();
         let mut unreachable: Vec<String> = Vec::new();
-        for w in &self.workloads {
+        let selected = self
+            .selection(ctx, owner, &renames, &before, fresh, &mut unreachable)
+            .await;
+        let mut switched_any = false;
+        for w in &selected {
             let record = before.get(&(w.kind, w.name.clone())).cloned();
             match self
                 .roll_one(ctx, owner, w, record, &renames, &mut out)
                 .await
             {
                 Ok(Some(r)) => {
+                    switched_any |= r.state == RolloutState::Progressing
+                        && r.last_restart.as_deref() == Some(out.now.as_str());
                     if r.state == RolloutState::Failed || r.state == RolloutState::RolledBack {
                         failures.push(format!(
                             "{}/{}: {}",
@@ -241,6 +277,9 @@ impl Versioning {
                 Ok(None) => {}
                 Err(why) => unreachable.push(format!("{}/{}: {why}", w.kind.as_str(), w.name)),
             }
+        }
+        if switched_any {
+            ctx.metrics.rotations.get_or_create(&versioned()).inc();
         }
         if !failures.is_empty() {
             out.failed = Some(format!(
@@ -276,6 +315,41 @@ impl Versioning {
             records.truncate(MAX_WORKLOADS_IN_STATUS);
         }
         out.status.workloads = records;
+        out
+    }
+
+    /// The workloads this sync looks at: those in `restartWorkloads`, those it switched
+    /// before (their rollouts are followed), and, when a version was written now, those
+    /// `spec.rotation.restart` selects (restart.rs: opted in by annotation, or `Auto`)
+    /// among the workloads that use the Secret or one of its versions.
+    async fn selection(
+        &self,
+        ctx: &Context,
+        owner: &Owner,
+        renames: &BTreeMap<String, String>,
+        before: &BTreeMap<(WorkloadKind, String), WorkloadRollout>,
+        fresh: bool,
+        unreachable: &mut Vec<String>,
+    ) -> BTreeSet<WorkloadRef> {
+        let mut out: BTreeSet<WorkloadRef> = self.workloads.iter().cloned().collect();
+        out.extend(before.keys().map(|(kind, name)| WorkloadRef {
+            kind: *kind,
+            name: name.clone(),
+        }));
+        if fresh && self.policy != RestartPolicy::None {
+            let ours: BTreeSet<String> = renames.keys().cloned().collect();
+            let policy = self.policy;
+            match super::workloads::list(&ctx.client, &owner.namespace, |w| {
+                !watched(policy, w).is_disjoint(&ours)
+            })
+            .await
+            {
+                Ok(found) => out.extend(found.into_iter().map(|w| w.workload)),
+                Err((kind, e)) => {
+                    unreachable.push(format!("listing {}s: {}", kind.as_str(), api_reason(&e)))
+                }
+            }
+        }
         out
     }
 
@@ -331,9 +405,12 @@ impl Versioning {
                 out.progressing = true;
                 return Ok(record);
             }
-            Err(e) => return Err(api_reason(&e)),
+            Err(e) => {
+                restart_metric(ctx, w.kind, "error");
+                return Err(api_reason(&e));
+            }
         }
-        ctx.metrics.workload_restarts.inc();
+        restart_metric(ctx, w.kind, "success");
         out.progressing = true;
         // Versions an unfinished earlier switch moved away from stay unsettled.
         let mut switched: Vec<SwitchedRef> = record
@@ -360,7 +437,7 @@ impl Versioning {
             kind: w.kind,
             name: w.name.clone(),
             state: RolloutState::Progressing,
-            last_restart: Some(now_rfc3339()),
+            last_restart: Some(out.now.clone()),
             message: Some("switched; waiting for the rollout".into()),
             switched,
         }))
@@ -393,6 +470,10 @@ impl Versioning {
         let was = r.state;
         match judged {
             Progress::Complete => {
+                ctx.metrics
+                    .rollout_duration
+                    .get_or_create(&versioned())
+                    .observe(elapsed.as_secs_f64());
                 r.state = RolloutState::Complete;
                 r.message = None;
                 r.switched.clear();
@@ -408,7 +489,10 @@ impl Versioning {
                 }
             }
             Progress::Failed(why) if was == RolloutState::Progressing => {
-                ctx.metrics.rollouts_failed.inc();
+                ctx.metrics
+                    .rollouts_failed
+                    .get_or_create(&versioned())
+                    .inc();
                 r.state = RolloutState::Failed;
                 r.message = Some(why);
                 if self.rollback {
@@ -575,6 +659,16 @@ impl Versioning {
             ));
         }
     }
+}
+
+fn restart_metric(ctx: &Context, kind: WorkloadKind, result: &str) {
+    ctx.metrics
+        .workload_restarts
+        .get_or_create(&RestartLabels {
+            kind: kind.as_str().into(),
+            result: result.into(),
+        })
+        .inc();
 }
 
 /// The `ApiResource` of a workload kind sopsync switches.
