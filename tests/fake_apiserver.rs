@@ -2025,3 +2025,373 @@ fn rbac_a_server_side_apply_that_creates_its_object_needs_create_as_well_as_patc
         assert_eq!(created.len(), 1);
     });
 }
+
+// ----- workloads: the kinds rotation rolls, their generation, merge keys and rollouts -----
+
+use crate::support::workloads::{Kind, Workload};
+
+/// Every workload kind through the real client, as `kind`'s typed API would see it.
+async fn dynamic_api(client: &kube::Client, kind: Kind, ns: &str) -> Api<kube::api::DynamicObject> {
+    let ar = kube::api::ApiResource {
+        group: kind.group().into(),
+        version: "v1".into(),
+        api_version: format!("{}/v1", kind.group()),
+        kind: kind.name().into(),
+        plural: kind.plural().into(),
+    };
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+fn value_of(o: kube::api::DynamicObject) -> Value {
+    serde_json::to_value(o).expect("serializes")
+}
+
+const KINDS: [Kind; 4] = [
+    Kind::Deployment,
+    Kind::StatefulSet,
+    Kind::DaemonSet,
+    Kind::CronJob,
+];
+
+#[test]
+fn workloads_kinds_are_discoverable_with_their_status_subresource() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let (code, apps) = raw(&client, "GET", "/apis/apps/v1", None, None).await;
+        assert_eq!(code, 200);
+        let names: Vec<&str> = apps["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        for n in [
+            "deployments",
+            "deployments/status",
+            "statefulsets",
+            "statefulsets/status",
+            "daemonsets",
+            "daemonsets/status",
+            "replicasets",
+            "replicasets/status",
+            "controllerrevisions",
+        ] {
+            assert!(names.contains(&n), "apps/v1 serves {n}: {names:?}");
+        }
+        assert!(
+            !names.contains(&"controllerrevisions/status"),
+            "a ControllerRevision has no status"
+        );
+        let (code, batch) = raw(&client, "GET", "/apis/batch/v1", None, None).await;
+        assert_eq!(code, 200);
+        let names: Vec<&str> = batch["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"cronjobs") && names.contains(&"cronjobs/status"),
+            "{names:?}"
+        );
+        // The typed client reads what the fake stores.
+        use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
+        use k8s_openapi::api::batch::v1::CronJob;
+        for w in [
+            Workload::statefulset("default", "s"),
+            Workload::daemonset("default", "d"),
+            Workload::cronjob("default", "c"),
+        ] {
+            w.put(&fake);
+        }
+        let sts: StatefulSet = Api::namespaced(client.clone(), "default")
+            .get("s")
+            .await
+            .expect("statefulset");
+        assert_eq!(sts.metadata.generation, Some(1));
+        let ds: DaemonSet = Api::namespaced(client.clone(), "default")
+            .get("d")
+            .await
+            .expect("daemonset");
+        assert_eq!(ds.metadata.generation, Some(1));
+        let cj: CronJob = Api::namespaced(client.clone(), "default")
+            .get("c")
+            .await
+            .expect("cronjob");
+        assert_eq!(cj.metadata.generation, Some(1));
+        let cr: ControllerRevision = serde_json::from_value(
+            json!({"metadata": {"name": "r"}, "revision": 1, "data": {"spec": {}}}),
+        )
+        .expect("cr");
+        let cr = Api::<ControllerRevision>::namespaced(client.clone(), "default")
+            .create(&PostParams::default(), &cr)
+            .await
+            .expect("create a ControllerRevision");
+        assert_eq!(
+            cr.metadata.generation, None,
+            "no generation for a ControllerRevision"
+        );
+    });
+}
+
+#[test]
+fn workloads_generation_follows_the_spec_and_only_a_deployments_annotations() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        for kind in KINDS {
+            let api = dynamic_api(&client, kind, "default").await;
+            let w = match kind {
+                Kind::Deployment => Workload::deployment("default", "w"),
+                Kind::StatefulSet => Workload::statefulset("default", "w"),
+                Kind::DaemonSet => Workload::daemonset("default", "w"),
+                Kind::CronJob => Workload::cronjob("default", "w"),
+            };
+            let obj: kube::api::DynamicObject = serde_json::from_value(w.manifest()).expect("manifest");
+            let created = api.create(&PostParams::default(), &obj).await.expect("create");
+            assert_eq!(created.metadata.generation, Some(1), "{kind:?}: generation starts at 1");
+            let pp = PatchParams::default();
+            let gen = |o: kube::api::DynamicObject| o.metadata.generation.expect("generation");
+            // Labels are metadata: no strategy bumps generation for them.
+            let g = gen(api.patch("w", &pp, &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}}))).await.expect("label"));
+            assert_eq!(g, 1, "{kind:?}: a label change keeps the generation");
+            // deployment/strategy.go: "annotation updates bump the generation because
+            // annotations are copied from deployments to their replica sets"; the other
+            // strategies compare the spec only.
+            let g = gen(api.patch("w", &pp, &Patch::Merge(json!({"metadata": {"annotations": {"note": "x"}}}))).await.expect("annotation"));
+            assert_eq!(g, if kind == Kind::Deployment { 2 } else { 1 }, "{kind:?}: annotation change");
+            let g0 = g;
+            let tpl: Value = match kind {
+                Kind::CronJob => json!({"spec": {"jobTemplate": {"spec": {"template": {"metadata": {"annotations": {"a": "1"}}}}}}}),
+                _ => json!({"spec": {"template": {"metadata": {"annotations": {"a": "1"}}}}}),
+            };
+            let g = gen(api.patch("w", &pp, &Patch::Merge(tpl)).await.expect("template"));
+            assert_eq!(g, g0 + 1, "{kind:?}: a spec change bumps the generation");
+            // The status subresource never bumps the generation.
+            let g = gen(api.patch_status("w", &pp, &Patch::Merge(json!({"status": {"observedGeneration": 1}}))).await.expect("status"));
+            assert_eq!(g, g0 + 1, "{kind:?}: a status write keeps the generation");
+        }
+    });
+}
+
+#[test]
+fn workloads_deployment_status_writes_keep_annotations_but_not_labels_or_spec() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Deployment> = Api::namespaced(fake.client().await, "default");
+        let d: Deployment = serde_json::from_value(Workload::deployment("default", "d").manifest()).expect("deployment");
+        api.create(&PostParams::default(), &d).await.expect("create");
+        // deploymentStatusStrategy.PrepareForUpdate resets spec and labels only: the
+        // deployment controller records its revision annotation through UpdateStatus.
+        let after = api
+            .patch_status("d", &PatchParams::default(), &Patch::Merge(json!({
+                "metadata": {"labels": {"x": "y"}, "annotations": {"deployment.kubernetes.io/revision": "7"}},
+                "spec": {"replicas": 9}, "status": {"observedGeneration": 1}})))
+            .await
+            .expect("status write");
+        assert_eq!(after.annotations().get("deployment.kubernetes.io/revision").map(String::as_str), Some("7"));
+        assert!(!after.labels().contains_key("x"), "labels are reset by the status strategy");
+        assert_eq!(after.spec.as_ref().and_then(|s| s.replicas), Some(2), "spec is reset by the status strategy");
+        assert_eq!(after.metadata.generation, Some(1), "a status write never bumps the generation");
+    });
+}
+
+#[test]
+fn workloads_defaults_are_set_as_kube_apiserver_sets_them() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let mut got = BTreeMap::new();
+        for kind in KINDS {
+            let api = dynamic_api(&client, kind, "default").await;
+            let mut m = Workload::deployment("default", "w").manifest();
+            if kind != Kind::Deployment {
+                m = match kind {
+                    Kind::StatefulSet => Workload::statefulset("default", "w"),
+                    Kind::DaemonSet => Workload::daemonset("default", "w"),
+                    _ => Workload::cronjob("default", "w"),
+                }
+                .manifest();
+            }
+            let obj: kube::api::DynamicObject = serde_json::from_value(m).expect("manifest");
+            got.insert(kind.name(), value_of(api.create(&PostParams::default(), &obj).await.expect("create")));
+        }
+        // pkg/apis/apps/v1/defaults.go, pkg/apis/batch/v1/defaults.go.
+        let d = &got["Deployment"]["spec"];
+        assert_eq!(d["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+        assert_eq!((d["revisionHistoryLimit"].clone(), d["progressDeadlineSeconds"].clone()), (json!(10), json!(600)));
+        let s = &got["StatefulSet"]["spec"];
+        assert_eq!(s["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+        assert_eq!((s["podManagementPolicy"].clone(), s["revisionHistoryLimit"].clone()), (json!("OrderedReady"), json!(10)));
+        let ds = &got["DaemonSet"];
+        assert_eq!(ds["spec"]["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
+        assert_eq!(ds["spec"]["revisionHistoryLimit"], json!(10));
+        // apps/v1 shows the internal templateGeneration as an annotation (conversion.go).
+        assert_eq!(ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "1");
+        let c = &got["CronJob"]["spec"];
+        assert_eq!((c["concurrencyPolicy"].clone(), c["suspend"].clone(), c["successfulJobsHistoryLimit"].clone(), c["failedJobsHistoryLimit"].clone()),
+            (json!("Allow"), json!(false), json!(3), json!(1)));
+        // An explicit value is kept; the DaemonSet's template generation follows its template only.
+        let api = dynamic_api(&client, Kind::DaemonSet, "default").await;
+        let pp = PatchParams::default();
+        let ds = value_of(api.patch("w", &pp, &Patch::Merge(json!({"spec": {"revisionHistoryLimit": 3}}))).await.expect("patch"));
+        assert_eq!(ds["spec"]["revisionHistoryLimit"], 3);
+        assert_eq!(ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "1");
+        let ds = value_of(api.patch("w", &pp, &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {"a": "b"}}}}}))).await.expect("patch"));
+        assert_eq!(ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "2");
+    });
+}
+
+#[test]
+fn workloads_pod_template_lists_merge_by_key_at_each_kinds_template_path() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        for kind in KINDS {
+            let w = match kind {
+                Kind::Deployment => Workload::deployment("default", "w"),
+                Kind::StatefulSet => Workload::statefulset("default", "w"),
+                Kind::DaemonSet => Workload::daemonset("default", "w"),
+                Kind::CronJob => Workload::cronjob("default", "w"),
+            }
+            .env_key("db", "password")
+            .volume("tls");
+            w.put(&fake);
+            let api = dynamic_api(&client, kind, "default").await;
+            // Strategic merge (core/v1 types.go patchMergeKey): containers, env, volumes,
+            // volumeMounts and imagePullSecrets merge by their keys.
+            let pod = json!({"containers": [{"name": "app", "env": [{"name": "EXTRA", "value": "1"}],
+                                                "volumeMounts": [{"name": "more", "mountPath": "/more"}]}],
+                             "volumes": [{"name": "more", "secret": {"secretName": "more"}}],
+                             "imagePullSecrets": [{"name": "pull"}]});
+            let mut patch = json!({});
+            let ptr = kind.template_pointer();
+            let mut at = &mut patch;
+            for part in ptr.trim_start_matches('/').split('/') {
+                at = &mut at[part];
+            }
+            *at = json!({"spec": pod});
+            let merged = value_of(api.patch("w", &PatchParams::default(), &Patch::Strategic(patch)).await.expect("strategic merge"));
+            let spec = &merged.pointer(ptr).expect("template")["spec"];
+            let c = &spec["containers"];
+            assert_eq!(c.as_array().map(Vec::len), Some(1), "{kind:?}: containers merge by name");
+            assert_eq!(c[0]["image"], "registry.example/app:1", "{kind:?}");
+            let env: Vec<&str> = c[0]["env"].as_array().expect("env").iter().filter_map(|e| e["name"].as_str()).collect();
+            assert_eq!(env, ["DB_PASSWORD", "EXTRA"], "{kind:?}: env merges by name");
+            assert_eq!(c[0]["volumeMounts"].as_array().map(Vec::len), Some(2), "{kind:?}: volumeMounts merge by mountPath");
+            assert_eq!(spec["volumes"].as_array().map(Vec::len), Some(2), "{kind:?}: volumes merge by name");
+            // Server-side apply: two managers own two env entries of the same container.
+            let apply = |mgr: &str, var: &str| {
+                let mut obj = json!({"apiVersion": format!("{}/v1", kind.group()), "kind": kind.name(), "metadata": {"name": "w"}});
+                let mut at = &mut obj;
+                for part in ptr.trim_start_matches('/').split('/') {
+                    at = &mut at[part];
+                }
+                *at = json!({"spec": {"containers": [{"name": "app", "env": [{"name": var, "value": mgr}]}]}});
+                (PatchParams::apply(mgr), Patch::Apply(obj))
+            };
+            let (p, a) = apply("one", "ONE");
+            api.patch("w", &p, &a).await.expect("apply one");
+            let (p, a) = apply("two", "TWO");
+            let both = value_of(api.patch("w", &p, &a).await.expect("apply two"));
+            let env: Vec<&str> = both.pointer(ptr).expect("template")["spec"]["containers"][0]["env"].as_array().expect("env").iter().filter_map(|e| e["name"].as_str()).collect();
+            assert_eq!(env, ["DB_PASSWORD", "EXTRA", "ONE", "TWO"], "{kind:?}: SSA merges env by name");
+            let two = both["metadata"]["managedFields"].as_array().expect("managedFields").iter().find(|m| m["manager"] == "two").expect("two's entry").clone();
+            assert!(two["fieldsV1"].to_string().contains(r#"k:{\"name\":\"TWO\"}"#), "{kind:?}: {two}");
+        }
+    });
+}
+
+#[test]
+fn workloads_pod_template_changes_are_counted_per_workload() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        for kind in KINDS {
+            let w = match kind {
+                Kind::Deployment => Workload::deployment("default", "w"),
+                Kind::StatefulSet => Workload::statefulset("default", "w"),
+                Kind::DaemonSet => Workload::daemonset("default", "w"),
+                Kind::CronJob => Workload::cronjob("default", "w"),
+            };
+            w.put(&fake);
+            assert_eq!(
+                w.template_changes(&fake),
+                0,
+                "{kind:?}: creation is not a change"
+            );
+            let api = dynamic_api(&client, kind, "default").await;
+            let pp = PatchParams::default();
+            api.patch(
+                "w",
+                &pp,
+                &Patch::Merge(json!({"metadata": {"annotations": {"x": "1"}}})),
+            )
+            .await
+            .expect("annotation");
+            assert_eq!(
+                w.template_changes(&fake),
+                0,
+                "{kind:?}: metadata is not the template"
+            );
+            let restart = |v: &str| {
+                let mut patch = json!({});
+                let mut at = &mut patch;
+                for part in kind.template_pointer().trim_start_matches('/').split('/') {
+                    at = &mut at[part];
+                }
+                *at =
+                    json!({"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": v}}});
+                Patch::Merge(patch)
+            };
+            api.patch("w", &pp, &restart("1")).await.expect("restart");
+            api.patch("w", &pp, &restart("1"))
+                .await
+                .expect("same again");
+            assert_eq!(
+                w.template_changes(&fake),
+                1,
+                "{kind:?}: an unchanged template is no change"
+            );
+            api.patch("w", &pp, &restart("2"))
+                .await
+                .expect("restart again");
+            assert_eq!(w.template_changes(&fake), 2, "{kind:?}");
+        }
+        assert_eq!(fake.template_changes("other", "Deployment", "w"), 0);
+    });
+}
+
+#[test]
+fn workloads_immutable_secrets_and_config_maps_refuse_data_changes_with_422() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let (code, _) = post_secret(&client, json!({"metadata": {"name": "v1"}, "immutable": true, "stringData": {"k": "one"}})).await;
+        assert_eq!(code, 201);
+        let path = "/api/v1/namespaces/default/secrets/v1";
+        // ValidateSecretUpdate: `field.Forbidden(data, "field is immutable when `immutable` is set")`.
+        let (code, body) = raw(&client, "PATCH", path, None, Some(json!({"stringData": {"k": "two"}}))).await;
+        assert_eq!(code, 422);
+        assert_eq!(body, invalid_status("Secret", "v1", "FieldValueForbidden", "data", "Forbidden: field is immutable when `immutable` is set"));
+        let (code, body) = raw(&client, "PATCH", path, None, Some(json!({"immutable": false}))).await;
+        assert_eq!(code, 422);
+        assert_eq!(body, invalid_status("Secret", "v1", "FieldValueForbidden", "immutable", "Forbidden: field is immutable when `immutable` is set"));
+        // Both at once: one cause each, in the validator's order.
+        let (code, body) = raw(&client, "PATCH", path, None, Some(json!({"immutable": null, "data": {"k": "dHdv"}}))).await;
+        assert_eq!(code, 422);
+        assert_eq!(body["message"], "Secret \"v1\" is invalid: [immutable: Forbidden: field is immutable when `immutable` is set, data: Forbidden: field is immutable when `immutable` is set]");
+        // stringData is folded into data before validation: restating the value is no change;
+        // metadata may change.
+        let (code, _) = raw(&client, "PATCH", path, None, Some(json!({"stringData": {"k": "one"}, "metadata": {"labels": {"a": "b"}}}))).await;
+        assert_eq!(code, 200);
+        let (code, _) = raw(&client, "DELETE", path, None, None).await;
+        assert_eq!(code, 200, "an immutable Secret can be deleted");
+        let (code, _) = raw(&client, "POST", "/api/v1/namespaces/default/configmaps", None, Some(json!({"metadata": {"name": "c"}, "immutable": true, "data": {"k": "v"}}))).await;
+        assert_eq!(code, 201);
+        let (code, body) = raw(&client, "PATCH", "/api/v1/namespaces/default/configmaps/c", None, Some(json!({"binaryData": {"b": "AA=="}}))).await;
+        assert_eq!(code, 422);
+        assert_eq!(body, invalid_status("ConfigMap", "c", "FieldValueForbidden", "binaryData", "Forbidden: field is immutable when `immutable` is set"));
+    });
+}

@@ -550,6 +550,26 @@ impl FakeApiServer {
         self.shared.log.lock().expect("log lock").clear();
     }
 
+    /// How many times the pod template of the workload `kind` `ns/name` (Deployment,
+    /// StatefulSet, DaemonSet, CronJob, ReplicaSet) changed since it was created: the
+    /// rollouts it was asked for, whoever wrote them.
+    pub fn template_changes(&self, ns: &str, kind: &str, name: &str) -> usize {
+        let store = self.shared.store.lock().expect("store lock");
+        let rt = store
+            .types()
+            .iter()
+            .find(|t| t.kind == kind && resources::pod_template_path(kind).is_some())
+            .unwrap_or_else(|| panic!("{kind} is not a workload kind the fake serves"))
+            .clone();
+        let key = store::Key {
+            group: rt.group,
+            plural: rt.plural,
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        store.template_changes.get(&key).copied().unwrap_or(0)
+    }
+
     /// The current (last handed out) resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.store.lock().expect("store lock").rv
