@@ -14,13 +14,13 @@
 use super::apply::{self, LiveSecret, Owner, FIELD_MANAGER, LABEL_OWNER_UID};
 use super::context::{Context, LoadError};
 use super::crd::{
-    Decryption, InventoryEntry, SecretOutcome, SecretSource, SopsSecret, SyncStatus, TargetOptions,
-    GROUP, VERSION,
+    Decryption, InventoryEntry, RotationSpec, RotationStatus, SecretOutcome, SecretSource,
+    SopsSecret, SyncStatus, TargetOptions, GROUP, VERSION,
 };
 use super::status::{next_status, ready, StatusUpdate, Verdict};
 use crate::core::keys::AgeIdentities;
 use crate::repo::git::{check_source, fetch_with_policy, redact_url, GitError};
-use crate::repo::render::{render_files, DesiredSecret, FileError, RenderOptions};
+use crate::repo::render::{content_hash, render_files, DesiredSecret, FileError, RenderOptions};
 use crate::repo::walk::{walk_tree, WalkError, WalkLimits};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -29,7 +29,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::Resource;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -372,6 +372,10 @@ struct SyncRequest<'a> {
     revision: String,
     /// When to sync again after a success.
     requeue: Duration,
+    /// `spec.rotation`.
+    rotation: Option<&'a RotationSpec>,
+    /// `status.rotation` before this sync.
+    previous_rotation: Option<&'a RotationStatus>,
 }
 
 /// Plans and executes a sync of `desired` for `owner`.
@@ -384,6 +388,8 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         previous,
         revision,
         requeue,
+        rotation,
+        previous_rotation,
     } = request;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let prefix = target.name_prefix.clone().unwrap_or_default();
@@ -404,7 +410,32 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         prune,
         file_errors.is_empty(),
     );
-    drop(desired);
+    // Restarts follow a change of decrypted content only: a Secret of ours rewritten
+    // with other data (not a new one, not one rewritten for its labels or annotations).
+    let restarts_wanted = super::rotation::inplace::wants_restarts(rotation);
+    let changed_now: BTreeSet<String> = if restarts_wanted {
+        let writing: BTreeSet<&str> = plan.writes.iter().map(|w| w.name.as_str()).collect();
+        desired
+            .iter()
+            .filter_map(|d| {
+                let name = format!("{prefix}{}", d.name);
+                let before = live.get(&name)?.content_hash.as_ref()?;
+                (writing.contains(name.as_str())
+                    && *before != content_hash(&d.secret_type, &d.data))
+                .then_some(name)
+            })
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    // The rendered data is kept past the writes only when restarts may need its
+    // digests (released otherwise, as before: it is the largest part of a sync's heap).
+    let desired = if restarts_wanted {
+        desired
+    } else {
+        drop(desired);
+        Vec::new()
+    };
     let total = plan.writes.len() + plan.prune.len();
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let writes = std::mem::take(&mut plan.writes);
@@ -494,6 +525,7 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         applied_revision: None,
         results: Some(plan.results),
         inventory: Some(plan.inventory),
+        rotation: None,
     };
     if let Some((name, first)) = failures.first() {
         let error = Error::Writes {
@@ -513,6 +545,34 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             managed,
         };
     }
+    let synced_names: BTreeSet<&str> = update
+        .results
+        .iter()
+        .flatten()
+        .filter(|r| r.result == SecretOutcome::Synced)
+        .map(|r| r.name.as_str())
+        .collect();
+    let after = super::rotation::inplace::after_sync(
+        ctx,
+        super::rotation::inplace::AfterSync {
+            owner_uid: &owner.uid,
+            namespace: &owner.namespace,
+            rotation,
+            previous: previous_rotation,
+            changed_now,
+            secrets: desired
+                .iter()
+                .map(|d| (format!("{prefix}{}", d.name), &d.data))
+                .filter(|(name, _)| synced_names.contains(name.as_str()))
+                .collect(),
+            now: k8s_openapi::jiff::Timestamp::now(),
+        },
+    )
+    .await;
+    drop(desired);
+    update.rotation = after.status;
+    events.extend(after.events);
+    let requeue = after.requeue.map_or(requeue, |r| r.min(requeue));
     let verdict = if !file_errors.is_empty() {
         let list: Vec<String> = file_errors
             .iter()
@@ -535,6 +595,13 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         Verdict::Degraded {
             reason: "Conflict".into(),
             message: summarize(&conflicts),
+        }
+    } else if let Some(message) = after.failure {
+        // The Secrets are all written: the revision is applied; only restarts failed.
+        update.applied_revision = Some(revision);
+        Verdict::Degraded {
+            reason: "RestartFailed".into(),
+            message,
         }
     } else {
         update.applied_revision = Some(revision);
@@ -562,8 +629,10 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
     if spec.suspend {
         return Outcome::suspended();
     }
-    if let Some(m) = super::rotation::unsupported(spec.rotation.as_ref()) {
-        return Outcome::stalled("RotationUnsupported", m, interval);
+    if let Some((reason, m)) =
+        super::rotation::refused(spec.rotation.as_ref(), ctx.config.rotation_debounce)
+    {
+        return Outcome::stalled(reason, m, interval);
     }
     // Before anything is loaded or fetched: a tenant's URL and ref are data for git,
     // and only the sources the operator allows are contacted (issue 11 point 1).
@@ -662,6 +731,8 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
         previous: &previous,
         revision,
         requeue: interval,
+        rotation: spec.rotation.as_ref(),
+        previous_rotation: src.status.as_ref().and_then(|s| s.rotation.as_ref()),
     };
     sync_secrets(ctx, &owner, request).await
 }
@@ -674,6 +745,11 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
     let spec = &obj.spec;
     if spec.suspend {
         return Outcome::suspended();
+    }
+    if let Some((reason, m)) =
+        super::rotation::refused(spec.rotation.as_ref(), ctx.config.rotation_debounce)
+    {
+        return Outcome::stalled(reason, m, SOPS_SECRET_RESYNC);
     }
     let (owner, keys) = match owner_and_keys(obj, &spec.decryption, ctx, SOPS_SECRET_RESYNC).await {
         Ok(found) => found,
@@ -737,6 +813,8 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
         previous: &previous,
         revision,
         requeue: SOPS_SECRET_RESYNC,
+        rotation: spec.rotation.as_ref(),
+        previous_rotation: obj.status.as_ref().and_then(|s| s.rotation.as_ref()),
     };
     sync_secrets(ctx, &owner, request).await
 }
@@ -753,6 +831,7 @@ pub fn status_patch(status: &SyncStatus) -> serde_json::Value {
             "observedGeneration",
             "lastAppliedRevision",
             "lastAttemptedRevision",
+            "rotation",
         ] {
             m.entry(k).or_insert(serde_json::Value::Null);
         }
