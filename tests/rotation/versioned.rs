@@ -8,7 +8,7 @@
 use crate::support::cluster::{
     db, ready_is, wait_applied, wait_until, Cluster, ControllerProcess, CANARY,
 };
-use crate::support::fake_apiserver::{Match, ResourceType};
+use crate::support::fake_apiserver::{Match, ResourceType, RolloutBehaviour};
 use base64::Engine;
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{json, Value};
@@ -24,12 +24,16 @@ fn deployments(c: &Cluster) -> ResourceType {
 
 /// A Deployment `name` whose pod template uses Secret `secret` in every way a pod can:
 /// a secret volume, a projected volume, `env.valueFrom.secretKeyRef` and `envFrom`.
-fn deployment_using(c: &Cluster, name: &str, secret: &str) {
+/// It keeps `history` old ReplicaSets and fails after one second without progress;
+/// the fake's simulated controllers roll it out.
+fn deployment_using(c: &Cluster, name: &str, secret: &str, history: i64) {
     let obj = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": NS},
         "spec": {
             "replicas": 2,
+            "revisionHistoryLimit": history,
+            "progressDeadlineSeconds": 1,
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name}},
@@ -45,9 +49,7 @@ fn deployment_using(c: &Cluster, name: &str, secret: &str) {
                     ]}]
                 }
             }
-        },
-        "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2,
-                   "availableReplicas": 2, "readyReplicas": 2}
+        }
     });
     c.fake.put_raw(&deployments(c), NS, name, obj);
 }
@@ -61,31 +63,36 @@ fn template_refs(c: &Cluster, name: &str) -> BTreeSet<String> {
     sopsync::controller::rotation::versioned::referenced_by("Deployment", &d)
 }
 
-/// What the Deployment controller reports once every replica runs the current
-/// template (the fake runs no controllers): the rollout of `kubectl rollout status`
-/// completes.
-fn finish_rollout(c: &Cluster, name: &str) {
-    let rt = deployments(c);
-    let mut d = c.fake.get_raw(&rt, NS, name).expect("the Deployment");
-    let generation = d["metadata"]["generation"].clone();
-    d["status"] = json!({"observedGeneration": generation, "replicas": 2,
-                         "updatedReplicas": 2, "availableReplicas": 2, "readyReplicas": 2});
-    c.fake.put_raw(&rt, NS, name, d);
+/// From now on the new pods of Deployment `name` never become available: its rollout
+/// stalls and the simulated Deployment controller reports ProgressDeadlineExceeded.
+fn break_rollouts(c: &Cluster, name: &str) {
+    c.fake
+        .set_rollout_behaviour(NS, "Deployment", name, RolloutBehaviour::NeverAvailable);
 }
 
-/// What the Deployment controller reports when new pods never become available and
-/// `progressDeadlineSeconds` passes (deployment_util.go: Progressing=False,
-/// ProgressDeadlineExceeded).
-fn stall_rollout(c: &Cluster, name: &str) {
-    let rt = deployments(c);
-    let mut d = c.fake.get_raw(&rt, NS, name).expect("the Deployment");
-    let generation = d["metadata"]["generation"].clone();
-    d["status"] = json!({"observedGeneration": generation, "replicas": 3,
-        "updatedReplicas": 1, "availableReplicas": 2, "readyReplicas": 2,
-        "conditions": [{"type": "Progressing", "status": "False",
-                        "reason": "ProgressDeadlineExceeded",
-                        "message": "ReplicaSet has timed out progressing."}]});
-    c.fake.put_raw(&rt, NS, name, d);
+/// The Secrets of the namespace that are versions of `db`.
+fn versions_of_db(c: &Cluster) -> BTreeSet<String> {
+    let secrets = c.fake.resource_type_raw("", "v1", "secrets");
+    c.fake
+        .list_raw(&secrets, Some(NS))
+        .into_iter()
+        .filter(|s| s["metadata"]["annotations"]["sopsync.io/version-of"] == "db")
+        .filter_map(|s| s["metadata"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Pushes a new password and waits until `api` runs the new version to completion;
+/// returns the version.
+fn rotate_and_roll_out(c: &Cluster, ctl: &ControllerProcess, password: &str) -> String {
+    let old = current(c);
+    let head = c.commit(&[("db.yaml", Some(&db(password)))]);
+    wait_applied(c, ctl, NS, "apps", &head);
+    let new = wait_new_version(c, ctl, &old);
+    wait_until(&format!("api rolled out to {new}"), ctl, || {
+        template_refs(c, "api") == BTreeSet::from([new.clone()])
+            && rollout_state(c, "api") == Some(RolloutState::Complete)
+    });
+    new
 }
 
 /// Until the chart's rotation opt-in lands (issue 12, r12): the workload access the
@@ -113,11 +120,12 @@ fn grant_workload_access(c: &Cluster) {
     c.fake.grant(&docs);
 }
 
-/// A cluster with `db` in Git, Deployment `api` using it, and a Versioned source.
-fn versioned(extra: Value) -> (Cluster, ControllerProcess, String) {
+/// A cluster with `db` in Git, Deployment `api` using it (keeping `history` old
+/// ReplicaSets), and a Versioned source with `extra` rotation settings.
+fn versioned_with(extra: Value, history: i64) -> (Cluster, ControllerProcess, String) {
     let c = Cluster::new(&[("db.yaml", &db("one"))]);
     c.key_secret(NS);
-    deployment_using(&c, "api", "db");
+    deployment_using(&c, "api", "db", history);
     let mut rotation = json!({"strategy": "Versioned",
         "restartWorkloads": [{"kind": "Deployment", "name": "api"}]});
     for (k, v) in extra.as_object().into_iter().flatten() {
@@ -133,6 +141,10 @@ fn versioned(extra: Value) -> (Cluster, ControllerProcess, String) {
     let head = c.head();
     wait_applied(&c, &ctl, NS, "apps", &head);
     (c, ctl, head)
+}
+
+fn versioned(extra: Value) -> (Cluster, ControllerProcess, String) {
+    versioned_with(extra, 10)
 }
 
 fn status(c: &Cluster) -> SyncStatus {
@@ -270,13 +282,10 @@ fn every_reference_is_switched_in_one_patch_to_an_immutable_version() {
         "no plain Secret without keepPlainSecret"
     );
 
-    finish_rollout(&c, "api");
-    let head = c.commit(&[("db.yaml", Some(&db("two")))]);
-    wait_applied(&c, &ctl, NS, "apps", &head);
-    let second = wait_new_version(&c, &ctl, &first);
-    wait_until("api switched to the second version", &ctl, || {
-        template_refs(&c, "api") == BTreeSet::from([second.clone()])
+    wait_until("the first rollout complete", &ctl, || {
+        rollout_state(&c, "api") == Some(RolloutState::Complete)
     });
+    let second = rotate_and_roll_out(&c, &ctl, "two");
     assert_eq!(
         switch_patches(&c, "api"),
         2,
@@ -304,17 +313,16 @@ fn a_failed_rollout_keeps_the_old_version_and_says_so() {
     wait_until("api on the first version", &ctl, || {
         template_refs(&c, "api") == BTreeSet::from([first.clone()])
     });
-    finish_rollout(&c, "api");
     wait_until("the first rollout complete", &ctl, || {
         rollout_state(&c, "api") == Some(RolloutState::Complete)
     });
+    break_rollouts(&c, "api");
     let head = c.commit(&[("db.yaml", Some(&db("two")))]);
     wait_applied(&c, &ctl, NS, "apps", &head);
     let second = wait_new_version(&c, &ctl, &first);
     wait_until("api on the second version", &ctl, || {
         template_refs(&c, "api") == BTreeSet::from([second.clone()])
     });
-    stall_rollout(&c, "api");
     wait_until("Degraded RolloutFailed", &ctl, || {
         ready_is(c.status(NS, "apps").as_ref(), "False", "RolloutFailed")
     });
@@ -347,14 +355,16 @@ fn a_failed_rollout_with_rollback_switches_the_references_back() {
     wait_until("api on the first version", &ctl, || {
         template_refs(&c, "api") == BTreeSet::from([first.clone()])
     });
-    finish_rollout(&c, "api");
+    wait_until("the first rollout complete", &ctl, || {
+        rollout_state(&c, "api") == Some(RolloutState::Complete)
+    });
+    break_rollouts(&c, "api");
     let head = c.commit(&[("db.yaml", Some(&db("two")))]);
     wait_applied(&c, &ctl, NS, "apps", &head);
     let second = wait_new_version(&c, &ctl, &first);
     wait_until("api on the second version", &ctl, || {
         template_refs(&c, "api") == BTreeSet::from([second.clone()])
     });
-    stall_rollout(&c, "api");
     wait_until("api switched back to the first version", &ctl, || {
         template_refs(&c, "api") == BTreeSet::from([first.clone()])
     });
@@ -397,5 +407,107 @@ fn keep_plain_secret_also_keeps_the_plain_name_up_to_date() {
         &c,
         &ctl,
         &[&format!("{CANARY}-one"), &format!("{CANARY}-two")],
+    );
+}
+
+#[test]
+fn retain_versions_are_kept_and_older_ones_are_deleted_after_their_rollouts() {
+    // No ReplicaSet history: only `retain` and the rollouts decide.
+    let (c, ctl, _) = versioned_with(json!({"retain": 1}), 0);
+    let first = current(&c);
+    wait_until("the first rollout complete", &ctl, || {
+        template_refs(&c, "api") == BTreeSet::from([first.clone()])
+            && rollout_state(&c, "api") == Some(RolloutState::Complete)
+    });
+    let second = rotate_and_roll_out(&c, &ctl, "two");
+    let third = rotate_and_roll_out(&c, &ctl, "three");
+    wait_until("the first version deleted", &ctl, || {
+        versions_of_db(&c) == BTreeSet::from([second.clone(), third.clone()])
+    });
+    let kept = status(&c).rotation.expect("rotation status").secrets;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(format!("db-{}", kept[0].current_version), third);
+    assert_eq!(
+        kept[0]
+            .versions_kept
+            .iter()
+            .map(|v| format!("db-{v}"))
+            .collect::<Vec<_>>(),
+        vec![second.clone()],
+        "exactly `retain` previous versions are kept"
+    );
+    assert!(c
+        .events(NS)
+        .iter()
+        .any(|(_, r, n)| r == "VersionsDeleted" && n.contains(&first)));
+    assert!(
+        !status(&c).inventory.iter().any(|e| e.name == first),
+        "a deleted version leaves the inventory"
+    );
+    assert_no_canary_anywhere(
+        &c,
+        &ctl,
+        &[
+            &format!("{CANARY}-one"),
+            &format!("{CANARY}-two"),
+            &format!("{CANARY}-three"),
+        ],
+    );
+}
+
+#[test]
+fn a_version_in_a_pod_template_or_in_revision_history_is_never_deleted() {
+    // retain 0: nothing but the two rules below keeps an old version.
+    let (c, ctl, _) = versioned_with(json!({"retain": 0, "restart": "None"}), 0);
+    let first = current(&c);
+    wait_until("the first rollout complete", &ctl, || {
+        template_refs(&c, "api") == BTreeSet::from([first.clone()])
+            && rollout_state(&c, "api") == Some(RolloutState::Complete)
+    });
+    // A workload sopsync does not switch names the first version itself.
+    deployment_using(&c, "pinned", &first, 0);
+    let second = rotate_and_roll_out(&c, &ctl, "two");
+    assert!(
+        c.secret(NS, &first).is_some(),
+        "a version a pod template names is kept"
+    );
+    assert_eq!(template_refs(&c, "pinned"), BTreeSet::from([first.clone()]));
+    // The same version is kept while only revision history names it: a ReplicaSet the
+    // Deployment keeps for `kubectl rollout undo`.
+    let rt = deployments(&c);
+    let mut pinned = c.fake.get_raw(&rt, NS, "pinned").expect("pinned");
+    pinned["spec"]["revisionHistoryLimit"] = json!(10);
+    pinned["spec"]["template"]["spec"]["containers"][0]["env"] = json!([]);
+    pinned["spec"]["template"]["spec"]["initContainers"][0]["envFrom"] = json!([]);
+    pinned["spec"]["template"]["spec"]["volumes"] = json!([]);
+    c.fake.put_raw(&rt, NS, "pinned", pinned);
+    wait_until(
+        "pinned's old ReplicaSet is the only user of the first version",
+        &ctl,
+        || {
+            let rs = c.fake.resource_type_raw("apps", "v1", "replicasets");
+            c.fake.list_raw(&rs, Some(NS)).iter().any(|r| {
+                sopsync::controller::rotation::versioned::referenced_by("ReplicaSet", r)
+                    .contains(&first)
+            }) && !template_refs(&c, "pinned").contains(&first)
+        },
+    );
+    let third = rotate_and_roll_out(&c, &ctl, "three");
+    assert!(
+        c.secret(NS, &first).is_some(),
+        "a version in retained revision history is kept"
+    );
+    wait_until("the unused second version deleted", &ctl, || {
+        versions_of_db(&c) == BTreeSet::from([first.clone(), third.clone()])
+    });
+    assert!(c.secret(NS, &second).is_none());
+    assert_no_canary_anywhere(
+        &c,
+        &ctl,
+        &[
+            &format!("{CANARY}-one"),
+            &format!("{CANARY}-two"),
+            &format!("{CANARY}-three"),
+        ],
     );
 }
