@@ -83,6 +83,11 @@ fn one_commit_changing_two_secrets_used_by_one_deployment_rolls_it_out_exactly_o
         ["web"],
         "one rollout for two Secrets"
     );
+    assert_eq!(
+        c.fake.template_changes("team-a", "Deployment", "web"),
+        1,
+        "the pod template changed once"
+    );
     let annotations = c.template_annotations("team-a", "web");
     assert_eq!(
         annotations.get("sopsync.io/secrets-digest"),
