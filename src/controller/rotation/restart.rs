@@ -190,9 +190,10 @@ pub async fn run(
     let mut report = RestartReport::default();
     let mut candidates = Vec::new();
     if selection.policy != RestartPolicy::None {
-        match workloads::list(client, namespace, |w| selection.selects(w)).await {
-            Ok(found) => candidates = found,
-            Err((kind, e)) => report.failures.push(RestartFailure {
+        let (found, failures) = workloads::list(client, namespace, |w| selection.selects(w)).await;
+        candidates = found;
+        for (kind, e) in failures {
+            report.failures.push(RestartFailure {
                 workload: WorkloadRef {
                     kind,
                     name: "*".into(),
@@ -202,7 +203,7 @@ pub async fn run(
                     "list",
                     &format!("the {}s of namespace {namespace}", kind.as_str()),
                 ),
-            }),
+            });
         }
     }
     if !selection.changed.is_empty() {

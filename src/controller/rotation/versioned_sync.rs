@@ -339,15 +339,13 @@ impl Versioning {
         if fresh && self.policy != RestartPolicy::None {
             let ours: BTreeSet<String> = renames.keys().cloned().collect();
             let policy = self.policy;
-            match super::workloads::list(&ctx.client, &owner.namespace, |w| {
+            let (found, errors) = super::workloads::list(&ctx.client, &owner.namespace, |w| {
                 !watched(policy, w).is_disjoint(&ours)
             })
-            .await
-            {
-                Ok(found) => out.extend(found.into_iter().map(|w| w.workload)),
-                Err((kind, e)) => {
-                    unreachable.push(format!("listing {}s: {}", kind.as_str(), api_reason(&e)))
-                }
+            .await;
+            out.extend(found.into_iter().map(|w| w.workload));
+            for (kind, e) in errors {
+                unreachable.push(format!("listing {}s: {}", kind.as_str(), api_reason(&e)));
             }
         }
         out

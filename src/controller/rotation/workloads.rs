@@ -130,26 +130,36 @@ async fn list_kind<K: HasPodTemplate<Scope = k8s_openapi::NamespaceResourceScope
     }
 }
 
-/// The workloads of `namespace` that `keep` accepts, every kind, page by page.
+/// The workloads of `namespace` that `keep` accepts, every kind, page by page; and the
+/// kinds that could not be listed, with why. A kind the API server does not serve (404)
+/// has no workloads: that is no failure.
 pub async fn list(
     client: &Client,
     namespace: &str,
     keep: impl Fn(&WorkloadInfo) -> bool,
-) -> Result<Vec<WorkloadInfo>, (WorkloadKind, kube::Error)> {
+) -> (Vec<WorkloadInfo>, Vec<(WorkloadKind, kube::Error)>) {
     let mut out = Vec::new();
-    list_kind::<Deployment>(client, namespace, &keep, &mut out)
-        .await
-        .map_err(|e| (WorkloadKind::Deployment, e))?;
-    list_kind::<StatefulSet>(client, namespace, &keep, &mut out)
-        .await
-        .map_err(|e| (WorkloadKind::StatefulSet, e))?;
-    list_kind::<DaemonSet>(client, namespace, &keep, &mut out)
-        .await
-        .map_err(|e| (WorkloadKind::DaemonSet, e))?;
-    list_kind::<CronJob>(client, namespace, &keep, &mut out)
-        .await
-        .map_err(|e| (WorkloadKind::CronJob, e))?;
-    Ok(out)
+    let mut failures = Vec::new();
+    for kind in WorkloadKind::ALL {
+        let listed = match kind {
+            WorkloadKind::Deployment => {
+                list_kind::<Deployment>(client, namespace, &keep, &mut out).await
+            }
+            WorkloadKind::StatefulSet => {
+                list_kind::<StatefulSet>(client, namespace, &keep, &mut out).await
+            }
+            WorkloadKind::DaemonSet => {
+                list_kind::<DaemonSet>(client, namespace, &keep, &mut out).await
+            }
+            WorkloadKind::CronJob => list_kind::<CronJob>(client, namespace, &keep, &mut out).await,
+        };
+        match listed {
+            Ok(()) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => failures.push((kind, e)),
+        }
+    }
+    (out, failures)
 }
 
 async fn get_kind<K: HasPodTemplate<Scope = k8s_openapi::NamespaceResourceScope>>(
