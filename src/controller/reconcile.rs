@@ -533,7 +533,15 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
     // version was written (a workload never points at a Secret that is not there).
     let rolled = match (&versioning, held) {
         (Some(v), Some(held)) if failures.is_empty() => {
-            let r = v.roll(ctx, owner, &live, previous_rotation, held).await;
+            let synced: BTreeSet<String> = plan
+                .results
+                .iter()
+                .filter(|r| r.result == SecretOutcome::Synced)
+                .map(|r| r.name.clone())
+                .collect();
+            let r = v
+                .roll(ctx, owner, &live, previous_rotation, held, &synced)
+                .await;
             plan.inventory.extend(r.inventory.iter().cloned());
             Some(r)
         }

@@ -47,6 +47,8 @@ use std::time::Duration;
 pub const DEFAULT_ROLLOUT_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// How soon a sync looks again while a rollout it started is still running.
 pub const ROLLOUT_POLL: Duration = Duration::from_secs(5);
+/// Why a named workload could not be switched: it does not exist.
+const NOT_FOUND: &str = "not found";
 /// The field manager of the reference switches (the workload's other fields keep
 /// theirs; GitOps tools can ignore exactly these paths, docs/rotation.md).
 pub const SWITCH_MANAGER: &str = "sopsync-rotation";
@@ -213,6 +215,7 @@ impl Versioning {
         live: &BTreeMap<String, LiveSecret>,
         previous: Option<&RotationStatus>,
         (held, fresh): (Vec<String>, bool),
+        synced: &BTreeSet<String>,
     ) -> Rolled {
         let mut out = Rolled {
             now: now_rfc3339(),
@@ -236,7 +239,13 @@ impl Versioning {
             .map(|l| versioned::live_versions(owner, &l.name, live))
             .collect();
         let mut renames: BTreeMap<String, String> = BTreeMap::new();
-        for (l, vs) in self.secrets.iter().zip(&versions) {
+        // Only towards a version that is there and ours (not a conflict or a denial).
+        for (l, vs) in self
+            .secrets
+            .iter()
+            .zip(&versions)
+            .filter(|(l, _)| synced.contains(&l.current))
+        {
             renames.insert(l.name.clone(), l.current.clone());
             for v in vs {
                 renames.insert(v.name.clone(), l.current.clone());
@@ -255,6 +264,7 @@ impl Versioning {
             .selection(ctx, owner, &renames, &before, fresh, &mut unreachable)
             .await;
         let mut switched_any = false;
+        let explicit: BTreeSet<&WorkloadRef> = self.workloads.iter().collect();
         for w in &selected {
             let record = before.get(&(w.kind, w.name.clone())).cloned();
             match self
@@ -275,6 +285,8 @@ impl Versioning {
                     records.push(r);
                 }
                 Ok(None) => {}
+                // A workload switched before and deleted since: forgotten.
+                Err(why) if why == NOT_FOUND && !explicit.contains(w) => {}
                 Err(why) => unreachable.push(format!("{}/{}: {why}", w.kind.as_str(), w.name)),
             }
         }
@@ -301,8 +313,10 @@ impl Versioning {
             .filter(|r| matches!(r.state, RolloutState::Progressing | RolloutState::Failed))
             .flat_map(|r| r.switched.iter().map(|s| s.from.clone()))
             .collect();
-        self.collect(ctx, owner, live, &versions, held, &unsettled, &mut out)
-            .await;
+        self.collect(
+            ctx, owner, live, &versions, held, &unsettled, synced, &mut out,
+        )
+        .await;
         // Failures first (crd.rs), so a cut list still shows them.
         let failed_first = |r: &WorkloadRollout| {
             !matches!(r.state, RolloutState::Failed | RolloutState::RolledBack)
@@ -368,7 +382,7 @@ impl Versioning {
             Api::namespaced_with(ctx.client.clone(), &owner.namespace, &ar);
         let obj = match api.get_opt(&w.name).await {
             Ok(Some(o)) => serde_json::to_value(o).unwrap_or_default(),
-            Ok(None) => return Err("not found".into()),
+            Ok(None) => return Err(NOT_FOUND.into()),
             Err(e) => return Err(api_reason(&e)),
         };
         let mut record = record;
@@ -557,6 +571,7 @@ impl Versioning {
         versions: &[Vec<Version>],
         held: Vec<String>,
         unsettled: &BTreeSet<String>,
+        synced: &BTreeSet<String>,
         out: &mut Rolled,
     ) {
         let all_versions: BTreeSet<&str> =
@@ -586,6 +601,10 @@ impl Versioning {
         let mut delete: Vec<String> = Vec::new();
         for (l, vs) in self.secrets.iter().zip(versions) {
             let decision = match &referenced {
+                // Its new version was not written (a conflict): nothing of it goes.
+                _ if !synced.contains(&l.current) => {
+                    versioned::retention(&l.current, vs, u32::MAX, &no_refs, unsettled)
+                }
                 Some(refs) => versioned::retention(&l.current, vs, self.retain, refs, unsettled),
                 // Unknown templates: everything stays.
                 None => versioned::retention(&l.current, vs, u32::MAX, &no_refs, unsettled),
