@@ -480,9 +480,15 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
     } else {
         BTreeSet::new()
     };
-    // The rendered data is kept past the writes only when restarts may need its
-    // digests (released otherwise, as before: it is the largest part of a sync's heap).
-    let desired = if restarts_wanted {
+    // The rendered data is kept past the writes only when restarts may be due now and
+    // need its digests: a change now, or a window still open. Released otherwise, as
+    // before: it is the largest part of a sync's heap.
+    let window_open = ctx.pending_restarts.get(&owner.uid).since.is_some()
+        || previous_rotation.is_some_and(|r| r.pending_since.is_some());
+    let desired = if restarts_wanted
+        && ctx.config.workload_restarts
+        && (!changed_now.is_empty() || window_open)
+    {
         desired
     } else {
         drop(desired);

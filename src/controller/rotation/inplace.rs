@@ -98,6 +98,15 @@ pub async fn after_sync(ctx: &Context, input: AfterSync<'_>) -> AfterSyncOutcome
     let mut out = AfterSyncOutcome::default();
     let rotation = input.rotation;
     if !wants_restarts(rotation) {
+        // Restarts were turned off while a window was open: it closes unused.
+        ctx.pending_restarts.set(input.owner_uid, Window::default());
+        if let Some(p) = input.previous.filter(|p| p.pending_since.is_some()) {
+            let status = RotationStatus {
+                pending_since: None,
+                ..p.clone()
+            };
+            out.status = Some((status != RotationStatus::default()).then_some(status));
+        }
         return out;
     }
     let policy = rotation.map(|r| r.restart).unwrap_or_default();
