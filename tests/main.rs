@@ -19,6 +19,7 @@ mod parity;
 mod rbac;
 mod render;
 mod repo_keys;
+mod rotation;
 mod security;
 mod server;
 mod vectors;
