@@ -7,7 +7,9 @@
 //! or log line.
 
 mod digest;
+mod gitops;
 mod inplace;
+mod key_rotation;
 mod versioned;
 
 use crate::support::cluster::{Cluster, ControllerProcess, CANARY};

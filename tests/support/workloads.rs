@@ -509,3 +509,33 @@ pub async fn wait_rollout_failed(fake: &FakeApiServer, w: &Workload) -> String {
     })
     .await
 }
+
+/// Grants the chart's service account for these controller flags what workload
+/// restarts need in `namespace` (get, list, watch and patch on the four workload
+/// kinds), for tests whose chart values do not enable `rotation.workloadRestarts`
+/// yet: the grant the chart makes when they do.
+pub fn grant_restarts(fake: &FakeApiServer, controller_args: &[&str], namespace: &str) {
+    let rbac = super::cluster::ChartRbac::for_controller_args(controller_args);
+    let name = "test-workload-restarts";
+    fake.grant(&[
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": name, "namespace": namespace},
+               "rules": [
+                   {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"],
+                    "verbs": ["get", "list", "watch", "patch"]},
+                   {"apiGroups": ["batch"], "resources": ["cronjobs"],
+                    "verbs": ["get", "list", "watch", "patch"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": name, "namespace": namespace},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+               "subjects": [{"kind": "ServiceAccount", "name": rbac.service_account,
+                             "namespace": rbac.namespace}]}),
+    ]);
+}
+
+/// The pod-template annotations of a stored workload.
+pub fn template_annotations(obj: &Value, kind: Kind) -> Value {
+    obj.pointer(&format!("{}/metadata/annotations", kind.template_pointer()))
+        .cloned()
+        .unwrap_or(Value::Null)
+}

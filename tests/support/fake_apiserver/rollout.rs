@@ -54,6 +54,9 @@ pub struct Simulator {
     /// the one it last completed (the pods' `controller-revision-hash` labels).
     update_rev: BTreeMap<(String, String, String), String>,
     settled: BTreeMap<(String, String, String), String>,
+    /// This round's ReplicaSets and ControllerRevisions by controller uid.
+    sets: Owned,
+    revisions: Owned,
 }
 
 fn manager(status: bool) -> WriteCtx {
@@ -79,20 +82,38 @@ fn uid_of(o: &Value) -> &str {
     o["metadata"]["uid"].as_str().unwrap_or_default()
 }
 
-/// Objects whose controller ownerReference is `owner_uid`.
-fn owned(store: &Store, rt: &ResourceType, ns: &str, owner_uid: &str) -> Vec<Value> {
-    store
-        .list(rt, Some(ns))
-        .into_iter()
-        .map(|(_, o)| o)
-        .filter(|o| {
-            o["metadata"]["ownerReferences"]
+/// The names of the objects of a kind by the uid of their controller (ownerReference
+/// with `controller: true`), listed once per round: looking them up per workload would
+/// cost a list of the kind for each of thousands of workloads.
+#[derive(Debug, Default)]
+struct Owned(BTreeMap<String, Vec<String>>);
+
+impl Owned {
+    fn index(store: &Store, rt: &ResourceType) -> Self {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (key, o) in store.list(rt, None) {
+            let controller = o["metadata"]["ownerReferences"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .any(|r| r["controller"] == true && r["uid"] == owner_uid)
-        })
-        .collect()
+                .find(|r| r["controller"] == true)
+                .and_then(|r| r["uid"].as_str());
+            if let Some(uid) = controller {
+                map.entry(uid.to_string()).or_default().push(key.name);
+            }
+        }
+        Owned(map)
+    }
+
+    /// The objects `owner_uid` controls, as stored now (in namespace `ns`).
+    fn get(&self, store: &Store, rt: &ResourceType, ns: &str, owner_uid: &str) -> Vec<Value> {
+        self.0
+            .get(owner_uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|n| store.get(rt, ns, n))
+            .collect()
+    }
 }
 
 fn controller_ref(kind: &str, owner: &Value) -> Value {
@@ -218,6 +239,8 @@ impl Simulator {
         ) else {
             return;
         };
+        self.sets = Owned::index(store, &rs);
+        self.revisions = Owned::index(store, &cr);
         for (key, d) in store.list(&deploy, None) {
             if d["metadata"]["deletionTimestamp"].is_string() {
                 continue;
@@ -266,7 +289,7 @@ impl Simulator {
         let spec = &d["spec"];
         let want = spec["replicas"].as_i64().unwrap_or(1);
         let template = spec["template"].clone();
-        let mut sets = owned(store, rs_rt, ns, uid_of(&d));
+        let mut sets = self.sets.get(store, rs_rt, ns, uid_of(&d));
         sets.sort_by_key(revision);
         let max_revision = sets.iter().map(revision).max().unwrap_or(0);
         let progress_key = (ns.to_string(), name.clone());
@@ -375,7 +398,7 @@ impl Simulator {
             let ready = !(never && name_of(r) == new_name);
             sync_replicaset(store, rs_rt, ns, r, ready);
         }
-        let mut sets = owned(store, rs_rt, ns, uid_of(&d));
+        let mut sets = self.sets.get(store, rs_rt, ns, uid_of(&d));
         sets.sort_by_key(revision);
         let new_rs = sets
             .iter()
@@ -433,7 +456,7 @@ impl Simulator {
                 .insert(progress_key.clone(), Instant::now());
         }
         // syncRolloutStatus: counters from the ReplicaSets' status, then the conditions.
-        let sets = owned(store, rs_rt, ns, uid_of(&d));
+        let sets = self.sets.get(store, rs_rt, ns, uid_of(&d));
         let sum = |f: &str| -> i64 { sets.iter().map(|r| int(&r["status"][f])).sum() };
         let new_now = sets
             .iter()
@@ -643,7 +666,7 @@ impl Simulator {
         let mut template = spec["template"].clone();
         template["$patch"] = json!("replace");
         let data = json!({ "spec": { "template": template } });
-        let mut revs = owned(store, cr_rt, ns, uid_of(&w));
+        let mut revs = self.revisions.get(store, cr_rt, ns, uid_of(&w));
         revs.sort_by_key(|r| int(&r["revision"]));
         let max = revs.iter().map(|r| int(&r["revision"])).max().unwrap_or(0);
         let Some(update) = revs.iter().find(|r| r["data"] == data).cloned() else {
