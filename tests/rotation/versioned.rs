@@ -9,11 +9,13 @@ use crate::support::cluster::{
     db, ready_is, wait_applied, wait_until, Cluster, ControllerProcess, CANARY,
 };
 use crate::support::fake_apiserver::{Match, ResourceType, RolloutBehaviour};
+use crate::support::workloads::Workload;
 use base64::Engine;
 use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sopsync::controller::crd::{RolloutState, SyncStatus};
+use sopsync::controller::rotation::versioned::referenced_by;
 use std::collections::BTreeSet;
 
 const NS: &str = "team";
@@ -475,5 +477,58 @@ fn a_version_in_a_pod_template_or_in_revision_history_is_never_deleted() {
             &format!("{CANARY}-two"),
             &format!("{CANARY}-three"),
         ],
+    );
+}
+
+#[test]
+fn a_statefulset_is_switched_and_its_controller_revisions_keep_the_old_version() {
+    let c = Cluster::new(&[("db.yaml", &db("one"))]);
+    c.key_secret(NS);
+    let store = Workload::statefulset(NS, "store")
+        .env_key("db", "password")
+        .volume("db");
+    store.put(&c.fake);
+    c.source(
+        NS,
+        "apps",
+        json!({"url": c.url(), "interval": "1s", "rotation": {
+            "strategy": "Versioned", "retain": 0, "restart": "None",
+            "restartWorkloads": [{"kind": "StatefulSet", "name": "store"}]}}),
+    );
+    let ctl = c.controller("c1", &["--workload-restarts"]);
+    wait_applied(&c, &ctl, NS, "apps", &c.head());
+    let refs = || referenced_by("StatefulSet", &store.get(&c.fake));
+    let first = current(&c);
+    wait_until("store rolled out to the first version", &ctl, || {
+        refs() == BTreeSet::from([first.clone()])
+            && rollout_state(&c, "store") == Some(RolloutState::Complete)
+    });
+    let head = c.commit(&[("db.yaml", Some(&db("two")))]);
+    wait_applied(&c, &ctl, NS, "apps", &head);
+    let second = wait_new_version(&c, &ctl, &first);
+    wait_until("store rolled out to the second version", &ctl, || {
+        refs() == BTreeSet::from([second.clone()])
+            && rollout_state(&c, "store") == Some(RolloutState::Complete)
+    });
+    // Past retain 0 and in no workload's template: only the StatefulSet's revision
+    // history (a ControllerRevision, what `kubectl rollout undo` restores) names it.
+    let revisions = c
+        .fake
+        .resource_type_raw("apps", "v1", "controllerrevisions");
+    assert!(c
+        .fake
+        .list_raw(&revisions, Some(NS))
+        .iter()
+        .any(|r| r["data"].to_string().contains(&format!("\"{first}\""))));
+    let seen = reconciles(&ctl);
+    wait_until("three more syncs", &ctl, || reconciles(&ctl) >= seen + 3.0);
+    assert!(
+        c.secret(NS, &first).is_some(),
+        "a version in a ControllerRevision is kept"
+    );
+    assert_no_canary_anywhere(
+        &c,
+        &ctl,
+        &[&format!("{CANARY}-one"), &format!("{CANARY}-two")],
     );
 }
