@@ -11,8 +11,8 @@
 //!   window are one rollout), with `now` a parameter.
 //! - [`workloads`]: reading the workload kinds (Deployment, StatefulSet, DaemonSet,
 //!   CronJob) and patching their pod-template annotation.
-//! - [`versioned`] (pure) and [`versioned_sync`]: the Versioned strategy (immutable
-//!   versions, the one-patch switch, retention and deletion of old versions), with
+//! - [`versioned`] (pure), [`versioned_sync`] and [`versioned_gc`]: the Versioned strategy
+//!   (immutable versions, the one-patch switch, retention and deletion of old versions), with
 //!   [`rollout`] (pure) telling when a workload finished rolling out.
 //! - [`restart`]: the InPlace strategy: which workloads a change restarts (pure), and
 //!   restarting them; [`inplace`] runs it after a sync (window, key, status, Events,
@@ -30,6 +30,7 @@ pub mod podspec;
 pub mod restart;
 pub mod rollout;
 pub mod versioned;
+pub mod versioned_gc;
 pub mod versioned_sync;
 pub mod workloads;
 
