@@ -25,12 +25,15 @@ fn canaries(versions: &[&str]) -> Vec<String> {
 }
 
 /// The keyed digest the controller should have put on a workload using these Secrets,
-/// recomputed from the installation's key and the Secrets' data in the fake.
-fn expected_digest(c: &Cluster, ns: &str, secrets: &[&str]) -> String {
+/// recomputed from the installation's key (or `other_key`) and the Secrets' data in
+/// the fake.
+fn expected_digest(c: &Cluster, ns: &str, secrets: &[&str], other_key: Option<[u8; 32]>) -> String {
     let key_secret = c
         .secret(OWN_NAMESPACE, "sopsync-digest-key")
         .expect("the digest key Secret was created in the controller's namespace");
-    let key = DigestKey::from_slice(&key_secret.data.expect("data")["key"].0).expect("32 bytes");
+    let installation =
+        DigestKey::from_slice(&key_secret.data.expect("data")["key"].0).expect("32 bytes");
+    let key = other_key.map_or(installation, DigestKey::from_bytes);
     let digests = secrets
         .iter()
         .map(|name| {
@@ -91,8 +94,18 @@ fn one_commit_changing_two_secrets_used_by_one_deployment_rolls_it_out_exactly_o
     let annotations = c.template_annotations("team-a", "web");
     assert_eq!(
         annotations.get("sopsync.io/secrets-digest"),
-        Some(&expected_digest(&c, "team-a", &["api", "db"])),
+        Some(&expected_digest(&c, "team-a", &["api", "db"], None)),
         "the annotation is the keyed digest of the Secrets the Deployment uses"
+    );
+    assert_ne!(
+        annotations.get("sopsync.io/secrets-digest"),
+        Some(&expected_digest(
+            &c,
+            "team-a",
+            &["api", "db"],
+            Some([0; 32])
+        )),
+        "without the installation's key the annotation cannot be recomputed"
     );
     assert!(
         c.events("team-a")
