@@ -409,3 +409,50 @@ fn asking_for_restarts_from_a_controller_without_them_is_restart_failed() {
     assert!(c.restarts().is_empty());
     assert_no_plaintext_anywhere(&c, &ctl, &canaries(&["one", "two"]));
 }
+
+#[test]
+fn a_sops_secret_whose_value_changes_restarts_its_workloads_once_and_a_reencryption_none() {
+    use crate::support::cluster::secret_manifest;
+    use sopsync::controller::crd::SopsSecret;
+    let c = Cluster::new(&[]);
+    c.key_secret("team-a");
+    c.deployment("team-a", "web", &[], &["token"]);
+    let rt = c
+        .fake
+        .resource_type_raw("sopsync.io", "v1alpha1", "sopssecrets");
+    let put = |value: &str| {
+        let encrypted = c.sops_encrypt(&secret_manifest(
+            "token",
+            None,
+            &[("token", &format!("{CANARY}-{value}"))],
+        ));
+        let mut obj = c.fake.get_raw(&rt, "team-a", "token").unwrap_or_else(|| {
+            json!({"apiVersion": "sopsync.io/v1alpha1", "kind": "SopsSecret",
+                   "metadata": {"name": "token", "namespace": "team-a"}})
+        });
+        obj["spec"] = json!({"encrypted": encrypted, "rotation": {"restart": "Auto"}});
+        let stored = c.fake.put_raw(&rt, "team-a", "token", obj);
+        format!("generation-{}", stored["metadata"]["generation"])
+    };
+    let applied = |revision: &str| {
+        c.fake
+            .get::<SopsSecret>("team-a", "token")
+            .and_then(|s| s.status)
+            .and_then(|s| s.last_applied_revision)
+            .as_deref()
+            == Some(revision)
+    };
+    let first = put("one");
+    let ctl = c.controller("c1", RESTARTS);
+    wait_until("the first version applied", &ctl, || applied(&first));
+    let second = put("two");
+    wait_until("the second version applied", &ctl, || applied(&second));
+    settle(&ctl);
+    assert_eq!(c.restarted_in("team-a"), ["web"]);
+    // The same value encrypted again: nothing more.
+    let third = put("two");
+    wait_until("the re-encrypted version applied", &ctl, || applied(&third));
+    settle(&ctl);
+    assert_eq!(c.restarted_in("team-a"), ["web"]);
+    assert_no_plaintext_anywhere(&c, &ctl, &canaries(&["one", "two"]));
+}
