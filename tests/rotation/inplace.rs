@@ -25,12 +25,15 @@ fn canaries(versions: &[&str]) -> Vec<String> {
 }
 
 /// The keyed digest the controller should have put on a workload using these Secrets,
-/// recomputed from the installation's key and the Secrets' data in the fake.
-fn expected_digest(c: &Cluster, ns: &str, secrets: &[&str]) -> String {
+/// recomputed from the installation's key (or `other_key`) and the Secrets' data in
+/// the fake.
+fn expected_digest(c: &Cluster, ns: &str, secrets: &[&str], other_key: Option<[u8; 32]>) -> String {
     let key_secret = c
         .secret(OWN_NAMESPACE, "sopsync-digest-key")
         .expect("the digest key Secret was created in the controller's namespace");
-    let key = DigestKey::from_slice(&key_secret.data.expect("data")["key"].0).expect("32 bytes");
+    let installation =
+        DigestKey::from_slice(&key_secret.data.expect("data")["key"].0).expect("32 bytes");
+    let key = other_key.map_or(installation, DigestKey::from_bytes);
     let digests = secrets
         .iter()
         .map(|name| {
@@ -91,8 +94,18 @@ fn one_commit_changing_two_secrets_used_by_one_deployment_rolls_it_out_exactly_o
     let annotations = c.template_annotations("team-a", "web");
     assert_eq!(
         annotations.get("sopsync.io/secrets-digest"),
-        Some(&expected_digest(&c, "team-a", &["api", "db"])),
+        Some(&expected_digest(&c, "team-a", &["api", "db"], None)),
         "the annotation is the keyed digest of the Secrets the Deployment uses"
+    );
+    assert_ne!(
+        annotations.get("sopsync.io/secrets-digest"),
+        Some(&expected_digest(
+            &c,
+            "team-a",
+            &["api", "db"],
+            Some([0; 32])
+        )),
+        "without the installation's key the annotation cannot be recomputed"
     );
     assert!(
         c.events("team-a")
@@ -394,5 +407,52 @@ fn asking_for_restarts_from_a_controller_without_them_is_restart_failed() {
         ready.message
     );
     assert!(c.restarts().is_empty());
+    assert_no_plaintext_anywhere(&c, &ctl, &canaries(&["one", "two"]));
+}
+
+#[test]
+fn a_sops_secret_whose_value_changes_restarts_its_workloads_once_and_a_reencryption_none() {
+    use crate::support::cluster::secret_manifest;
+    use sopsync::controller::crd::SopsSecret;
+    let c = Cluster::new(&[]);
+    c.key_secret("team-a");
+    c.deployment("team-a", "web", &[], &["token"]);
+    let rt = c
+        .fake
+        .resource_type_raw("sopsync.io", "v1alpha1", "sopssecrets");
+    let put = |value: &str| {
+        let encrypted = c.sops_encrypt(&secret_manifest(
+            "token",
+            None,
+            &[("token", &format!("{CANARY}-{value}"))],
+        ));
+        let mut obj = c.fake.get_raw(&rt, "team-a", "token").unwrap_or_else(|| {
+            json!({"apiVersion": "sopsync.io/v1alpha1", "kind": "SopsSecret",
+                   "metadata": {"name": "token", "namespace": "team-a"}})
+        });
+        obj["spec"] = json!({"encrypted": encrypted, "rotation": {"restart": "Auto"}});
+        let stored = c.fake.put_raw(&rt, "team-a", "token", obj);
+        format!("generation-{}", stored["metadata"]["generation"])
+    };
+    let applied = |revision: &str| {
+        c.fake
+            .get::<SopsSecret>("team-a", "token")
+            .and_then(|s| s.status)
+            .and_then(|s| s.last_applied_revision)
+            .as_deref()
+            == Some(revision)
+    };
+    let first = put("one");
+    let ctl = c.controller("c1", RESTARTS);
+    wait_until("the first version applied", &ctl, || applied(&first));
+    let second = put("two");
+    wait_until("the second version applied", &ctl, || applied(&second));
+    settle(&ctl);
+    assert_eq!(c.restarted_in("team-a"), ["web"]);
+    // The same value encrypted again: nothing more.
+    let third = put("two");
+    wait_until("the re-encrypted version applied", &ctl, || applied(&third));
+    settle(&ctl);
+    assert_eq!(c.restarted_in("team-a"), ["web"]);
     assert_no_plaintext_anywhere(&c, &ctl, &canaries(&["one", "two"]));
 }

@@ -78,3 +78,14 @@ pub fn assert_no_plaintext_anywhere(c: &Cluster, ctl: &ControllerProcess, values
         }
     }
 }
+
+#[test]
+fn the_leak_check_looks_for_the_bare_sha256_in_hex_and_base64() {
+    // SHA-256("abc"), FIPS 180-2 appendix B.1.
+    let forms = leak_forms("abc");
+    let hex = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    assert!(forms.contains(&hex.to_string()));
+    assert!(forms.contains(&hex[..10].to_string()));
+    assert!(forms.contains(&"ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=".to_string()));
+    assert!(forms.contains(&"ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0".to_string()));
+}
