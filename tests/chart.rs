@@ -208,6 +208,8 @@ fn every_flag_the_chart_passes_is_one_the_binary_accepts() {
         "controller.gitAllowedHosts={github.com,*.corp.example}",
         "--set",
         "controller.allowLocalGitSources=true",
+        "--set",
+        "rotation.workloadRestarts.enabled=true",
     ];
     let a = args(&template(&everything_on));
     let flags: Vec<&str> = a

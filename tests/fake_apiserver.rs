@@ -2357,5 +2357,766 @@ fn crd_schema_is_the_one_sopsync_crd_prints_and_refuses_what_it_forbids() {
         assert_eq!((code, body), (422, cr_invalid("SopsSecret", "sopsync.io", "s", &[("FieldValueNotSupported",
             "status.secrets[0].result",
             "Unsupported value: \"Weird\": supported values: \"Synced\", \"Conflict\", \"Denied\", \"Failed\"")])));
+
+// ----- workloads: the kinds rotation rolls, their generation, merge keys and rollouts -----
+
+use crate::support::fake_apiserver::RolloutBehaviour;
+use crate::support::workloads::{self, Kind, RolloutStatus, Workload};
+
+/// Every workload kind through the real client, as `kind`'s typed API would see it.
+async fn dynamic_api(client: &kube::Client, kind: Kind, ns: &str) -> Api<kube::api::DynamicObject> {
+    let ar = kube::api::ApiResource {
+        group: kind.group().into(),
+        version: "v1".into(),
+        api_version: format!("{}/v1", kind.group()),
+        kind: kind.name().into(),
+        plural: kind.plural().into(),
+    };
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+fn value_of(o: kube::api::DynamicObject) -> Value {
+    serde_json::to_value(o).expect("serializes")
+}
+
+const KINDS: [Kind; 4] = [
+    Kind::Deployment,
+    Kind::StatefulSet,
+    Kind::DaemonSet,
+    Kind::CronJob,
+];
+
+#[test]
+fn workloads_kinds_are_discoverable_with_their_status_subresource() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let (code, apps) = raw(&client, "GET", "/apis/apps/v1", None, None).await;
+        assert_eq!(code, 200);
+        let names: Vec<&str> = apps["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        for n in [
+            "deployments",
+            "deployments/status",
+            "statefulsets",
+            "statefulsets/status",
+            "daemonsets",
+            "daemonsets/status",
+            "replicasets",
+            "replicasets/status",
+            "controllerrevisions",
+        ] {
+            assert!(names.contains(&n), "apps/v1 serves {n}: {names:?}");
+        }
+        assert!(
+            !names.contains(&"controllerrevisions/status"),
+            "a ControllerRevision has no status"
+        );
+        let (code, batch) = raw(&client, "GET", "/apis/batch/v1", None, None).await;
+        assert_eq!(code, 200);
+        let names: Vec<&str> = batch["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"cronjobs") && names.contains(&"cronjobs/status"),
+            "{names:?}"
+        );
+        // The typed client reads what the fake stores.
+        use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
+        use k8s_openapi::api::batch::v1::CronJob;
+        for w in [
+            Workload::statefulset("default", "s"),
+            Workload::daemonset("default", "d"),
+            Workload::cronjob("default", "c"),
+        ] {
+            w.put(&fake);
+        }
+        let sts: StatefulSet = Api::namespaced(client.clone(), "default")
+            .get("s")
+            .await
+            .expect("statefulset");
+        assert_eq!(sts.metadata.generation, Some(1));
+        let ds: DaemonSet = Api::namespaced(client.clone(), "default")
+            .get("d")
+            .await
+            .expect("daemonset");
+        assert_eq!(ds.metadata.generation, Some(1));
+        let cj: CronJob = Api::namespaced(client.clone(), "default")
+            .get("c")
+            .await
+            .expect("cronjob");
+        assert_eq!(cj.metadata.generation, Some(1));
+        let cr: ControllerRevision = serde_json::from_value(
+            json!({"metadata": {"name": "r"}, "revision": 1, "data": {"spec": {}}}),
+        )
+        .expect("cr");
+        let cr = Api::<ControllerRevision>::namespaced(client.clone(), "default")
+            .create(&PostParams::default(), &cr)
+            .await
+            .expect("create a ControllerRevision");
+        assert_eq!(
+            cr.metadata.generation, None,
+            "no generation for a ControllerRevision"
+        );
+    });
+}
+
+#[test]
+fn workloads_generation_follows_the_spec_and_only_a_deployments_annotations() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        for kind in KINDS {
+            let api = dynamic_api(&client, kind, "default").await;
+            let w = match kind {
+                Kind::Deployment => Workload::deployment("default", "w"),
+                Kind::StatefulSet => Workload::statefulset("default", "w"),
+                Kind::DaemonSet => Workload::daemonset("default", "w"),
+                Kind::CronJob => Workload::cronjob("default", "w"),
+            };
+            let obj: kube::api::DynamicObject = serde_json::from_value(w.manifest()).expect("manifest");
+            let created = api.create(&PostParams::default(), &obj).await.expect("create");
+            assert_eq!(created.metadata.generation, Some(1), "{kind:?}: generation starts at 1");
+            let pp = PatchParams::default();
+            let gen = |o: kube::api::DynamicObject| o.metadata.generation.expect("generation");
+            // Labels are metadata: no strategy bumps generation for them.
+            let g = gen(api.patch("w", &pp, &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}}))).await.expect("label"));
+            assert_eq!(g, 1, "{kind:?}: a label change keeps the generation");
+            // deployment/strategy.go: "annotation updates bump the generation because
+            // annotations are copied from deployments to their replica sets"; the other
+            // strategies compare the spec only.
+            let g = gen(api.patch("w", &pp, &Patch::Merge(json!({"metadata": {"annotations": {"note": "x"}}}))).await.expect("annotation"));
+            assert_eq!(g, if kind == Kind::Deployment { 2 } else { 1 }, "{kind:?}: annotation change");
+            let g0 = g;
+            let tpl: Value = match kind {
+                Kind::CronJob => json!({"spec": {"jobTemplate": {"spec": {"template": {"metadata": {"annotations": {"a": "1"}}}}}}}),
+                _ => json!({"spec": {"template": {"metadata": {"annotations": {"a": "1"}}}}}),
+            };
+            let g = gen(api.patch("w", &pp, &Patch::Merge(tpl)).await.expect("template"));
+            assert_eq!(g, g0 + 1, "{kind:?}: a spec change bumps the generation");
+            // The status subresource never bumps the generation.
+            let g = gen(api.patch_status("w", &pp, &Patch::Merge(json!({"status": {"observedGeneration": 1}}))).await.expect("status"));
+            assert_eq!(g, g0 + 1, "{kind:?}: a status write keeps the generation");
+        }
+    });
+}
+
+#[test]
+fn workloads_deployment_status_writes_keep_annotations_but_not_labels_or_spec() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let api: Api<Deployment> = Api::namespaced(fake.client().await, "default");
+        let d: Deployment = serde_json::from_value(Workload::deployment("default", "d").manifest()).expect("deployment");
+        api.create(&PostParams::default(), &d).await.expect("create");
+        // deploymentStatusStrategy.PrepareForUpdate resets spec and labels only: the
+        // deployment controller records its revision annotation through UpdateStatus.
+        let after = api
+            .patch_status("d", &PatchParams::default(), &Patch::Merge(json!({
+                "metadata": {"labels": {"x": "y"}, "annotations": {"deployment.kubernetes.io/revision": "7"}},
+                "spec": {"replicas": 9}, "status": {"observedGeneration": 1}})))
+            .await
+            .expect("status write");
+        assert_eq!(after.annotations().get("deployment.kubernetes.io/revision").map(String::as_str), Some("7"));
+        assert!(!after.labels().contains_key("x"), "labels are reset by the status strategy");
+        assert_eq!(after.spec.as_ref().and_then(|s| s.replicas), Some(2), "spec is reset by the status strategy");
+        assert_eq!(after.metadata.generation, Some(1), "a status write never bumps the generation");
+    });
+}
+
+#[test]
+fn workloads_defaults_are_set_as_kube_apiserver_sets_them() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let mut got = BTreeMap::new();
+        for kind in KINDS {
+            let api = dynamic_api(&client, kind, "default").await;
+            let mut m = Workload::deployment("default", "w").manifest();
+            if kind != Kind::Deployment {
+                m = match kind {
+                    Kind::StatefulSet => Workload::statefulset("default", "w"),
+                    Kind::DaemonSet => Workload::daemonset("default", "w"),
+                    _ => Workload::cronjob("default", "w"),
+                }
+                .manifest();
+            }
+            let obj: kube::api::DynamicObject = serde_json::from_value(m).expect("manifest");
+            got.insert(kind.name(), value_of(api.create(&PostParams::default(), &obj).await.expect("create")));
+        }
+        // pkg/apis/apps/v1/defaults.go, pkg/apis/batch/v1/defaults.go.
+        let d = &got["Deployment"]["spec"];
+        assert_eq!(d["strategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}));
+        assert_eq!((d["revisionHistoryLimit"].clone(), d["progressDeadlineSeconds"].clone()), (json!(10), json!(600)));
+        let s = &got["StatefulSet"]["spec"];
+        assert_eq!(s["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+        assert_eq!((s["podManagementPolicy"].clone(), s["revisionHistoryLimit"].clone()), (json!("OrderedReady"), json!(10)));
+        let ds = &got["DaemonSet"];
+        assert_eq!(ds["spec"]["updateStrategy"], json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}));
+        assert_eq!(ds["spec"]["revisionHistoryLimit"], json!(10));
+        // apps/v1 shows the internal templateGeneration as an annotation (conversion.go).
+        assert_eq!(ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "1");
+        let c = &got["CronJob"]["spec"];
+        assert_eq!((c["concurrencyPolicy"].clone(), c["suspend"].clone(), c["successfulJobsHistoryLimit"].clone(), c["failedJobsHistoryLimit"].clone()),
+            (json!("Allow"), json!(false), json!(3), json!(1)));
+        // An explicit value is kept; the DaemonSet's template generation follows its template only.
+        let api = dynamic_api(&client, Kind::DaemonSet, "default").await;
+        let pp = PatchParams::default();
+        let ds = value_of(api.patch("w", &pp, &Patch::Merge(json!({"spec": {"revisionHistoryLimit": 3}}))).await.expect("patch"));
+        assert_eq!(ds["spec"]["revisionHistoryLimit"], 3);
+        assert_eq!(ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "1");
+        let ds = value_of(api.patch("w", &pp, &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {"a": "b"}}}}}))).await.expect("patch"));
+        assert_eq!(ds["metadata"]["annotations"]["deprecated.daemonset.template.generation"], "2");
+    });
+}
+
+#[test]
+fn workloads_pod_template_lists_merge_by_key_at_each_kinds_template_path() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        for kind in KINDS {
+            let w = match kind {
+                Kind::Deployment => Workload::deployment("default", "w"),
+                Kind::StatefulSet => Workload::statefulset("default", "w"),
+                Kind::DaemonSet => Workload::daemonset("default", "w"),
+                Kind::CronJob => Workload::cronjob("default", "w"),
+            }
+            .env_key("db", "password")
+            .volume("tls");
+            w.put(&fake);
+            let api = dynamic_api(&client, kind, "default").await;
+            // Strategic merge (core/v1 types.go patchMergeKey): containers, env, volumes,
+            // volumeMounts and imagePullSecrets merge by their keys.
+            let pod = json!({"containers": [{"name": "app", "env": [{"name": "EXTRA", "value": "1"}],
+                                                "volumeMounts": [{"name": "more", "mountPath": "/more"}]}],
+                             "volumes": [{"name": "more", "secret": {"secretName": "more"}}],
+                             "imagePullSecrets": [{"name": "pull"}]});
+            let mut patch = json!({});
+            let ptr = kind.template_pointer();
+            let mut at = &mut patch;
+            for part in ptr.trim_start_matches('/').split('/') {
+                at = &mut at[part];
+            }
+            *at = json!({"spec": pod});
+            let merged = value_of(api.patch("w", &PatchParams::default(), &Patch::Strategic(patch)).await.expect("strategic merge"));
+            let spec = &merged.pointer(ptr).expect("template")["spec"];
+            let c = &spec["containers"];
+            assert_eq!(c.as_array().map(Vec::len), Some(1), "{kind:?}: containers merge by name");
+            assert_eq!(c[0]["image"], "registry.example/app:1", "{kind:?}");
+            let env: Vec<&str> = c[0]["env"].as_array().expect("env").iter().filter_map(|e| e["name"].as_str()).collect();
+            assert_eq!(env, ["DB_PASSWORD", "EXTRA"], "{kind:?}: env merges by name");
+            assert_eq!(c[0]["volumeMounts"].as_array().map(Vec::len), Some(2), "{kind:?}: volumeMounts merge by mountPath");
+            assert_eq!(spec["volumes"].as_array().map(Vec::len), Some(2), "{kind:?}: volumes merge by name");
+            // Server-side apply: two managers own two env entries of the same container.
+            let apply = |mgr: &str, var: &str| {
+                let mut obj = json!({"apiVersion": format!("{}/v1", kind.group()), "kind": kind.name(), "metadata": {"name": "w"}});
+                let mut at = &mut obj;
+                for part in ptr.trim_start_matches('/').split('/') {
+                    at = &mut at[part];
+                }
+                *at = json!({"spec": {"containers": [{"name": "app", "env": [{"name": var, "value": mgr}]}]}});
+                (PatchParams::apply(mgr), Patch::Apply(obj))
+            };
+            let (p, a) = apply("one", "ONE");
+            api.patch("w", &p, &a).await.expect("apply one");
+            let (p, a) = apply("two", "TWO");
+            let both = value_of(api.patch("w", &p, &a).await.expect("apply two"));
+            let env: Vec<&str> = both.pointer(ptr).expect("template")["spec"]["containers"][0]["env"].as_array().expect("env").iter().filter_map(|e| e["name"].as_str()).collect();
+            assert_eq!(env, ["DB_PASSWORD", "EXTRA", "ONE", "TWO"], "{kind:?}: SSA merges env by name");
+            let two = both["metadata"]["managedFields"].as_array().expect("managedFields").iter().find(|m| m["manager"] == "two").expect("two's entry").clone();
+            assert!(two["fieldsV1"].to_string().contains(r#"k:{\"name\":\"TWO\"}"#), "{kind:?}: {two}");
+        }
+    });
+}
+
+#[test]
+fn workloads_pod_template_changes_are_counted_per_workload() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        for kind in KINDS {
+            let w = match kind {
+                Kind::Deployment => Workload::deployment("default", "w"),
+                Kind::StatefulSet => Workload::statefulset("default", "w"),
+                Kind::DaemonSet => Workload::daemonset("default", "w"),
+                Kind::CronJob => Workload::cronjob("default", "w"),
+            };
+            w.put(&fake);
+            assert_eq!(
+                w.template_changes(&fake),
+                0,
+                "{kind:?}: creation is not a change"
+            );
+            let api = dynamic_api(&client, kind, "default").await;
+            let pp = PatchParams::default();
+            api.patch(
+                "w",
+                &pp,
+                &Patch::Merge(json!({"metadata": {"annotations": {"x": "1"}}})),
+            )
+            .await
+            .expect("annotation");
+            assert_eq!(
+                w.template_changes(&fake),
+                0,
+                "{kind:?}: metadata is not the template"
+            );
+            let restart = |v: &str| {
+                let mut patch = json!({});
+                let mut at = &mut patch;
+                for part in kind.template_pointer().trim_start_matches('/').split('/') {
+                    at = &mut at[part];
+                }
+                *at =
+                    json!({"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": v}}});
+                Patch::Merge(patch)
+            };
+            api.patch("w", &pp, &restart("1")).await.expect("restart");
+            api.patch("w", &pp, &restart("1"))
+                .await
+                .expect("same again");
+            assert_eq!(
+                w.template_changes(&fake),
+                1,
+                "{kind:?}: an unchanged template is no change"
+            );
+            api.patch("w", &pp, &restart("2"))
+                .await
+                .expect("restart again");
+            assert_eq!(w.template_changes(&fake), 2, "{kind:?}");
+        }
+        assert_eq!(fake.template_changes("other", "Deployment", "w"), 0);
+    });
+}
+
+#[test]
+fn workloads_immutable_secrets_and_config_maps_refuse_data_changes_with_422() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let (code, _) = post_secret(&client, json!({"metadata": {"name": "v1"}, "immutable": true, "stringData": {"k": "one"}})).await;
+        assert_eq!(code, 201);
+        let path = "/api/v1/namespaces/default/secrets/v1";
+        // ValidateSecretUpdate: `field.Forbidden(data, "field is immutable when `immutable` is set")`.
+        let (code, body) = raw(&client, "PATCH", path, None, Some(json!({"stringData": {"k": "two"}}))).await;
+        assert_eq!(code, 422);
+        assert_eq!(body, invalid_status("Secret", "v1", "FieldValueForbidden", "data", "Forbidden: field is immutable when `immutable` is set"));
+        let (code, body) = raw(&client, "PATCH", path, None, Some(json!({"immutable": false}))).await;
+        assert_eq!(code, 422);
+        assert_eq!(body, invalid_status("Secret", "v1", "FieldValueForbidden", "immutable", "Forbidden: field is immutable when `immutable` is set"));
+        // Both at once: one cause each, in the validator's order.
+        let (code, body) = raw(&client, "PATCH", path, None, Some(json!({"immutable": null, "data": {"k": "dHdv"}}))).await;
+        assert_eq!(code, 422);
+        assert_eq!(body["message"], "Secret \"v1\" is invalid: [immutable: Forbidden: field is immutable when `immutable` is set, data: Forbidden: field is immutable when `immutable` is set]");
+        // stringData is folded into data before validation: restating the value is no change;
+        // metadata may change.
+        let (code, _) = raw(&client, "PATCH", path, None, Some(json!({"stringData": {"k": "one"}, "metadata": {"labels": {"a": "b"}}}))).await;
+        assert_eq!(code, 200);
+        let (code, _) = raw(&client, "DELETE", path, None, None).await;
+        assert_eq!(code, 200, "an immutable Secret can be deleted");
+        let (code, _) = raw(&client, "POST", "/api/v1/namespaces/default/configmaps", None, Some(json!({"metadata": {"name": "c"}, "immutable": true, "data": {"k": "v"}}))).await;
+        assert_eq!(code, 201);
+        let (code, body) = raw(&client, "PATCH", "/api/v1/namespaces/default/configmaps/c", None, Some(json!({"binaryData": {"b": "AA=="}}))).await;
+        assert_eq!(code, 422);
+        assert_eq!(body, invalid_status("ConfigMap", "c", "FieldValueForbidden", "binaryData", "Forbidden: field is immutable when `immutable` is set"));
+    });
+}
+
+/// Every state of `name` a watcher sees until `kubectl rollout status` is done or fails:
+/// kubectl's verdict on each, in order.
+async fn rollout_as_watched(api: &Api<kube::api::DynamicObject>, name: &str) -> Vec<RolloutStatus> {
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(api.clone(), cfg).boxed();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + workloads::WAIT;
+    loop {
+        let ev = tokio::time::timeout_at(deadline.into(), events.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the rollout of {name} did not end within {}s: {seen:?}",
+                    workloads::WAIT.as_secs()
+                )
+            });
+        if let Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) = ev {
+            let st = workloads::rollout_status(&value_of(o));
+            let end = !matches!(st, RolloutStatus::Waiting(_));
+            if seen.last() != Some(&st) {
+                seen.push(st);
+            }
+            if end {
+                return seen;
+            }
+        }
+    }
+}
+
+fn template_patch(kind: Kind, annotations: Value) -> Patch<Value> {
+    let mut patch = json!({});
+    let mut at = &mut patch;
+    for part in kind.template_pointer().trim_start_matches('/').split('/') {
+        at = &mut at[part];
+    }
+    *at = json!({"metadata": {"annotations": annotations}});
+    Patch::Merge(patch)
+}
+
+fn owned_by(fake: &FakeApiServer, plural: &str, owner: &Value) -> Vec<Value> {
+    let rt = fake.resource_type_raw("apps", "v1", plural);
+    let mut v: Vec<Value> = fake
+        .list_raw(&rt, owner["metadata"]["namespace"].as_str())
+        .into_iter()
+        .filter(|o| {
+            o["metadata"]["ownerReferences"][0]["uid"] == owner["metadata"]["uid"]
+                && o["metadata"]["ownerReferences"][0]["controller"] == true
+        })
+        .collect();
+    v.sort_by_key(|o| {
+        o["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    });
+    v
+}
+
+fn revision_of(rs: &Value) -> &str {
+    rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+#[test]
+fn workloads_deployment_rollout_makes_a_replicaset_and_advances_as_kubectl_rollout_status_reads_it()
+{
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let api = dynamic_api(&client, Kind::Deployment, "default").await;
+        let w = Workload::deployment("default", "web").replicas(3).env_from("db");
+        let obj: kube::api::DynamicObject = serde_json::from_value(w.manifest()).expect("manifest");
+        api.create(&PostParams::default(), &obj).await.expect("create");
+        let first = rollout_as_watched(&api, "web").await;
+        assert!(matches!(first.last(), Some(RolloutStatus::Done(m)) if m == "deployment \"web\" successfully rolled out"), "{first:?}");
+        let d = w.get(&fake);
+        // sync.go getNewReplicaSet: `<name>-<pod-template-hash>`, the hash as a label and
+        // in the selector, revision 1, a controller ownerReference.
+        let sets = owned_by(&fake, "replicasets", &d);
+        assert_eq!(sets.len(), 1);
+        let rs = &sets[0];
+        let hash = rs["metadata"]["labels"]["pod-template-hash"].as_str().expect("pod-template-hash");
+        assert_eq!(rs["metadata"]["name"], format!("web-{hash}"));
+        assert!(hash.len() >= 8 && hash.bytes().all(|b| b"bcdfghjklmnpqrstvwxz2456789".contains(&b)), "{hash}");
+        assert_eq!(rs["spec"]["selector"]["matchLabels"]["pod-template-hash"], hash);
+        assert_eq!(rs["spec"]["template"]["metadata"]["labels"]["pod-template-hash"], hash);
+        assert_eq!(revision_of(rs), "1");
+        assert_eq!(rs["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+        assert_eq!((rs["spec"]["replicas"].clone(), rs["status"]["availableReplicas"].clone()), (json!(3), json!(3)));
+        assert_eq!(revision_of(&d), "1", "the Deployment carries its newest revision");
+        assert_eq!(d["status"]["observedGeneration"], d["metadata"]["generation"]);
+        let progressing = d["status"]["conditions"].as_array().expect("conditions").iter().find(|c| c["type"] == "Progressing").expect("Progressing").clone();
+        assert_eq!((progressing["status"].clone(), progressing["reason"].clone()), (json!("True"), json!("NewReplicaSetAvailable")));
+
+        // A restart: a new ReplicaSet, the counters advancing one pod at a time.
+        api.patch("web", &PatchParams::default(), &template_patch(Kind::Deployment, json!({"kubectl.kubernetes.io/restartedAt": "now"}))).await.expect("restart");
+        let steps = rollout_as_watched(&api, "web").await;
+        let waiting: Vec<&str> = steps.iter().filter_map(|s| match s { RolloutStatus::Waiting(m) => Some(m.as_str()), _ => None }).collect();
+        assert!(waiting.iter().any(|m| m.contains("new replicas have been updated")), "{steps:?}");
+        assert!(waiting.iter().any(|m| m.contains("old replicas are pending termination")), "{steps:?}");
+        assert!(matches!(steps.last(), Some(RolloutStatus::Done(_))), "{steps:?}");
+        let d = w.get(&fake);
+        let sets = owned_by(&fake, "replicasets", &d);
+        assert_eq!(sets.len(), 2, "the old ReplicaSet is kept in the history");
+        let (new, old): (Vec<&Value>, Vec<&Value>) = sets.iter().partition(|r| revision_of(r) == "2");
+        assert_eq!((new.len(), old.len()), (1, 1));
+        assert_eq!(old[0]["spec"]["replicas"], 0, "scaled to zero");
+        assert_eq!(new[0]["spec"]["replicas"], 3);
+        assert_eq!(revision_of(&d), "2");
+        assert_eq!((d["status"]["updatedReplicas"].clone(), d["status"]["replicas"].clone()), (json!(3), json!(3)));
+        assert_eq!(w.template_changes(&fake), 1, "one rollout");
+    });
+}
+
+#[test]
+fn workloads_rollout_undo_reuses_the_old_replicaset_and_history_is_kept_to_the_limit() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let api = dynamic_api(&client, Kind::Deployment, "default").await;
+        let w = Workload::deployment("default", "web")
+            .replicas(1)
+            .spec_field("revisionHistoryLimit", json!(2));
+        w.put(&fake);
+        workloads::wait_rolled_out(&fake, &w).await;
+        let pp = PatchParams::default();
+        api.patch(
+            "web",
+            &pp,
+            &template_patch(Kind::Deployment, json!({"v": "2"})),
+        )
+        .await
+        .expect("v2");
+        workloads::wait_rolled_out(&fake, &w).await;
+        // `kubectl rollout undo`: the template of revision 1 again.
+        api.patch(
+            "web",
+            &pp,
+            &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": null}}}})),
+        )
+        .await
+        .expect("undo");
+        let d = workloads::wait_rolled_out(&fake, &w).await;
+        let sets = owned_by(&fake, "replicasets", &d);
+        assert_eq!(sets.len(), 2, "the undo made no new ReplicaSet");
+        let undone = sets
+            .iter()
+            .find(|r| r["spec"]["replicas"] == 1)
+            .expect("the active ReplicaSet");
+        assert_eq!(revision_of(undone), "3", "it became the newest revision");
+        assert_eq!(
+            undone["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"],
+            "1"
+        );
+        assert_eq!(revision_of(&d), "3");
+        // Three more templates: old ReplicaSets beyond revisionHistoryLimit (2) go, oldest first.
+        for v in ["4", "5", "6"] {
+            api.patch(
+                "web",
+                &pp,
+                &template_patch(Kind::Deployment, json!({"v": v})),
+            )
+            .await
+            .expect("change");
+            workloads::wait_rolled_out(&fake, &w).await;
+        }
+        let d = w.get(&fake);
+        let mut revs: Vec<String> = owned_by(&fake, "replicasets", &d)
+            .iter()
+            .map(|r| revision_of(r).to_string())
+            .collect();
+        revs.sort();
+        assert_eq!(revs, ["4", "5", "6"], "the new ReplicaSet and two old ones");
+        assert_eq!(w.template_changes(&fake), 5);
+    });
+}
+
+#[test]
+fn workloads_a_deployment_that_never_becomes_available_exceeds_its_progress_deadline() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        let api = dynamic_api(&client, Kind::Deployment, "default").await;
+        let w =
+            Workload::deployment("default", "web").spec_field("progressDeadlineSeconds", json!(1));
+        w.put(&fake);
+        workloads::wait_rolled_out(&fake, &w).await;
+        fake.set_rollout_behaviour(
+            "default",
+            "Deployment",
+            "web",
+            RolloutBehaviour::NeverAvailable,
+        );
+        api.patch(
+            "web",
+            &PatchParams::default(),
+            &template_patch(Kind::Deployment, json!({"v": "2"})),
+        )
+        .await
+        .expect("change");
+        let msg = workloads::wait_rollout_failed(&fake, &w).await;
+        assert_eq!(msg, "deployment \"web\" exceeded its progress deadline");
+        let d = w.get(&fake);
+        let progressing = d["status"]["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .find(|c| c["type"] == "Progressing")
+            .expect("Progressing")
+            .clone();
+        assert_eq!(
+            (progressing["status"].clone(), progressing["reason"].clone()),
+            (json!("False"), json!("ProgressDeadlineExceeded"))
+        );
+        assert!(
+            progressing["message"]
+                .as_str()
+                .is_some_and(|m| m.ends_with("has timed out progressing.")),
+            "{progressing}"
+        );
+        // maxUnavailable 25% of 2 is 0: the old pods stay until new ones are available.
+        assert_eq!(d["status"]["availableReplicas"], 2, "{d}");
+        let sets = owned_by(&fake, "replicasets", &d);
+        let old = sets
+            .iter()
+            .find(|r| revision_of(r) == "1")
+            .expect("old ReplicaSet");
+        assert_eq!(
+            old["spec"]["replicas"], 2,
+            "the old ReplicaSet keeps serving"
+        );
+        // Back to a template that works: the rollout completes again.
+        fake.set_rollout_behaviour("default", "Deployment", "web", RolloutBehaviour::Completes);
+        api.patch(
+            "web",
+            &PatchParams::default(),
+            &template_patch(Kind::Deployment, json!({"v": "3"})),
+        )
+        .await
+        .expect("fix");
+        workloads::wait_rolled_out(&fake, &w).await;
+    });
+}
+
+#[test]
+fn workloads_statefulsets_and_daemonsets_roll_through_controller_revisions() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        for kind in [Kind::StatefulSet, Kind::DaemonSet] {
+            let w = match kind {
+                Kind::StatefulSet => Workload::statefulset("default", "w").replicas(3),
+                _ => Workload::daemonset("default", "w"),
+            }
+            .spec_field("revisionHistoryLimit", json!(1))
+            .volume("tls");
+            w.put(&fake);
+            let api = dynamic_api(&client, kind, "default").await;
+            let first = rollout_as_watched(&api, "w").await;
+            assert!(
+                matches!(first.last(), Some(RolloutStatus::Done(_))),
+                "{kind:?}: {first:?}"
+            );
+            let o = w.get(&fake);
+            let revs = owned_by(&fake, "controllerrevisions", &o);
+            assert_eq!(revs.len(), 1, "{kind:?}");
+            let label = if kind == Kind::DaemonSet {
+                "controller-revision-hash"
+            } else {
+                "controller.kubernetes.io/hash"
+            };
+            let hash = revs[0]["metadata"]["labels"][label]
+                .as_str()
+                .expect("hash label");
+            assert_eq!(revs[0]["metadata"]["name"], format!("w-{hash}"), "{kind:?}");
+            assert_eq!(revs[0]["revision"], 1);
+            assert_eq!(revs[0]["data"]["spec"]["template"]["$patch"], "replace");
+            api.patch(
+                "w",
+                &PatchParams::default(),
+                &template_patch(kind, json!({"v": "2"})),
+            )
+            .await
+            .expect("change");
+            let steps = rollout_as_watched(&api, "w").await;
+            assert!(
+                steps.len() >= 2 && matches!(steps.last(), Some(RolloutStatus::Done(_))),
+                "{kind:?}: {steps:?}"
+            );
+            let o = w.get(&fake);
+            let revs = owned_by(&fake, "controllerrevisions", &o);
+            assert_eq!(revs.len(), 2, "{kind:?}");
+            let newest = revs
+                .iter()
+                .find(|r| r["revision"] == 2)
+                .expect("revision 2");
+            if kind == Kind::StatefulSet {
+                assert_eq!(o["status"]["updateRevision"], newest["metadata"]["name"]);
+                assert_eq!(o["status"]["currentRevision"], newest["metadata"]["name"]);
+                assert_eq!(
+                    (
+                        o["status"]["updatedReplicas"].clone(),
+                        o["status"]["readyReplicas"].clone()
+                    ),
+                    (json!(3), json!(3))
+                );
+            } else {
+                let s = &o["status"];
+                assert_eq!(
+                    (
+                        s["desiredNumberScheduled"].clone(),
+                        s["updatedNumberScheduled"].clone(),
+                        s["numberAvailable"].clone()
+                    ),
+                    (json!(2), json!(2), json!(2))
+                );
+            }
+            // A third template: revisionHistoryLimit 1 keeps the live revision and one other.
+            api.patch(
+                "w",
+                &PatchParams::default(),
+                &template_patch(kind, json!({"v": "3"})),
+            )
+            .await
+            .expect("change");
+            workloads::wait_for(&fake, &w, "rolled out to revision 3", |o| {
+                let done = matches!(workloads::rollout_status(o), RolloutStatus::Done(_));
+                let revs = owned_by(&fake, "controllerrevisions", o);
+                (done && revs.iter().any(|r| r["revision"] == 3) && revs.len() == 2).then_some(())
+            })
+            .await;
+            assert_eq!(w.template_changes(&fake), 2, "{kind:?}");
+        }
+    });
+}
+
+#[test]
+fn workloads_statefulset_and_daemonset_rollouts_that_never_become_available_stay_waiting() {
+    let fake = FakeApiServer::start();
+    fake.block_on(async {
+        let client = fake.client().await;
+        for kind in [Kind::StatefulSet, Kind::DaemonSet] {
+            let w = match kind {
+                Kind::StatefulSet => Workload::statefulset("default", "w").replicas(3),
+                _ => Workload::daemonset("default", "w"),
+            };
+            w.put(&fake);
+            workloads::wait_rolled_out(&fake, &w).await;
+            fake.set_rollout_behaviour(
+                "default",
+                kind.name(),
+                "w",
+                RolloutBehaviour::NeverAvailable,
+            );
+            let api = dynamic_api(&client, kind, "default").await;
+            api.patch(
+                "w",
+                &PatchParams::default(),
+                &template_patch(kind, json!({"v": "2"})),
+            )
+            .await
+            .expect("change");
+            let updated = if kind == Kind::DaemonSet {
+                "updatedNumberScheduled"
+            } else {
+                "updatedReplicas"
+            };
+            workloads::wait_for(&fake, &w, "one pod replaced", |o| {
+                (o["status"]["observedGeneration"] == o["metadata"]["generation"]
+                    && o["status"][updated] == 1)
+                    .then_some(())
+            })
+            .await;
+            // Many simulator rounds later the rollout is still held at the first pod.
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let o = w.get(&fake);
+            assert_eq!(o["status"][updated], 1, "{kind:?}: {o}");
+            assert!(
+                matches!(workloads::rollout_status(&o), RolloutStatus::Waiting(_)),
+                "{kind:?}: {o}"
+            );
+            if kind == Kind::StatefulSet {
+                assert_ne!(
+                    o["status"]["currentRevision"], o["status"]["updateRevision"],
+                    "the old revision stays current"
+                );
+            }
+        }
     });
 }

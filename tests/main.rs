@@ -22,6 +22,7 @@ mod pgp;
 mod rbac;
 mod render;
 mod repo_keys;
+mod rotation;
 mod security;
 mod server;
 mod vectors;

@@ -10,6 +10,7 @@ use crate::support::cluster::{
 };
 use crate::support::fake_apiserver::rbac::expand_rules;
 use crate::support::fake_apiserver::RequestRecord;
+use crate::support::workloads::Workload;
 use serde_json::{json, Value};
 use sopsync::controller::crd::SopsSecret;
 use std::collections::BTreeSet;
@@ -90,12 +91,17 @@ fn announce(c: &Cluster, ctl: &ControllerProcess, commit: &str) {
 /// SopsSecret synced, a Secret changed by someone else restored, one pruned, a webhook
 /// push, and a failing file (a Warning Event, repeated).
 fn exercise(c: &Cluster, extra: &[&str]) -> ControllerProcess {
+    exercise_with(c, extra, json!({"url": c.url(), "interval": "1h"}))
+}
+
+/// [`exercise`] with this SecretSource spec.
+fn exercise_with(c: &Cluster, extra: &[&str], source: Value) -> ControllerProcess {
     c.key_secret("team-a");
     let hook = c.dir.path().join("webhook-secret");
     std::fs::write(&hook, "hook-secret\n").expect("write");
     // An hour between polls, so that the controller settles between steps; the
     // webhook announces each push.
-    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1h"}));
+    c.source("team-a", "apps", source);
     let inline = c.sops_encrypt(&secret_manifest(
         "inline",
         None,
@@ -266,4 +272,100 @@ fn a_permission_revoked_at_run_time_surfaces_as_a_condition_and_an_event_and_rec
     );
     ctl.assert_no_canary();
     assert!(ctl.terminate().success());
+}
+
+/// [`exercise`] with workload restarts on (issue 12): one opted-in workload of each
+/// kind uses `db` (listed, then patched when the second commit changes it), and
+/// `restartWorkloads` names a missing one of each kind (read by name: 404).
+fn exercise_restarts(c: &Cluster, extra: &[&str]) -> ControllerProcess {
+    for w in [
+        Workload::deployment("team-a", "web"),
+        Workload::statefulset("team-a", "store"),
+        Workload::daemonset("team-a", "agent"),
+        Workload::cronjob("team-a", "report"),
+    ] {
+        w.env_from("db")
+            .annotate("sopsync.io/restart-on-change", "true")
+            .put(&c.fake);
+    }
+    let missing: Vec<Value> = ["Deployment", "StatefulSet", "DaemonSet", "CronJob"]
+        .iter()
+        .map(|k| json!({"kind": k, "name": "missing"}))
+        .collect();
+    let source = json!({"url": c.url(), "interval": "1h",
+                        "rotation": {"debounce": "0s", "restartWorkloads": missing}});
+    // A Versioned source beside it (v12): the second commit makes its first version of
+    // `db` old, so it lists the namespace's pod templates (revision history included)
+    // before deleting it.
+    c.source(
+        "team-a",
+        "versioned",
+        json!({"url": c.url(), "interval": "1h",
+               "rotation": {"strategy": "Versioned", "retain": 0, "restart": "None"}}),
+    );
+    let ctl = exercise_with(c, extra, source);
+    wait_until(
+        "the Versioned source listed the revision history",
+        &ctl,
+        || {
+            c.fake
+                .requests()
+                .iter()
+                .any(|r| r.resource == "controllerrevisions" && r.verb == "list" && !r.denied)
+        },
+    );
+    for kind in ["deployments", "statefulsets", "daemonsets", "cronjobs"] {
+        assert!(
+            c.restarts()
+                .iter()
+                .any(|(ns, r, _)| ns == "team-a" && r == kind),
+            "no {kind} restarted: {:?}\n{}",
+            c.restarts(),
+            ctl.logs()
+        );
+    }
+    ctl
+}
+
+#[test]
+fn with_workload_restarts_every_permission_the_chart_grants_cluster_wide_is_used_and_none_is_missing(
+) {
+    let c = Cluster::new(&[("db.yaml", &db("one")), ("api.yaml", &api("one"))]);
+    let extra = ["--workload-restarts"];
+    let ctl = exercise_restarts(&c, &extra);
+    let rbac = ChartRbac::for_controller_args(&extra);
+    assert_least_privilege(&c, &rbac);
+    ctl.assert_no_canary();
+}
+
+#[test]
+fn with_workload_restarts_and_watch_namespace_the_roles_are_enough_and_every_permission_is_used() {
+    let c = Cluster::new(&[("db.yaml", &db("one")), ("api.yaml", &api("one"))]);
+    let extra = ["--namespace", "team-a", "--workload-restarts"];
+    let ctl = exercise_restarts(&c, &extra);
+    let rbac = ChartRbac::for_controller_args(&extra);
+    assert!(
+        rbac.docs.iter().all(|d| d["kind"] != "ClusterRole"),
+        "watchNamespace renders no ClusterRole"
+    );
+    assert!(
+        rbac.docs.iter().any(|d| d["kind"] == "Role"
+            && d["metadata"]["namespace"] == "sopsync-system"
+            && d["rules"].to_string().contains("sopsync-digest-key")),
+        "the digest key Secret is granted by name in the release namespace"
+    );
+    assert_least_privilege(&c, &rbac);
+    ctl.assert_no_canary();
+}
+
+#[test]
+fn without_the_opt_in_the_chart_grants_nothing_on_workloads() {
+    let rbac = ChartRbac::for_controller_args(&[]);
+    let text = serde_json::to_string(&rbac.docs).expect("JSON");
+    for resource in ["deployments", "statefulsets", "daemonsets", "cronjobs"] {
+        assert!(
+            !text.contains(resource),
+            "{resource} granted without the opt-in"
+        );
+    }
 }

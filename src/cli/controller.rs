@@ -89,9 +89,30 @@ pub struct Args {
     /// Webhook requests allowed in a burst (refilled at one per second).
     #[arg(long, default_value_t = 20)]
     webhook_burst: u32,
+    /// Let the controller read and restart Deployments, StatefulSets, DaemonSets and
+    /// CronJobs when a Secret they use changes (spec.rotation; needs get/list/patch on
+    /// them: the chart's rotation.workloadRestarts.enabled). Off: nothing is restarted.
+    #[arg(long)]
+    workload_restarts: bool,
+    /// Default spec.rotation.debounce: changes within this window restart once (`0s`: at once).
+    #[arg(long, default_value = "10s", value_parser = parse_debounce)]
+    rotation_debounce: Duration,
+    /// The Secret holding the key of sopsync's keyed digests, in the controller's own
+    /// namespace (created once; back it up).
+    #[arg(long, default_value = crate::controller::rotation::digest_key::DEFAULT_SECRET)]
+    digest_key_secret: String,
+    /// The controller's own namespace, where the digest key lives (default:
+    /// $POD_NAMESPACE, else the lease namespace, else `default`).
+    #[arg(long)]
+    own_namespace: Option<String>,
     /// Log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
+}
+
+fn parse_debounce(text: &str) -> Result<Duration, String> {
+    crate::controller::rotation::parse_duration(text)
+        .ok_or_else(|| format!("{text:?}: expected a duration such as 0s, 10s or 1m"))
 }
 
 fn other(message: String) -> CliError {
@@ -205,6 +226,16 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
         min_interval: Duration::from_secs(a.min_interval),
         base_backoff: Duration::from_secs(a.base_backoff.max(1)),
         instance: identity.clone(),
+        workload_restarts: a.workload_restarts,
+        rotation_debounce: a.rotation_debounce,
+        own_namespace: a
+            .own_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .or_else(|| a.lease_namespace.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into()),
+        digest_key_secret: a.digest_key_secret.clone(),
         ..ControllerConfig::default()
     };
     let cfg = RunConfig {

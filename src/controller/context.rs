@@ -56,6 +56,15 @@ pub struct ControllerConfig {
     pub reporter: String,
     /// This instance's name (pod name), for Events and the lease.
     pub instance: String,
+    /// Whether workloads may be read and restarted (`--workload-restarts`; the chart
+    /// grants the RBAC only with `rotation.workloadRestarts.enabled`).
+    pub workload_restarts: bool,
+    /// The default `spec.rotation.debounce`.
+    pub rotation_debounce: Duration,
+    /// The controller's own namespace, where the digest key Secret lives.
+    pub own_namespace: String,
+    /// The digest key Secret's name.
+    pub digest_key_secret: String,
 }
 
 impl Default for ControllerConfig {
@@ -78,6 +87,10 @@ impl Default for ControllerConfig {
             max_backoff: Duration::from_secs(300),
             reporter: "sopsync-controller".into(),
             instance: "sopsync-controller".into(),
+            workload_restarts: false,
+            rotation_debounce: super::rotation::DEFAULT_DEBOUNCE,
+            own_namespace: "default".into(),
+            digest_key_secret: super::rotation::digest_key::DEFAULT_SECRET.into(),
         }
     }
 }
@@ -94,6 +107,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per object (`kind/namespace/name`), for backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Changes whose restarts wait for their debounce window, by owner uid.
+    pub pending_restarts: super::rotation::debounce::Pending,
 }
 
 /// Why keys or credentials could not be loaded: a denial or a missing/invalid
@@ -141,6 +156,7 @@ impl Context {
             metrics,
             recorder,
             failures: Mutex::new(HashMap::new()),
+            pending_restarts: Default::default(),
         }
     }
 

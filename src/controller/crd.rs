@@ -84,9 +84,8 @@ pub struct SecretSourceSpec {
     /// Stop syncing (nothing is fetched, written or deleted) while true.
     #[serde(default)]
     pub suspend: bool,
-    /// Reserved for safe rotation (versioned immutable Secrets, restarting the workloads
-    /// that consume them). Only the default in-place strategy is implemented; any other
-    /// setting stalls the source rather than being ignored.
+    /// How a changed Secret reaches the workloads that consume it (docs/rotation.md):
+    /// updated in place and the workloads restarted (the default), or versioned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<RotationSpec>,
 }
@@ -132,6 +131,9 @@ pub struct SopsSecretSpec {
     /// Stop syncing while true.
     #[serde(default)]
     pub suspend: bool,
+    /// How a changed Secret reaches the workloads that consume it (docs/rotation.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationSpec>,
 }
 
 /// A `sopsync.yaml` entry carried by a SopsSecret (README: "The sopsync.yaml format"),
@@ -318,39 +320,211 @@ pub struct TargetOptions {
     pub name_prefix: Option<String>,
 }
 
-/// Reserved: how a changed Secret is rolled out.
+/// The most old versions `spec.rotation.retain` may ask for: it bounds the status
+/// (each Secret lists the versions it keeps) and the Secrets kept per Secret.
+pub const MAX_RETAIN: u32 = 10;
+
+/// How a changed Secret is rolled out (docs/rotation.md). A change is a change of the
+/// decrypted content: re-encrypting a file changes nothing here.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RotationSpec {
-    /// `InPlace` (default, implemented) updates each Secret in place. `Versioned`
-    /// (reserved) will write immutable Secrets named `<name>-<hash>` and keep old ones.
+    /// `InPlace` (default) updates each Secret in place and restarts the workloads that
+    /// consume it. `Versioned` writes an immutable Secret `<name>-<version>` per content
+    /// version and switches the workloads' references to it.
     #[serde(default)]
     pub strategy: RotationStrategy,
-    /// Reserved: workloads to restart when a Secret they consume changes.
+    /// Which workloads of the namespace are restarted (InPlace) or switched (Versioned)
+    /// when a Secret they use changes: `Annotated` (default) only those that opt in by
+    /// annotation (`sopsync.io/restart-on-change: "true"`, or Reloader's
+    /// `reloader.stakater.com/auto: "true"` / `secret.reloader.stakater.com/reload`),
+    /// `Auto` every workload that references the Secret, `None` none (besides
+    /// `restartWorkloads`).
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Workloads restarted (or switched) whenever a Secret of this object changes, in
+    /// addition to those `restart` selects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub restart_workloads: Vec<WorkloadRef>,
-    /// Reserved: how many old versions a `Versioned` strategy keeps.
+    /// Changes within this window are rolled out once, e.g. `10s`, `1m`; `0s` rolls out
+    /// at once (default: the controller's `--rotation-debounce`, 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<String>,
+    /// Versioned: how many previous versions of each Secret are kept (default 2, at most
+    /// 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
     pub retain: Option<u32>,
+    /// Versioned: also keep a plain `<name>` Secret up to date, for consumers that cannot
+    /// follow renames.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub keep_plain_secret: bool,
+    /// Versioned: when a rollout fails, switch the references back to the previous
+    /// version.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub rollback_on_failure: bool,
+    /// Versioned: how long a rollout may take before it counts as failed, e.g. `10m`
+    /// (default: the workload's `progressDeadlineSeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_timeout: Option<String>,
 }
 
 /// How Secrets change.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum RotationStrategy {
-    /// Update the Secret in place.
+    /// Update the Secret in place, then restart the workloads that use it.
     #[default]
     InPlace,
-    /// Reserved: immutable versioned Secrets.
+    /// Immutable versioned Secrets; workloads' references are switched to each new one.
     Versioned,
 }
 
+/// Which workloads a change restarts (besides `restartWorkloads`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum RestartPolicy {
+    /// Workloads that opt in by annotation (ours or Reloader's).
+    #[default]
+    Annotated,
+    /// Every workload that references the changed Secret.
+    Auto,
+    /// None.
+    None,
+}
+
+/// The kinds of workload a rotation restarts.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+pub enum WorkloadKind {
+    /// apps/v1 Deployment.
+    Deployment,
+    /// apps/v1 StatefulSet.
+    StatefulSet,
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+    /// batch/v1 CronJob (its jobTemplate's pod template; running Jobs are left alone).
+    CronJob,
+}
+
+impl WorkloadKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [WorkloadKind; 4] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::CronJob,
+    ];
+
+    /// The kind's name, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::CronJob => "CronJob",
+        }
+    }
+}
+
 /// A workload in the same namespace.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
 pub struct WorkloadRef {
-    /// `Deployment`, `StatefulSet` or `DaemonSet`.
-    pub kind: String,
+    /// `Deployment`, `StatefulSet`, `DaemonSet` or `CronJob`.
+    pub kind: WorkloadKind,
     /// Its name.
     pub name: String,
+}
+
+/// The most workloads `status.rotation.workloads` lists; the others are counted in
+/// `workloadsOmitted`, so the status stays far below the object size limit however many
+/// workloads a source feeds.
+pub const MAX_WORKLOADS_IN_STATUS: usize = 50;
+
+/// What rotation did last (`status.rotation`). Bounded: at most
+/// [`MAX_WORKLOADS_IN_STATUS`] workloads are listed, and each Secret keeps at most
+/// [`MAX_RETAIN`] old versions, named by their short version suffix only.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationStatus {
+    /// When a change was written whose restarts wait for the debounce window to close
+    /// (RFC 3339); absent when nothing waits. Kept here so that another replica taking
+    /// over still rolls the change out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_since: Option<String>,
+    /// Versioned: the versions of each Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretVersions>,
+    /// The workloads last restarted or switched, failures first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadRollout>,
+    /// How many more workloads were restarted or switched than `workloads` lists.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub workloads_omitted: u32,
+}
+
+/// The versions of one Secret (Versioned). A version `v` of Secret `name` is the
+/// immutable Secret `<name>-<v>`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretVersions {
+    /// The Secret's (unversioned) name.
+    pub name: String,
+    /// The version the workloads are switched to.
+    pub current_version: String,
+    /// Previous versions still kept, newest first (at most `retain`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions_kept: Vec<String>,
+}
+
+/// Where one workload's rollout stands.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRollout {
+    /// The workload's kind.
+    pub kind: WorkloadKind,
+    /// The workload's name.
+    pub name: String,
+    /// Where its rollout stands.
+    pub state: RolloutState,
+    /// When sopsync last restarted it or switched its references (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart: Option<String>,
+    /// Why, for `Failed` (never a value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Versioned: the references switched (old Secret name -> new version) by the
+    /// switches since the last complete rollout: the old versions this workload may
+    /// still run, which are kept until its rollout completes, and where a rollback goes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub switched: Vec<SwitchedRef>,
+}
+
+/// One reference switched from an old Secret name to a new version (names only).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct SwitchedRef {
+    /// The Secret name the pod template named before.
+    pub from: String,
+    /// The version it names now.
+    pub to: String,
+}
+
+/// A rollout's state.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+pub enum RolloutState {
+    /// InPlace: the pod template was patched; the rollout itself is not followed.
+    Restarted,
+    /// Versioned: the rollout is under way.
+    Progressing,
+    /// Versioned: the rollout finished (the rules of `kubectl rollout status`).
+    Complete,
+    /// The workload could not be restarted, or its rollout did not finish in time.
+    Failed,
+    /// Versioned: the rollout failed and the references were switched back.
+    RolledBack,
 }
 
 /// What the controller last did with an object (both kinds share it).
@@ -375,6 +549,9 @@ pub struct SyncStatus {
     /// The outcome for each Secret of the last sync.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretResult>,
+    /// What rotation did last: restarts, versions, rollouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationStatus>,
 }
 
 /// One Secret in the inventory (always in the object's namespace).

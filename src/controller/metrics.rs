@@ -45,6 +45,22 @@ pub struct WebhookLabels {
     pub result: String,
 }
 
+/// Labels of a rotation (a change rolled out).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RotationLabels {
+    /// `InPlace` or `Versioned`.
+    pub strategy: String,
+}
+
+/// Labels of a workload restart.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RestartLabels {
+    /// `Deployment`, `StatefulSet`, `DaemonSet` or `CronJob`.
+    pub kind: String,
+    /// `success` or `error`.
+    pub result: String,
+}
+
 fn duration_histogram() -> Histogram {
     // 5 ms .. ~80 s
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
@@ -71,6 +87,15 @@ pub struct Metrics {
     pub webhook_requests: Family<WebhookLabels, Counter>,
     /// 1 while this instance holds the leader lease.
     pub leader: Gauge,
+    /// Changes of content rolled out to workloads, by strategy.
+    pub rotations: Family<RotationLabels, Counter>,
+    /// Workload restarts (pod-template patches), by workload kind and result.
+    pub workload_restarts: Family<RestartLabels, Counter>,
+    /// Rollouts that failed (Versioned: not complete in time), by strategy.
+    pub rollouts_failed: Family<RotationLabels, Counter>,
+    /// Seconds from a change being written to its rollout (InPlace: to the workloads'
+    /// patch, the debounce window included; Versioned: to the rollout's completion).
+    pub rollout_duration: Family<RotationLabels, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -98,6 +123,33 @@ impl Metrics {
         let secret_deletes = Counter::default();
         let webhook_requests = Family::<WebhookLabels, Counter>::default();
         let leader = Gauge::default();
+        let rotations = Family::<RotationLabels, Counter>::default();
+        let workload_restarts = Family::<RestartLabels, Counter>::default();
+        let rollouts_failed = Family::<RotationLabels, Counter>::default();
+        let rollout_duration =
+            Family::<RotationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram as fn() -> Histogram,
+            );
+        registry.register(
+            "rotations",
+            "Changes of decrypted content rolled out to workloads, by strategy",
+            rotations.clone(),
+        );
+        registry.register(
+            "workload_restarts",
+            "Workload restarts (pod-template patches) by workload kind and result",
+            workload_restarts.clone(),
+        );
+        registry.register(
+            "rollouts_failed",
+            "Rollouts that did not complete, by strategy",
+            rollouts_failed.clone(),
+        );
+        registry.register(
+            "rollout_duration_seconds",
+            "Seconds from a change being written to its rollout, by strategy",
+            rollout_duration.clone(),
+        );
         registry.register(
             "reconcile",
             "Reconciles by kind, result and error kind",
@@ -154,6 +206,10 @@ impl Metrics {
             secret_deletes,
             webhook_requests,
             leader,
+            rotations,
+            workload_restarts,
+            rollouts_failed,
+            rollout_duration,
         }
     }
 

@@ -4,7 +4,8 @@
 //! Layout (STYLE.md 10): [`crd`] the resource types; [`apply`] the pure desired-state,
 //! conflict and inventory logic; [`status`] conditions; [`reconcile`] `reconcile` and
 //! `error_policy`; [`context`] the shared state and per-reconcile key loading;
-//! [`metrics`] the Prometheus registry; [`rotation`] the reserved rotation API.
+//! [`metrics`] the Prometheus registry; [`rotation`] safe rotation (keyed digests, the
+//! digest key, InPlace workload restarts with debounce; docs/rotation.md).
 //! [`run`] wires it together: the HTTP server, leader election, the two Controllers
 //! and graceful shutdown.
 //!

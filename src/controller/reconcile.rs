@@ -14,14 +14,15 @@
 use super::apply::{self, LiveSecret, Owner, FIELD_MANAGER, LABEL_OWNER_UID};
 use super::context::{Context, LoadError};
 use super::crd::{
-    Decryption, InventoryEntry, SecretOutcome, SecretSource, SopsSecret, SyncStatus, TargetOptions,
-    GROUP, VERSION,
+    Decryption, InventoryEntry, RotationSpec, RotationStatus, RotationStrategy, SecretOutcome,
+    SecretSource, SopsSecret, SyncStatus, TargetOptions, GROUP, VERSION,
 };
+use super::rotation::versioned_sync::{self, Versioning};
 use super::status::{next_status, ready, StatusUpdate, Verdict};
 use crate::core::keys::Keyring;
 use crate::repo::git::{check_source, fetch_with_policy, redact_url, GitError};
 use crate::repo::render::{
-    render_files, render_generator, DesiredSecret, FileError, RenderOptions,
+    content_hash, render_files, render_generator, DesiredSecret, FileError, RenderOptions,
 };
 use crate::repo::walk::{walk_tree, WalkError, WalkLimits};
 use futures::StreamExt;
@@ -31,7 +32,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::Resource;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -414,6 +415,43 @@ struct SyncRequest<'a> {
     revision: String,
     /// When to sync again after a success.
     requeue: Duration,
+    /// `spec.rotation` (only `Versioned` changes what a sync does here).
+    rotation: Option<&'a RotationSpec>,
+    /// The previous `status.rotation`.
+    previous_rotation: Option<&'a RotationStatus>,
+}
+
+/// The Versioned strategy of a sync, or why it cannot run (a stall: reason, message;
+/// or a transient error).
+async fn versioning(
+    ctx: &Context,
+    spec: &RotationSpec,
+    prefix: &str,
+    desired: &[DesiredSecret],
+) -> Result<Versioning, Result<(&'static str, String), Error>> {
+    let timeout =
+        super::rotation::rollout_timeout_of(Some(spec)).map_err(|m| Ok(("InvalidSpec", m)))?;
+    // Read per sync and dropped after it (digest_key.rs: no key material is held).
+    let key = super::rotation::digest_key::load_or_create(
+        &ctx.client,
+        &ctx.config.own_namespace,
+        super::rotation::digest_key::DEFAULT_SECRET,
+    )
+    .await
+    .map_err(|e| match e {
+        super::rotation::digest_key::DigestKeyError::Api { source, .. } => Err(Error::Api(source)),
+        other => Ok(("DigestKeyInvalid", other.to_string())),
+    })?;
+    Ok(Versioning::new(
+        spec,
+        prefix,
+        desired,
+        |d| {
+            let digest = super::rotation::digest::secret_digest(&key, &d.data.0);
+            super::rotation::digest::versioned_name(&d.name, &digest)
+        },
+        timeout,
+    ))
 }
 
 /// Plans and executes a sync of `desired` for `owner`.
@@ -426,16 +464,33 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         previous,
         revision,
         requeue,
+        rotation,
+        previous_rotation,
     } = request;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &owner.namespace);
     let prefix = target.name_prefix.clone().unwrap_or_default();
-    let wanted: Vec<String> = desired
-        .iter()
-        .map(|d| format!("{prefix}{}", d.name))
-        .collect();
+    let versioning = match rotation.filter(|r| r.strategy == RotationStrategy::Versioned) {
+        Some(spec) => match versioning(ctx, spec, &prefix, &desired).await {
+            Ok(v) => Some(v),
+            Err(Ok((reason, m))) => return Outcome::stalled(reason, m, requeue),
+            Err(Err(e)) => return Outcome::retry("ApiError", e, Some(revision)),
+        },
+        None => None,
+    };
+    let wanted: Vec<String> = match &versioning {
+        Some(v) => v.wanted(),
+        None => desired
+            .iter()
+            .map(|d| format!("{prefix}{}", d.name))
+            .collect(),
+    };
     let live = match live_secrets(&api, owner, &wanted).await {
         Ok(l) => l,
         Err(e) => return Outcome::retry("ApiError", Error::Api(e), Some(revision)),
+    };
+    let desired = match &versioning {
+        Some(v) => v.desired(owner, desired, &live),
+        None => desired,
     };
     let mut plan = apply::plan(
         owner,
@@ -446,7 +501,41 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         prune,
         file_errors.is_empty(),
     );
-    drop(desired);
+    let held = versioning.as_ref().map(|v| v.adjust(&mut plan));
+    // Restarts follow a change of decrypted content only: a Secret of ours rewritten
+    // with other data (not a new one, not one rewritten for its labels or annotations).
+    // (InPlace only: the Versioned strategy switches references instead.)
+    let restarts_wanted =
+        versioning.is_none() && super::rotation::inplace::wants_restarts(rotation);
+    let changed_now: BTreeSet<String> = if restarts_wanted {
+        let writing: BTreeSet<&str> = plan.writes.iter().map(|w| w.name.as_str()).collect();
+        desired
+            .iter()
+            .filter_map(|d| {
+                let name = format!("{prefix}{}", d.name);
+                let before = live.get(&name)?.content_hash.as_ref()?;
+                (writing.contains(name.as_str())
+                    && *before != content_hash(&d.secret_type, &d.data))
+                .then_some(name)
+            })
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    // The rendered data is kept past the writes only when restarts may be due now and
+    // need its digests: a change now, or a window still open. Released otherwise, as
+    // before: it is the largest part of a sync's heap.
+    let window_open = ctx.pending_restarts.get(&owner.uid).since.is_some()
+        || previous_rotation.is_some_and(|r| r.pending_since.is_some());
+    let desired = if restarts_wanted
+        && ctx.config.workload_restarts
+        && (!changed_now.is_empty() || window_open)
+    {
+        desired
+    } else {
+        drop(desired);
+        Vec::new()
+    };
     let total = plan.writes.len() + plan.prune.len();
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let writes = std::mem::take(&mut plan.writes);
@@ -492,9 +581,31 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             }
         }
     }
+    ctx.metrics.secret_deletes.inc_by(pruned.len() as u64);
+    // Versioned: switch, watch rollouts, collect old versions; only once every
+    // version was written (a workload never points at a Secret that is not there).
+    let rolled = match (&versioning, held) {
+        (Some(v), Some(held)) if failures.is_empty() => {
+            let synced: BTreeSet<String> = plan
+                .results
+                .iter()
+                .filter(|r| r.result == SecretOutcome::Synced)
+                .map(|r| r.name.clone())
+                .collect();
+            let r = v
+                .roll(ctx, owner, &live, previous_rotation, held, &synced)
+                .await;
+            plan.inventory.extend(r.inventory.iter().cloned());
+            Some(r)
+        }
+        (Some(v), Some((held, _))) => {
+            plan.inventory.extend(v.hold_all(owner, &live, held));
+            None
+        }
+        _ => None,
+    };
     plan.inventory.sort();
     plan.inventory.dedup();
-    ctx.metrics.secret_deletes.inc_by(pruned.len() as u64);
     for r in plan.results.iter_mut() {
         if let Some((_, e)) = failures.iter().find(|(n, _)| *n == r.name) {
             r.result = SecretOutcome::Failed;
@@ -521,6 +632,9 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             ),
         ));
     }
+    if let Some(r) = &rolled {
+        events.extend(r.events.iter().cloned());
+    }
     let managed = Some(plan.inventory.len());
     let problems = |outcome: SecretOutcome| -> Vec<String> {
         plan.results
@@ -541,6 +655,8 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         applied_revision: None,
         results: Some(plan.results),
         inventory: Some(plan.inventory),
+        // Versioned: the new versions and rollouts (kept as they were when writes failed).
+        rotation: rolled.as_ref().map(|r| Some(r.status.clone())),
     };
     if let Some((name, first)) = failures.first() {
         let error = Error::Writes {
@@ -568,6 +684,41 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             managed,
         };
     }
+    let synced_names: BTreeSet<&str> = update
+        .results
+        .iter()
+        .flatten()
+        .filter(|r| r.result == SecretOutcome::Synced)
+        .map(|r| r.name.as_str())
+        .collect();
+    // InPlace restarts; under Versioned, `rolled` above did the switching.
+    let after = if versioning.is_some() {
+        super::rotation::inplace::AfterSyncOutcome::default()
+    } else {
+        super::rotation::inplace::after_sync(
+            ctx,
+            super::rotation::inplace::AfterSync {
+                owner_uid: &owner.uid,
+                namespace: &owner.namespace,
+                rotation,
+                previous: previous_rotation,
+                changed_now,
+                secrets: desired
+                    .iter()
+                    .map(|d| (format!("{prefix}{}", d.name), &d.data))
+                    .filter(|(name, _)| synced_names.contains(name.as_str()))
+                    .collect(),
+                now: k8s_openapi::jiff::Timestamp::now(),
+            },
+        )
+        .await
+    };
+    drop(desired);
+    if versioning.is_none() {
+        update.rotation = after.status;
+    }
+    events.extend(after.events);
+    let requeue = after.requeue.map_or(requeue, |r| r.min(requeue));
     let verdict = if !file_errors.is_empty() {
         let list: Vec<String> = file_errors
             .iter()
@@ -591,11 +742,33 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
             reason: "Conflict".into(),
             message: summarize(&conflicts),
         }
+    } else if let Some(message) = rolled.as_ref().and_then(|r| r.failed.clone()) {
+        // The Secrets are written; a workload did not take the new version.
+        update.applied_revision = Some(revision);
+        Verdict::Degraded {
+            reason: "RolloutFailed".into(),
+            message,
+        }
+    } else if let Some(message) = after
+        .failure
+        .or_else(|| rolled.as_ref().and_then(|r| r.restart_failed.clone()))
+    {
+        // The Secrets are all written: the revision is applied; only restarts failed.
+        update.applied_revision = Some(revision);
+        Verdict::Degraded {
+            reason: "RestartFailed".into(),
+            message,
+        }
     } else {
         update.applied_revision = Some(revision);
         Verdict::Synced {
             message: format!("{synced} Secret(s) in sync"),
         }
+    };
+    // A running rollout is looked at again soon; the reconcile never waits for it.
+    let requeue = match &rolled {
+        Some(r) if r.progressing => requeue.min(versioned_sync::ROLLOUT_POLL),
+        _ => requeue,
     };
     Outcome {
         verdict,
@@ -617,8 +790,10 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
     if spec.suspend {
         return Outcome::suspended();
     }
-    if let Some(m) = super::rotation::unsupported(spec.rotation.as_ref()) {
-        return Outcome::stalled("RotationUnsupported", m, interval);
+    if let Some((reason, m)) =
+        super::rotation::refused(spec.rotation.as_ref(), ctx.config.rotation_debounce)
+    {
+        return Outcome::stalled(reason, m, interval);
     }
     // Before anything is loaded or fetched: a tenant's URL and ref are data for git,
     // and only the sources the operator allows are contacted (issue 11 point 1).
@@ -717,6 +892,8 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
         previous: &previous,
         revision,
         requeue: interval,
+        rotation: spec.rotation.as_ref(),
+        previous_rotation: src.status.as_ref().and_then(|s| s.rotation.as_ref()),
     };
     sync_secrets(ctx, &owner, request).await
 }
@@ -733,6 +910,11 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
     let spec = &obj.spec;
     if spec.suspend {
         return Outcome::suspended();
+    }
+    if let Some((reason, m)) =
+        super::rotation::refused(spec.rotation.as_ref(), ctx.config.rotation_debounce)
+    {
+        return Outcome::stalled(reason, m, SOPS_SECRET_RESYNC);
     }
     let (owner, keys) = match owner_and_keys(obj, &spec.decryption, ctx, SOPS_SECRET_RESYNC).await {
         Ok(found) => found,
@@ -819,6 +1001,8 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
         previous: &previous,
         revision,
         requeue: SOPS_SECRET_RESYNC,
+        rotation: spec.rotation.as_ref(),
+        previous_rotation: obj.status.as_ref().and_then(|s| s.rotation.as_ref()),
     };
     sync_secrets(ctx, &owner, request).await
 }
@@ -835,6 +1019,7 @@ pub fn status_patch(status: &SyncStatus) -> serde_json::Value {
             "observedGeneration",
             "lastAppliedRevision",
             "lastAttemptedRevision",
+            "rotation",
         ] {
             m.entry(k).or_insert(serde_json::Value::Null);
         }

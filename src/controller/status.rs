@@ -5,7 +5,7 @@
 //! one (transition times are kept while a condition's status holds, and nothing in
 //! the status depends on the clock otherwise), so the reconciler writes nothing.
 
-use super::crd::{Condition, InventoryEntry, SecretResult, SyncStatus};
+use super::crd::{Condition, InventoryEntry, RotationStatus, SecretResult, SyncStatus};
 
 /// The `Ready` condition type.
 pub const READY: &str = "Ready";
@@ -116,6 +116,8 @@ pub struct StatusUpdate {
     pub results: Option<Vec<SecretResult>>,
     /// The new inventory (None: keep the previous one).
     pub inventory: Option<Vec<InventoryEntry>>,
+    /// The new `status.rotation` (None: keep the previous one; `Some(None)` clears it).
+    pub rotation: Option<Option<RotationStatus>>,
 }
 
 /// Computes the next status from the previous one.
@@ -139,6 +141,7 @@ pub fn next_status(
             .inventory
             .unwrap_or_else(|| previous.inventory.clone()),
         secrets: update.results.unwrap_or_else(|| previous.secrets.clone()),
+        rotation: update.rotation.unwrap_or_else(|| previous.rotation.clone()),
     }
 }
 
@@ -168,6 +171,7 @@ mod tests {
                 applied_revision: Some("abc".into()),
                 results: Some(vec![]),
                 inventory: Some(vec![InventoryEntry { name: "a".into() }]),
+                rotation: None,
             },
             "2026-01-01T00:00:00Z",
         );
@@ -180,6 +184,7 @@ mod tests {
                 applied_revision: Some("abc".into()),
                 results: Some(vec![]),
                 inventory: Some(vec![InventoryEntry { name: "a".into() }]),
+                rotation: None,
             },
             "2026-01-01T01:00:00Z",
         );

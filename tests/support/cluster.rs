@@ -221,6 +221,15 @@ impl Cluster {
         // the test as it would fail in a cluster.
         let rbac = ChartRbac::for_controller_args(extra);
         self.fake.grant(&rbac.docs);
+        // The chart runs the controller with POD_NAMESPACE = the release namespace, where
+        // the digest key Secret lives (docs/rotation.md).
+        self.fake.ensure_namespace(&rbac.namespace);
+        let own_namespace = ["--own-namespace", rbac.namespace.as_str()];
+        let own_namespace: &[&str] = if extra.contains(&"--own-namespace") {
+            &[]
+        } else {
+            &own_namespace
+        };
         let kubeconfig = self.dir.path().join(format!("{name}-kubeconfig"));
         // Each replica its own token, as each pod has (the fake's log tells them apart).
         let token = self
@@ -241,6 +250,7 @@ impl Cluster {
             .args(["--min-interval", "1", "--base-backoff", "1"])
             .args(["--git-timeout", "10"])
             .args(extra)
+            .args(own_namespace)
             .env("RUST_LOG", "info,kube=warn")
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
@@ -259,6 +269,81 @@ impl Cluster {
         };
         process.wait_listening();
         process
+    }
+}
+
+/// Workloads for rotation tests (issue 12): a Deployment whose pod template uses
+/// Secrets, and what sopsync did to it.
+impl Cluster {
+    /// Creates Deployment `ns/name` with these workload annotations, using each Secret
+    /// of `secrets` through `envFrom`.
+    pub fn deployment(&self, ns: &str, name: &str, annotations: &[(&str, &str)], secrets: &[&str]) {
+        self.fake.ensure_namespace(ns);
+        let env_from: Vec<Value> = secrets
+            .iter()
+            .map(|s| json!({"secretRef": {"name": s}}))
+            .collect();
+        let labels = json!({"app": name});
+        let obj = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns, "annotations": map(annotations)},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "app", "image": "example/app:1", "envFrom": env_from}]}
+                }
+            }
+        });
+        let rt = self.fake.resource_type_raw("apps", "v1", "deployments");
+        self.fake.put_raw(&rt, ns, name, obj);
+    }
+
+    /// The pod-template annotations of Deployment `ns/name`.
+    pub fn template_annotations(&self, ns: &str, name: &str) -> BTreeMap<String, String> {
+        let rt = self.fake.resource_type_raw("apps", "v1", "deployments");
+        self.fake
+            .get_raw(&rt, ns, name)
+            .and_then(|d| {
+                serde_json::from_value(d["spec"]["template"]["metadata"]["annotations"].clone())
+                    .ok()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The workload restarts sopsync made: its accepted pod-template patches, as
+    /// (namespace, resource, name), in order.
+    pub fn restarts(&self) -> Vec<(String, String, String)> {
+        self.fake
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                r.verb == "patch"
+                    && (200..300).contains(&r.status)
+                    && r.field_manager.as_deref() == Some("sopsync-rotation")
+            })
+            .map(|r| {
+                (
+                    r.namespace.unwrap_or_default(),
+                    r.resource,
+                    r.name.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// The names of the Deployments of `ns` that sopsync restarted, sorted, with
+    /// repetitions (one entry per rollout).
+    pub fn restarted_in(&self, ns: &str) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .restarts()
+            .into_iter()
+            .filter(|(n, _, _)| n == ns)
+            .map(|(_, _, name)| name)
+            .collect();
+        names.sort();
+        names
     }
 }
 
@@ -333,6 +418,9 @@ impl ChartRbac {
         }
         if let Some(ns) = value("--namespace") {
             set.push(format!("watchNamespace={ns}"));
+        }
+        if args.contains(&"--workload-restarts") {
+            set.push("rotation.workloadRestarts.enabled=true".into());
         }
         Self::render(&namespace, &set)
     }

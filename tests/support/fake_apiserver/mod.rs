@@ -26,6 +26,7 @@ mod metadata;
 mod patch;
 pub mod rbac;
 mod resources;
+mod rollout;
 mod schema;
 mod selector;
 mod store;
@@ -46,6 +47,7 @@ use serde_json::{json, Value};
 
 pub use errors::ApiError;
 pub use resources::ResourceType;
+pub use rollout::RolloutBehaviour;
 pub use store::DeleteOptions;
 
 use store::{Store, WriteCtx};
@@ -242,6 +244,8 @@ pub(crate) struct Shared {
     faults: Mutex<Vec<FaultRule>>,
     log: Mutex<Vec<RequestRecord>>,
     bookmark_interval: Duration,
+    /// The simulated workload controllers (locked before the store).
+    rollouts: Mutex<rollout::Simulator>,
 }
 
 impl Shared {
@@ -342,6 +346,7 @@ impl FakeApiServer {
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
             bookmark_interval: opts.bookmark_interval,
+            rollouts: Mutex::new(rollout::Simulator::default()),
         });
         let shutdown = Arc::new(tokio::sync::Notify::new());
         let (s2, stop) = (shared.clone(), shutdown.clone());
@@ -359,6 +364,17 @@ impl FakeApiServer {
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });
+            }
+        });
+        // kube-controller-manager's workload controllers, simulated (rollout.rs).
+        let s5 = shared.clone();
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(rollout::TICK);
+            loop {
+                tick.tick().await;
+                let mut sim = s5.rollouts.lock().expect("rollouts lock");
+                let mut store = s5.store.lock().expect("store lock");
+                sim.step(&mut store);
             }
         });
         FakeApiServer {
@@ -594,6 +610,37 @@ impl FakeApiServer {
     /// Empties the request log.
     pub fn clear_requests(&self) {
         self.shared.log.lock().expect("log lock").clear();
+    }
+
+    /// How many times the pod template of the workload `kind` `ns/name` (Deployment,
+    /// StatefulSet, DaemonSet, CronJob, ReplicaSet) changed since it was created: the
+    /// rollouts it was asked for, whoever wrote them.
+    pub fn template_changes(&self, ns: &str, kind: &str, name: &str) -> usize {
+        let store = self.shared.store.lock().expect("store lock");
+        let rt = store
+            .types()
+            .iter()
+            .find(|t| t.kind == kind && resources::pod_template_path(kind).is_some())
+            .unwrap_or_else(|| panic!("{kind} is not a workload kind the fake serves"))
+            .clone();
+        let key = store::Key {
+            group: rt.group,
+            plural: rt.plural,
+            namespace: ns.into(),
+            name: name.into(),
+        };
+        store.template_changes.get(&key).copied().unwrap_or(0)
+    }
+
+    /// How the new pods of the workload `kind` (`"Deployment"`, `"StatefulSet"`,
+    /// `"DaemonSet"`) `ns/name` behave in its rollouts from now on (see
+    /// [`RolloutBehaviour`]); by default every rollout completes.
+    pub fn set_rollout_behaviour(&self, ns: &str, kind: &str, name: &str, b: RolloutBehaviour) {
+        self.shared
+            .rollouts
+            .lock()
+            .expect("rollouts lock")
+            .set_behaviour(ns, kind, name, b);
     }
 
     /// The current (last handed out) resourceVersion.

@@ -1,6 +1,9 @@
-//! The kinds the fake serves: built-ins (Secret, ConfigMap, Namespace, Event, Lease,
-//! Deployment, CustomResourceDefinition, RBAC's Role, ClusterRole and their bindings) and kinds registered from CRDs, with what
-//! discovery, server-side apply and strategic merge need to know about each.
+//! The kinds the fake serves: built-ins (Secret, ConfigMap, Namespace, Event, Lease, the
+//! workload kinds Deployment, StatefulSet, DaemonSet, ReplicaSet, ControllerRevision,
+//! CronJob and Job, CustomResourceDefinition, RBAC's Role, ClusterRole and their bindings)
+//! and kinds registered from CRDs, with what discovery, server-side apply and strategic
+//! merge need to know about each, and the per-kind rules of kube-apiserver's registry
+//! strategies for the workload kinds (defaults, generation, DaemonSet template generation).
 
 use serde_json::{json, Value};
 
@@ -165,27 +168,37 @@ pub fn builtins() -> Vec<ResourceType> {
         "Lease",
         true,
     ));
-    let mut dep = ResourceType::builtin("apps", "v1", "deployments", "Deployment", true);
-    dep.status_subresource = true;
-    dep.generation = true;
-    dep.short_names = vec!["deploy".into()];
-    for p in [
-        "spec.template.spec.containers",
-        "spec.template.spec.initContainers",
+    // The workload kinds sopsync rolls, and the kinds their controllers keep revisions in.
+    // (Job is not served: nothing here creates one, and its immutable template is not modelled.)
+    for (group, plural, kind, short) in [
+        ("apps", "deployments", "Deployment", "deploy"),
+        ("apps", "statefulsets", "StatefulSet", "sts"),
+        ("apps", "daemonsets", "DaemonSet", "ds"),
+        ("apps", "replicasets", "ReplicaSet", "rs"),
+        ("batch", "cronjobs", "CronJob", "cj"),
     ] {
-        dep.list_types.push(keyed(p, &["name"]));
-        dep.list_types.push(keyed(&format!("{p}.env"), &["name"]));
-        dep.list_types
-            .push(keyed(&format!("{p}.ports"), &["containerPort", "protocol"]));
-        dep.list_types
-            .push(keyed(&format!("{p}.volumeMounts"), &["mountPath"]));
+        let mut w = ResourceType::builtin(group, "v1", plural, kind, true);
+        w.status_subresource = true;
+        w.generation = true;
+        w.short_names = vec![short.into()];
+        let template = pod_template_path(kind).expect("a workload kind");
+        w.list_types.extend(pod_template_list_types(template));
+        // DeploymentStatus, StatefulSetStatus, DaemonSetStatus and ReplicaSetStatus
+        // conditions: `patchMergeKey=type`.
+        if kind != "CronJob" {
+            w.list_types.push(keyed("status.conditions", &["type"]));
+        }
+        v.push(w);
     }
-    dep.list_types
-        .push(keyed("spec.template.spec.volumes", &["name"]));
-    dep.list_types
-        .push(keyed("spec.template.spec.imagePullSecrets", &["name"]));
-    dep.list_types.push(keyed("status.conditions", &["type"]));
-    v.push(dep);
+    // ControllerRevision has no spec and no status: kube-apiserver keeps no generation
+    // for it (its registry strategy sets none).
+    v.push(ResourceType::builtin(
+        "apps",
+        "v1",
+        "controllerrevisions",
+        "ControllerRevision",
+        true,
+    ));
     // RBAC's kinds, so that a test grants permissions the way a cluster does: by
     // writing the chart's rendered Roles and bindings (the authorizer reads them).
     for (plural, kind, namespaced) in [
@@ -299,6 +312,196 @@ fn collect_list_types(
         // Lists nested in list items keep the field path (items add no name).
         collect_list_types(&schema["items"], at, out);
     }
+}
+
+/// The path of the pod template in a workload kind (`spec.template`, a CronJob's
+/// `spec.jobTemplate.spec.template`); None for other kinds.
+pub fn pod_template_path(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => Some("spec.template"),
+        "CronJob" => Some("spec.jobTemplate.spec.template"),
+        _ => None,
+    }
+}
+
+/// The pod template of a stored workload, if `rt` is a workload kind.
+pub fn pod_template<'a>(rt: &ResourceType, obj: &'a Value) -> Option<&'a Value> {
+    if !matches!(rt.group.as_str(), "apps" | "batch") {
+        return None;
+    }
+    let p = pod_template_path(&rt.kind)?;
+    obj.pointer(&format!("/{}", p.replace('.', "/")))
+}
+
+/// The merge keys of the lists in a PodTemplateSpec at `template` (core/v1 `types.go`:
+/// `patchMergeKey` for strategic merge, `listMapKey` for server-side apply; where they
+/// differ, as for ports (`containerPort` versus `containerPort`+`protocol`), the SSA keys).
+/// Lists not named here (tolerations, envFrom, readinessGates, projected sources, ...)
+/// are atomic, as they are in kube-apiserver.
+fn pod_template_list_types(template: &str) -> Vec<(Vec<String>, ListType)> {
+    let spec = format!("{template}.spec");
+    let mut out = vec![
+        keyed(&format!("{spec}.volumes"), &["name"]),
+        keyed(&format!("{spec}.imagePullSecrets"), &["name"]),
+        keyed(&format!("{spec}.hostAliases"), &["ip"]),
+        keyed(
+            &format!("{spec}.topologySpreadConstraints"),
+            &["topologyKey", "whenUnsatisfiable"],
+        ),
+        keyed(&format!("{spec}.resourceClaims"), &["name"]),
+        keyed(&format!("{spec}.schedulingGates"), &["name"]),
+    ];
+    for c in ["containers", "initContainers", "ephemeralContainers"] {
+        let c = format!("{spec}.{c}");
+        out.push(keyed(&c, &["name"]));
+        out.push(keyed(&format!("{c}.env"), &["name"]));
+        out.push(keyed(&format!("{c}.ports"), &["containerPort", "protocol"]));
+        out.push(keyed(&format!("{c}.volumeMounts"), &["mountPath"]));
+        out.push(keyed(&format!("{c}.volumeDevices"), &["devicePath"]));
+        out.push(keyed(&format!("{c}.resources.claims"), &["name"]));
+    }
+    out
+}
+
+/// Sets `obj[path]` to `value` unless it is already set (a `SetDefaults_*` rule).
+fn default_at(obj: &mut Value, path: &str, value: Value) {
+    let mut at = obj;
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, p) in parts.iter().enumerate() {
+        if !at.is_object() {
+            return;
+        }
+        if i + 1 == parts.len() {
+            if at[*p].is_null() {
+                at[*p] = value;
+            }
+            return;
+        }
+        if at[*p].is_null() {
+            at[*p] = json!({});
+        }
+        at = &mut at[*p];
+    }
+}
+
+/// The `apps/v1` and `batch/v1` defaults kube-apiserver sets on every write
+/// (`pkg/apis/apps/v1/defaults.go`, `pkg/apis/batch/v1/defaults.go`). Pod-level defaults
+/// (restartPolicy, dnsPolicy, terminationMessagePath, ...) are not modelled.
+pub fn default_fields(rt: &ResourceType, obj: &mut Value) {
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("apps", "Deployment") => {
+            default_at(obj, "spec.replicas", json!(1));
+            default_at(obj, "spec.strategy.type", json!("RollingUpdate"));
+            if obj["spec"]["strategy"]["type"] == "RollingUpdate" {
+                default_at(
+                    obj,
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    json!("25%"),
+                );
+                default_at(obj, "spec.strategy.rollingUpdate.maxSurge", json!("25%"));
+            }
+            default_at(obj, "spec.revisionHistoryLimit", json!(10));
+            default_at(obj, "spec.progressDeadlineSeconds", json!(600));
+        }
+        ("apps", "StatefulSet") => {
+            default_at(obj, "spec.replicas", json!(1));
+            default_at(obj, "spec.podManagementPolicy", json!("OrderedReady"));
+            default_at(obj, "spec.updateStrategy.type", json!("RollingUpdate"));
+            if obj["spec"]["updateStrategy"]["type"] == "RollingUpdate" {
+                default_at(obj, "spec.updateStrategy.rollingUpdate.partition", json!(0));
+            }
+            default_at(obj, "spec.revisionHistoryLimit", json!(10));
+            default_at(
+                obj,
+                "spec.persistentVolumeClaimRetentionPolicy.whenDeleted",
+                json!("Retain"),
+            );
+            default_at(
+                obj,
+                "spec.persistentVolumeClaimRetentionPolicy.whenScaled",
+                json!("Retain"),
+            );
+        }
+        ("apps", "DaemonSet") => {
+            default_at(obj, "spec.updateStrategy.type", json!("RollingUpdate"));
+            if obj["spec"]["updateStrategy"]["type"] == "RollingUpdate" {
+                default_at(
+                    obj,
+                    "spec.updateStrategy.rollingUpdate.maxUnavailable",
+                    json!(1),
+                );
+                default_at(obj, "spec.updateStrategy.rollingUpdate.maxSurge", json!(0));
+            }
+            default_at(obj, "spec.revisionHistoryLimit", json!(10));
+        }
+        ("apps", "ReplicaSet") => default_at(obj, "spec.replicas", json!(1)),
+        ("batch", "CronJob") => {
+            default_at(obj, "spec.concurrencyPolicy", json!("Allow"));
+            default_at(obj, "spec.suspend", json!(false));
+            default_at(obj, "spec.successfulJobsHistoryLimit", json!(3));
+            default_at(obj, "spec.failedJobsHistoryLimit", json!(1));
+        }
+        _ => {}
+    }
+}
+
+/// The annotation in which `apps/v1` shows a DaemonSet's internal `templateGeneration`
+/// (`pkg/apis/apps/v1/conversion.go`).
+pub const DAEMONSET_TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
+/// What the registry strategy does when a workload is created (`PrepareForCreate`):
+/// a DaemonSet's template generation starts at 1.
+pub fn prepare_for_create(rt: &ResourceType, obj: &mut Value) {
+    if rt.group == "apps" && rt.kind == "DaemonSet" {
+        obj["metadata"]["annotations"][DAEMONSET_TEMPLATE_GENERATION] = json!("1");
+    }
+}
+
+/// What the registry strategy does on an update of the main resource (`PrepareForUpdate`)
+/// of a kind that keeps `metadata.generation`: bumps it when the spec changed (for a
+/// Deployment, also when its annotations changed, "because annotations are copied from
+/// deployments to their replica sets", `pkg/registry/apps/deployment/strategy.go`; for
+/// other kinds any change outside metadata and status, as the generic rule already did),
+/// and bumps a DaemonSet's template generation when its template changed
+/// (`pkg/registry/apps/daemonset/strategy.go`). Returns whether the pod template changed.
+pub fn prepare_for_update(rt: &ResourceType, old: &Value, new: &mut Value) -> bool {
+    let template_changed = match (pod_template(rt, old), pod_template(rt, new)) {
+        (None, None) => false,
+        (a, b) => a != b,
+    };
+    let outside = |o: &Value| {
+        let mut o = o.clone();
+        if let Some(m) = o.as_object_mut() {
+            m.remove("metadata");
+            m.remove("status");
+        }
+        o
+    };
+    let mut changed = outside(old) != outside(new);
+    if rt.group == "apps" && rt.kind == "Deployment" {
+        changed |= old["metadata"]["annotations"] != new["metadata"]["annotations"];
+    }
+    if changed {
+        let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+        new["metadata"]["generation"] = json!(g);
+    }
+    if rt.group == "apps" && rt.kind == "DaemonSet" {
+        let before: i64 = old["metadata"]["annotations"][DAEMONSET_TEMPLATE_GENERATION]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1);
+        let now = if template_changed { before + 1 } else { before };
+        new["metadata"]["annotations"][DAEMONSET_TEMPLATE_GENERATION] = json!(now.to_string());
+    }
+    template_changed
+}
+
+/// What a write to the status subresource keeps from the request besides status: a
+/// Deployment's status strategy resets only spec and labels, so its controller records
+/// `deployment.kubernetes.io/revision` through `UpdateStatus`
+/// (`deploymentStatusStrategy.PrepareForUpdate`); other kinds keep only status.
+pub fn status_update_keeps_annotations(rt: &ResourceType) -> bool {
+    rt.group == "apps" && rt.kind == "Deployment"
 }
 
 const VERBS: [&str; 8] = [

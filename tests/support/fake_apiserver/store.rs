@@ -99,6 +99,9 @@ pub struct Store {
     watchers: Vec<Watcher>,
     seq: u64,
     seed: u64,
+    /// Pod-template changes per workload (creation not counted): how many rollouts a
+    /// workload was asked for (`FakeApiServer::template_changes`).
+    pub template_changes: BTreeMap<Key, usize>,
 }
 
 /// RFC 3339 UTC time with the given number of fractional digits (0 or 6).
@@ -163,6 +166,7 @@ impl Store {
             watchers: Vec::new(),
             seq: 0,
             seed,
+            template_changes: BTreeMap::new(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             s.ensure_namespace(ns);
@@ -447,6 +451,7 @@ impl Store {
         }
         // Validation (rest.BeforeCreate) runs before storage finds the name taken.
         self.normalize(rt, None, &mut obj, &name)?;
+        resources::prepare_for_create(rt, &mut obj);
         let key = Self::key(rt, ns, &name);
         if self.objects.contains_key(&key) {
             return Err(ApiError::already_exists(rt, &name));
@@ -524,9 +529,14 @@ impl Store {
         let status_write = ctx.sub.as_deref() == Some("status");
         if rt.status_subresource {
             if status_write {
-                // The status subresource changes status and nothing else.
+                // The status subresource changes status and nothing else (a
+                // Deployment's also its annotations: see the resources.rs rule).
                 let status = new.get("status").cloned();
+                let annotations = new["metadata"]["annotations"].clone();
                 new = old.clone();
+                if resources::status_update_keeps_annotations(rt) {
+                    new["metadata"]["annotations"] = annotations;
+                }
                 match status {
                     Some(s) => new["status"] = s,
                     None => {
@@ -583,10 +593,9 @@ impl Store {
             }
         }
         self.normalize(rt, Some(&old), &mut new, name)?;
-        if rt.generation && without(&old, true, true) != without(&new, true, true) {
-            let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
-            new["metadata"]["generation"] = json!(g);
-        }
+        // A status write goes through the status strategy, which never bumps the generation.
+        let template_changed =
+            rt.generation && !status_write && resources::prepare_for_update(rt, &old, &mut new);
         let now = timestamp(false);
         let before = apply::entries(&old);
         let managed = match &ctx.applied {
@@ -622,6 +631,9 @@ impl Store {
             return Ok(new);
         }
         self.objects.insert(key.clone(), new.clone());
+        if template_changed {
+            *self.template_changes.entry(key.clone()).or_default() += 1;
+        }
         self.after_write(rt, &new);
         self.emit(self.rv, key, ChangeKind::Modified, new.clone(), Some(old));
         Ok(new)
@@ -915,31 +927,7 @@ impl Store {
         name: &str,
     ) -> ApiResult<()> {
         let core = rt.group.is_empty();
-        if core && (rt.plural == "secrets" || rt.plural == "configmaps") {
-            if let Some(old) = old {
-                if old["immutable"].as_bool() == Some(true) {
-                    for f in ["data", "binaryData", "immutable", "stringData"] {
-                        let changed = match f {
-                            "stringData" => obj.get(f).is_some(),
-                            _ => old.get(f) != obj.get(f),
-                        };
-                        if changed {
-                            let field = if f == "immutable" {
-                                "immutable"
-                            } else {
-                                "data"
-                            };
-                            return Err(ApiError::invalid(
-                                rt,
-                                name,
-                                field,
-                                "Forbidden: field is immutable when `immutable` is set",
-                            ));
-                        }
-                    }
-                }
-            }
-        }
+        resources::default_fields(rt, obj);
         if core && rt.plural == "secrets" {
             let m = obj.as_object_mut().expect("object");
             if let Some(Value::Object(sd)) = m.remove("stringData") {
@@ -966,12 +954,24 @@ impl Store {
             if m.get("type").is_none_or(|t| t.as_str() == Some("")) {
                 m.insert("type".into(), json!("Opaque"));
             }
-            let causes = validation::secret(old, obj, &sizes);
+            let mut causes = validation::secret(old, obj, &sizes);
+            // ValidateSecretUpdate: the type, then the immutable rules, then the rest.
+            let at = usize::from(causes.first().is_some_and(|c| c.field == "type"));
+            for (i, c) in immutable_causes(old, obj, &["data"])
+                .into_iter()
+                .enumerate()
+            {
+                causes.insert(at + i, c);
+            }
             if !causes.is_empty() {
                 return Err(ApiError::invalid_causes(rt, name, &causes));
             }
         } else {
-            let mut causes = validation::object_meta(obj);
+            let mut causes = Vec::new();
+            if core && rt.plural == "configmaps" {
+                causes = immutable_causes(old, obj, &["data", "binaryData"]);
+            }
+            causes.extend(validation::object_meta(obj));
             if rt.custom {
                 causes.extend(
                     self.crd_schema(rt)
@@ -1003,6 +1003,32 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The rules of an immutable Secret or ConfigMap (`ValidateSecretUpdate`,
+/// `ValidateConfigMapUpdate`): once `immutable` is true it stays true and `fields` keep
+/// their value, each change a `field.Forbidden` of its own. Secrets are checked after
+/// `stringData` is folded into `data` (as the conversion does before validation), so
+/// restating the same value is no change.
+fn immutable_causes(old: Option<&Value>, new: &Value, fields: &[&str]) -> Vec<validation::Cause> {
+    let Some(old) = old.filter(|o| o["immutable"].as_bool() == Some(true)) else {
+        return Vec::new();
+    };
+    let forbidden = |field: &str| validation::Cause {
+        reason: "FieldValueForbidden",
+        field: field.into(),
+        message: "Forbidden: field is immutable when `immutable` is set".into(),
+    };
+    let mut causes = Vec::new();
+    if new["immutable"].as_bool() != Some(true) {
+        causes.push(forbidden("immutable"));
+    }
+    for f in fields {
+        if old[*f] != new[*f] {
+            causes.push(forbidden(f));
+        }
+    }
+    causes
 }
 
 /// Which part of the object a write through `sub` covers for this kind.
