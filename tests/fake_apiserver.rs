@@ -2357,6 +2357,8 @@ fn crd_schema_is_the_one_sopsync_crd_prints_and_refuses_what_it_forbids() {
         assert_eq!((code, body), (422, cr_invalid("SopsSecret", "sopsync.io", "s", &[("FieldValueNotSupported",
             "status.secrets[0].result",
             "Unsupported value: \"Weird\": supported values: \"Synced\", \"Conflict\", \"Denied\", \"Failed\"")])));
+    });
+}
 
 // ----- workloads: the kinds rotation rolls, their generation, merge keys and rollouts -----
 
