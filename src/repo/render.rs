@@ -23,8 +23,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Condvar, Mutex, PoisonError};
 use zeroize::Zeroizing;
 
-/// The name of a generator manifest.
-pub const MANIFEST_NAME: &str = "sopsync.yaml";
+pub use super::MANIFEST_NAME;
+
 /// Label put on every rendered Secret.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "sopsync");
 /// Annotation keys saying where a Secret came from.

@@ -323,9 +323,7 @@ fn read_entry(path: &Path, shown: &str, limits: &WalkLimits) -> Result<Option<Ve
     if !file.metadata().map_err(io)?.file_type().is_file() {
         return Ok(None);
     }
-    let is_manifest = path
-        .file_name()
-        .is_some_and(|n| n == super::render::MANIFEST_NAME);
+    let is_manifest = path.file_name().is_some_and(|n| n == super::MANIFEST_NAME);
     let limit = limits.max_file_bytes;
     let mut kept = Vec::new();
     let mut scan: Option<SopsScan> = None;
