@@ -708,7 +708,7 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
                     .map(|d| (format!("{prefix}{}", d.name), &d.data))
                     .filter(|(name, _)| synced_names.contains(name.as_str()))
                     .collect(),
-                now: k8s_openapi::jiff::Timestamp::now(),
+                now: ctx.config.rotation_clock.now(),
             },
         )
         .await
@@ -1023,6 +1023,15 @@ pub fn status_patch(status: &SyncStatus) -> serde_json::Value {
         ] {
             m.entry(k).or_insert(serde_json::Value::Null);
         }
+        // A merge patch keeps what it does not name: the fields of `rotation` that
+        // serialize as absent (a closed window's `pendingSince`, an emptied list) must
+        // be sent as null, or the stale values stay (a window closed long ago would
+        // still show as open, and be reopened from the status on every sync).
+        if let Some(r) = m.get_mut("rotation").and_then(|r| r.as_object_mut()) {
+            for k in ["pendingSince", "secrets", "workloads", "workloadsOmitted"] {
+                r.entry(k).or_insert(serde_json::Value::Null);
+            }
+        }
     }
     serde_json::json!({ "status": v })
 }
@@ -1216,5 +1225,26 @@ mod tests {
         let p = status_patch(&SyncStatus::default());
         assert_eq!(p["status"]["inventory"], serde_json::json!([]));
         assert_eq!(p["status"]["lastAppliedRevision"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn the_status_patch_clears_a_closed_debounce_window() {
+        let closed = SyncStatus {
+            rotation: Some(crate::controller::crd::RotationStatus {
+                workloads_omitted: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let p = status_patch(&closed);
+        let rotation = &p["status"]["rotation"];
+        for k in ["pendingSince", "secrets", "workloads"] {
+            assert_eq!(rotation[k], serde_json::Value::Null, "{k}");
+            assert!(
+                rotation.as_object().is_some_and(|r| r.contains_key(k)),
+                "{k}"
+            );
+        }
+        assert_eq!(rotation["workloadsOmitted"], 1);
     }
 }
