@@ -8,7 +8,8 @@
 //!   keyed: a bare SHA-256 of a PIN is brute-forced by anyone who can read a Deployment.
 //! - [`podspec`] (pure): the Secrets a pod spec references, and renaming one of them.
 //! - [`debounce`] (pure): when the restarts of a change are due (changes within the
-//!   window are one rollout), with `now` a parameter.
+//!   window are one rollout), with `now` a parameter read from [`clock`] (the system
+//!   clock, or in sopsync's own tests a shifted one).
 //! - [`workloads`]: reading the workload kinds (Deployment, StatefulSet, DaemonSet,
 //!   CronJob) and patching their pod-template annotation.
 //! - [`versioned`] (pure), [`versioned_sync`] and [`versioned_gc`]: the Versioned strategy
@@ -22,6 +23,7 @@
 //! `updatekeys`, a new `lastmodified` or a comment edit leave the Secret's data as it
 //! was, so nothing is written (apply.rs) and nothing restarts.
 
+pub mod clock;
 pub mod debounce;
 pub mod digest;
 pub mod digest_key;
