@@ -10,6 +10,7 @@ mod digest;
 mod gitops;
 mod inplace;
 mod key_rotation;
+mod status;
 mod versioned;
 
 use crate::support::cluster::{Cluster, ControllerProcess, CANARY};

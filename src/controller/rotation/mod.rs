@@ -15,6 +15,8 @@
 //! - [`versioned`] (pure), [`versioned_sync`] and [`versioned_gc`]: the Versioned strategy
 //!   (immutable versions, the one-patch switch, retention and deletion of old versions), with
 //!   [`rollout`] (pure) telling when a workload finished rolling out.
+//! - [`recipients`]: which recipients opened a sync's files (`status.decryption`), so an
+//!   old key is known to be unused before it leaves the cluster (key rotation).
 //! - [`restart`]: the InPlace strategy: which workloads a change restarts (pure), and
 //!   restarting them; [`inplace`] runs it after a sync (window, key, status, Events,
 //!   metrics).
@@ -29,6 +31,7 @@ pub mod digest;
 pub mod digest_key;
 pub mod inplace;
 pub mod podspec;
+pub mod recipients;
 pub mod restart;
 pub mod rollout;
 pub mod versioned;
