@@ -7,6 +7,7 @@
 //! or log line.
 
 mod digest;
+mod docs;
 mod gitops;
 mod inplace;
 mod key_rotation;
