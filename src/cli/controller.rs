@@ -108,6 +108,11 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
+    /// Test only (hidden; refused unless SOPSYNC_ENABLE_TEST_CLOCK=1): a file whose whole
+    /// number of seconds shifts the clock of rotation's debounce window, so sopsync's
+    /// integration tests close a long window without waiting (docs/rotation.md).
+    #[arg(long, hide = true)]
+    test_clock_offset_file: Option<PathBuf>,
 }
 
 fn parse_debounce(text: &str) -> Result<Duration, String> {
@@ -206,6 +211,18 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
         })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| format!("sopsync-{}", std::process::id()));
+    let rotation_clock = match &a.test_clock_offset_file {
+        None => crate::controller::rotation::clock::Clock::system(),
+        Some(file) => {
+            let enabled = std::env::var(crate::controller::rotation::clock::ENABLE_ENV)
+                .is_ok_and(|v| v == "1");
+            let clock =
+                crate::controller::rotation::clock::Clock::with_offset_file(file.clone(), enabled)
+                    .map_err(other)?;
+            tracing::warn!(path = %file.display(), "test clock on: the debounce window reads a shifted clock");
+            clock
+        }
+    };
     let controller = ControllerConfig {
         namespace: a.namespace.clone(),
         shard_selector: a.shard_selector.clone(),
@@ -236,6 +253,7 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "default".into()),
         digest_key_secret: a.digest_key_secret.clone(),
+        rotation_clock,
         ..ControllerConfig::default()
     };
     let cfg = RunConfig {

@@ -65,6 +65,8 @@ pub struct ControllerConfig {
     pub own_namespace: String,
     /// The digest key Secret's name.
     pub digest_key_secret: String,
+    /// The clock of the debounce window (the system clock but in sopsync's own tests).
+    pub rotation_clock: super::rotation::clock::Clock,
 }
 
 impl Default for ControllerConfig {
@@ -91,6 +93,7 @@ impl Default for ControllerConfig {
             rotation_debounce: super::rotation::DEFAULT_DEBOUNCE,
             own_namespace: "default".into(),
             digest_key_secret: super::rotation::digest_key::DEFAULT_SECRET.into(),
+            rotation_clock: super::rotation::clock::Clock::system(),
         }
     }
 }

@@ -552,6 +552,40 @@ pub struct SyncStatus {
     /// What rotation did last: restarts, versions, rollouts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<RotationStatus>,
+    /// Which recipients opened the files of the last sync that decrypted any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decryption: Option<DecryptionStatus>,
+}
+
+/// The most recipients `status.decryption.recipients` lists (those that opened the most
+/// files); the others are counted in `recipientsOmitted`.
+pub const MAX_RECIPIENTS_IN_STATUS: usize = 20;
+
+/// Which recipients opened the files of the last sync (`status.decryption`): an
+/// aggregate, one entry per recipient however many files there are, so the status
+/// stays far below the object size limit. Shows when an old key is no longer used (key
+/// rotation, docs/rotation.md). Public keys only, never an identity.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DecryptionStatus {
+    /// Per recipient, the files whose data key it unwrapped, most files first (at most
+    /// [`MAX_RECIPIENTS_IN_STATUS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<RecipientFiles>,
+    /// How many more recipients opened files than `recipients` lists.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub recipients_omitted: u32,
+}
+
+/// How many files one recipient opened.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecipientFiles {
+    /// The recipient as the files name it: an age public key (`age1...`), or
+    /// `pgp:<fingerprint>`.
+    pub recipient: String,
+    /// The files (one per SOPS file; a key group counts once) it opened.
+    pub files: u32,
 }
 
 /// One Secret in the inventory (always in the object's namespace).

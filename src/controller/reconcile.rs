@@ -17,6 +17,7 @@ use super::crd::{
     Decryption, InventoryEntry, RotationSpec, RotationStatus, RotationStrategy, SecretOutcome,
     SecretSource, SopsSecret, SyncStatus, TargetOptions, GROUP, VERSION,
 };
+use super::rotation::recipients::Counting;
 use super::rotation::versioned_sync::{self, Versioning};
 use super::status::{next_status, ready, StatusUpdate, Verdict};
 use crate::core::keys::Keyring;
@@ -657,6 +658,8 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
         inventory: Some(plan.inventory),
         // Versioned: the new versions and rollouts (kept as they were when writes failed).
         rotation: rolled.as_ref().map(|r| Some(r.status.clone())),
+        // Set by the caller, which rendered the files.
+        decryption: None,
     };
     if let Some((name, first)) = failures.first() {
         let error = Error::Writes {
@@ -708,7 +711,7 @@ async fn sync_secrets(ctx: &Context, owner: &Owner, request: SyncRequest<'_>) ->
                     .map(|d| (format!("{prefix}{}", d.name), &d.data))
                     .filter(|(name, _)| synced_names.contains(name.as_str()))
                     .collect(),
-                now: k8s_openapi::jiff::Timestamp::now(),
+                now: ctx.config.rotation_clock.now(),
             },
         )
         .await
@@ -864,13 +867,15 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
     let rendered = on_render_pool(move || {
         let (files, walk_errors) = read_tree(&checkout.dir, sub.as_deref())?;
         // The keys move into this task and are dropped with it.
-        let mut report = render_files(&files, &keys, &opts);
+        let counting = Counting::new(&keys);
+        let mut report = render_files(&files, &counting, &opts);
+        let opened = counting.status();
         report.errors.extend(walk_errors);
         report.errors.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok::<_, WalkError>(report)
+        Ok::<_, WalkError>((report, opened))
     })
     .await;
-    let report = match rendered {
+    let (report, opened) = match rendered {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             let mut o = Outcome::stalled("RepositoryInvalid", e.to_string(), interval);
@@ -895,7 +900,9 @@ async fn sync_source(src: &SecretSource, ctx: &Context) -> Outcome {
         rotation: spec.rotation.as_ref(),
         previous_rotation: src.status.as_ref().and_then(|s| s.rotation.as_ref()),
     };
-    sync_secrets(ctx, &owner, request).await
+    let mut out = sync_secrets(ctx, &owner, request).await;
+    out.update.decryption = Some(opened);
+    out
 }
 
 /// How often a SopsSecret is re-checked (drift of its Secret also triggers through
@@ -939,7 +946,10 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
                 "inline.yaml"
             };
             let files = BTreeMap::from([(file.to_string(), spec.encrypted.as_bytes().to_vec())]);
-            let work = move || render_files(&files, &keys, &opts);
+            let work = move || {
+                let counting = Counting::new(&keys);
+                (render_files(&files, &counting, &opts), counting.status())
+            };
             ("spec.encrypted", tokio::task::spawn_blocking(work).await)
         }
         Some(generator) => {
@@ -957,16 +967,23 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
                 Ok(found) => found,
                 Err(m) => return stall("InvalidSpec", m),
             };
-            let work = move || render_generator(GENERATOR_MANIFEST, &[entry], &files, &keys, &opts);
+            let work = move || {
+                let counting = Counting::new(&keys);
+                let report =
+                    render_generator(GENERATOR_MANIFEST, &[entry], &files, &counting, &opts);
+                (report, counting.status())
+            };
             ("spec.generator", tokio::task::spawn_blocking(work).await)
         }
     };
-    let report = match rendered {
+    let (report, opened) = match rendered {
         Ok(r) => r,
         Err(e) => return Outcome::retry("Internal", Error::Internal(e.to_string()), None),
     };
     if let Some(e) = report.errors.first() {
-        return stall("DecryptFailed", format!("{field}: {}", e.message));
+        let mut o = stall("DecryptFailed", format!("{field}: {}", e.message));
+        o.update.decryption = Some(opened);
+        return o;
     }
     let mut secrets = report.secrets;
     if secrets.len() != 1 || secrets[0].name != owner.name {
@@ -1004,7 +1021,9 @@ async fn sync_sops_secret(obj: &SopsSecret, ctx: &Context) -> Outcome {
         rotation: spec.rotation.as_ref(),
         previous_rotation: obj.status.as_ref().and_then(|s| s.rotation.as_ref()),
     };
-    sync_secrets(ctx, &owner, request).await
+    let mut out = sync_secrets(ctx, &owner, request).await;
+    out.update.decryption = Some(opened);
+    out
 }
 
 /// The merge patch that sets `status` (lists and absent fields written explicitly, so
@@ -1020,8 +1039,23 @@ pub fn status_patch(status: &SyncStatus) -> serde_json::Value {
             "lastAppliedRevision",
             "lastAttemptedRevision",
             "rotation",
+            "decryption",
         ] {
             m.entry(k).or_insert(serde_json::Value::Null);
+        }
+        // A merge patch keeps what it does not name: the fields of `rotation` that
+        // serialize as absent (a closed window's `pendingSince`, an emptied list) must
+        // be sent as null, or the stale values stay (a window closed long ago would
+        // still show as open, and be reopened from the status on every sync).
+        if let Some(r) = m.get_mut("rotation").and_then(|r| r.as_object_mut()) {
+            for k in ["pendingSince", "secrets", "workloads", "workloadsOmitted"] {
+                r.entry(k).or_insert(serde_json::Value::Null);
+            }
+        }
+        if let Some(d) = m.get_mut("decryption").and_then(|d| d.as_object_mut()) {
+            for k in ["recipients", "recipientsOmitted"] {
+                d.entry(k).or_insert(serde_json::Value::Null);
+            }
         }
     }
     serde_json::json!({ "status": v })
@@ -1216,5 +1250,26 @@ mod tests {
         let p = status_patch(&SyncStatus::default());
         assert_eq!(p["status"]["inventory"], serde_json::json!([]));
         assert_eq!(p["status"]["lastAppliedRevision"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn the_status_patch_clears_a_closed_debounce_window() {
+        let closed = SyncStatus {
+            rotation: Some(crate::controller::crd::RotationStatus {
+                workloads_omitted: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let p = status_patch(&closed);
+        let rotation = &p["status"]["rotation"];
+        for k in ["pendingSince", "secrets", "workloads"] {
+            assert_eq!(rotation[k], serde_json::Value::Null, "{k}");
+            assert!(
+                rotation.as_object().is_some_and(|r| r.contains_key(k)),
+                "{k}"
+            );
+        }
+        assert_eq!(rotation["workloadsOmitted"], 1);
     }
 }

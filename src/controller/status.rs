@@ -5,7 +5,9 @@
 //! one (transition times are kept while a condition's status holds, and nothing in
 //! the status depends on the clock otherwise), so the reconciler writes nothing.
 
-use super::crd::{Condition, InventoryEntry, RotationStatus, SecretResult, SyncStatus};
+use super::crd::{
+    Condition, DecryptionStatus, InventoryEntry, RotationStatus, SecretResult, SyncStatus,
+};
 
 /// The `Ready` condition type.
 pub const READY: &str = "Ready";
@@ -118,6 +120,9 @@ pub struct StatusUpdate {
     pub inventory: Option<Vec<InventoryEntry>>,
     /// The new `status.rotation` (None: keep the previous one; `Some(None)` clears it).
     pub rotation: Option<Option<RotationStatus>>,
+    /// The recipients that opened this sync's files (None: nothing was decrypted, keep
+    /// the previous ones).
+    pub decryption: Option<DecryptionStatus>,
 }
 
 /// Computes the next status from the previous one.
@@ -142,6 +147,7 @@ pub fn next_status(
             .unwrap_or_else(|| previous.inventory.clone()),
         secrets: update.results.unwrap_or_else(|| previous.secrets.clone()),
         rotation: update.rotation.unwrap_or_else(|| previous.rotation.clone()),
+        decryption: update.decryption.or_else(|| previous.decryption.clone()),
     }
 }
 
@@ -172,6 +178,7 @@ mod tests {
                 results: Some(vec![]),
                 inventory: Some(vec![InventoryEntry { name: "a".into() }]),
                 rotation: None,
+                decryption: None,
             },
             "2026-01-01T00:00:00Z",
         );
@@ -185,6 +192,7 @@ mod tests {
                 results: Some(vec![]),
                 inventory: Some(vec![InventoryEntry { name: "a".into() }]),
                 rotation: None,
+                decryption: None,
             },
             "2026-01-01T01:00:00Z",
         );

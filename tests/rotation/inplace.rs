@@ -456,3 +456,111 @@ fn a_sops_secret_whose_value_changes_restarts_its_workloads_once_and_a_reencrypt
     assert_eq!(c.restarted_in("team-a"), ["web"]);
     assert_no_plaintext_anywhere(&c, &ctl, &canaries(&["one", "two"]));
 }
+
+/// The issue's "20 changes within the window -> one rollout per workload", end to end.
+/// The window is 1h and the controller reads a test clock (the hidden, test-only
+/// `--test-clock-offset-file`, enabled by `SOPSYNC_ENABLE_TEST_CLOCK=1`): no real time
+/// passes for the window to close, the test moves the clock two hours on and triggers
+/// one more sync. Nothing here waits on time to decide the verdict.
+#[test]
+fn twenty_changes_within_the_window_are_one_rollout_per_opted_in_workload_with_the_last_data() {
+    let c = Cluster::new(&[("db.yaml", &db("v0"))]);
+    c.key_secret("team-a");
+    c.deployment(
+        "team-a",
+        "web",
+        &[("sopsync.io/restart-on-change", "true")],
+        &["db"],
+    );
+    c.deployment(
+        "team-a",
+        "worker",
+        &[("reloader.stakater.com/auto", "true")],
+        &["db"],
+    );
+    c.deployment("team-a", "plain", &[], &["db"]);
+    let rotation = json!({"debounce": "1h"});
+    let spec = |hours: usize| json!({"url": c.url(), "interval": format!("{hours}h"), "rotation": rotation});
+    c.source("team-a", "apps", spec(1));
+    let offset_file = c.dir.path().join("clock-offset");
+    let offset_arg = offset_file.to_str().expect("UTF-8 path");
+    let ctl = c.controller_with_env(
+        "c1",
+        &[
+            "--workload-restarts",
+            "--test-clock-offset-file",
+            offset_arg,
+        ],
+        &[("SOPSYNC_ENABLE_TEST_CLOCK", "1")],
+    );
+    wait_applied(&c, &ctl, "team-a", "apps", &c.head());
+    settle(&ctl);
+    let mut versions = vec!["v0".to_string()];
+    let mut opened = None;
+    for i in 1..=20 {
+        let version = format!("v{i}");
+        let revision = c.commit(&[("db.yaml", Some(&db(&version)))]);
+        // A new interval is a new generation: the trigger of this sync (no webhook).
+        c.source("team-a", "apps", spec(i + 1));
+        wait_applied(&c, &ctl, "team-a", "apps", &revision);
+        versions.push(version);
+        assert!(
+            c.restarts().is_empty(),
+            "change {i}: the window is open, nothing restarts: {:?}",
+            c.restarts()
+        );
+        let since = c
+            .status("team-a", "apps")
+            .and_then(|s| s.rotation)
+            .and_then(|r| r.pending_since);
+        assert!(
+            since.is_some(),
+            "change {i}: the open window is in the status"
+        );
+        // The window opened at the first change and does not slide.
+        assert_eq!(*opened.get_or_insert(since.clone()), since, "change {i}");
+    }
+    settle(&ctl);
+    assert!(c.restarts().is_empty(), "{:?}", c.restarts());
+    // The window closes: two hours later by the controller's clock (the loop above took
+    // far less than the one hour that would matter), and one more sync.
+    std::fs::write(&offset_file, "7200").expect("write the clock offset");
+    c.source("team-a", "apps", spec(30));
+    wait_until("the window closed and its restarts ran", &ctl, || {
+        c.status("team-a", "apps")
+            .and_then(|s| s.rotation)
+            .is_some_and(|r| r.pending_since.is_none())
+    });
+    settle(&ctl);
+    assert_eq!(
+        c.restarted_in("team-a"),
+        ["web", "worker"],
+        "exactly one rollout per opted-in workload, none for the one not opted in"
+    );
+    for name in ["web", "worker"] {
+        assert_eq!(
+            c.fake.template_changes("team-a", "Deployment", name),
+            1,
+            "{name}: the pod template changed once"
+        );
+    }
+    assert_eq!(
+        c.data("team-a", "db").expect("db")["password"],
+        format!("{CANARY}-v20")
+    );
+    let digest = expected_digest(&c, "team-a", &["db"], None);
+    for name in ["web", "worker"] {
+        assert_eq!(
+            c.template_annotations("team-a", name)
+                .get("sopsync.io/secrets-digest"),
+            Some(&digest),
+            "{name} carries the digest of the last data"
+        );
+    }
+    assert_eq!(
+        ctl.metric(r#"sopsync_rotations_total{strategy="InPlace"}"#),
+        1.0
+    );
+    let refs: Vec<&str> = versions.iter().map(String::as_str).collect();
+    assert_no_plaintext_anywhere(&c, &ctl, &canaries(&refs));
+}

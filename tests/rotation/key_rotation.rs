@@ -82,6 +82,19 @@ fn push(c: &Cluster, message: &str) -> String {
     c.head()
 }
 
+/// `status.decryption`: which recipient opened how many files in the last sync.
+fn opened_by(c: &Cluster) -> Vec<(String, u32)> {
+    c.status(NS, "apps")
+        .and_then(|s| s.decryption)
+        .map(|d| {
+            d.recipients
+                .into_iter()
+                .map(|r| (r.recipient, r.files))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// What must hold at every step.
 struct Baseline {
     data: BTreeMap<String, BTreeMap<String, String>>,
@@ -256,6 +269,12 @@ fn key_rotation_in_three_steps_keeps_every_secret_readable_and_writes_and_restar
     wait_applied(&c, &ctl, NS, "apps", &rev);
     wait_resynced(&ctl);
     assert_unchanged(&c, &web, &base, "step 2a (updatekeys adds B in Git)");
+    // A, first in each file, still opens them: not yet time to remove it.
+    assert_eq!(
+        opened_by(&c),
+        [(c.recipient.clone(), 2)],
+        "step 2a: status.decryption"
+    );
 
     // Step 2b: A leaves the recipients, and a new data key A never knew (rotate).
     std::fs::write(
@@ -287,6 +306,12 @@ fn key_rotation_in_three_steps_keeps_every_secret_readable_and_writes_and_restar
         "A still decrypts db.yaml after the rotation"
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains(CANARY));
+    // The status says what step 3 needs to know: A opened nothing in the last sync.
+    assert_eq!(
+        opened_by(&c),
+        [(b_recipient.clone(), 2)],
+        "step 2b: status.decryption"
+    );
 
     // Step 3: the cluster forgets A.
     key_secret(&c, &[("b", &b)]);

@@ -7,9 +7,11 @@
 //! or log line.
 
 mod digest;
+mod docs;
 mod gitops;
 mod inplace;
 mod key_rotation;
+mod status;
 mod versioned;
 
 use crate::support::cluster::{Cluster, ControllerProcess, CANARY};

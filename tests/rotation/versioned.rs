@@ -532,3 +532,212 @@ fn a_statefulset_is_switched_and_its_controller_revisions_keep_the_old_version()
         &[&format!("{CANARY}-one"), &format!("{CANARY}-two")],
     );
 }
+
+/// A DaemonSet and a CronJob named in `restartWorkloads` are switched to each new
+/// version like a Deployment (the CronJob through its `jobTemplate`), the DaemonSet
+/// rolls out by kubectl's DaemonSet rules, and the CronJob, which has no rollout, is
+/// complete at once.
+#[test]
+fn a_daemonset_and_a_cronjob_are_switched_to_each_new_version() {
+    let c = Cluster::new(&[("db.yaml", &db("one"))]);
+    c.key_secret(NS);
+    let agent = Workload::daemonset(NS, "agent")
+        .env_key("db", "password")
+        .volume("db");
+    let report = Workload::cronjob(NS, "report")
+        .env_from("db")
+        .projected(&["db"]);
+    agent.put(&c.fake);
+    report.put(&c.fake);
+    c.source(
+        NS,
+        "apps",
+        json!({"url": c.url(), "interval": "1s", "rotation": {
+        "strategy": "Versioned", "restart": "None",
+        "restartWorkloads": [
+            {"kind": "DaemonSet", "name": "agent"},
+            {"kind": "CronJob", "name": "report"}
+        ]}}),
+    );
+    let ctl = c.controller("c1", &["--workload-restarts"]);
+    wait_applied(&c, &ctl, NS, "apps", &c.head());
+    let refs = |w: &Workload| referenced_by(w.kind.name(), &w.get(&c.fake));
+    let both_on = |version: &str| {
+        refs(&agent) == BTreeSet::from([version.to_string()])
+            && refs(&report) == BTreeSet::from([version.to_string()])
+            && rollout_state(&c, "agent") == Some(RolloutState::Complete)
+            && rollout_state(&c, "report") == Some(RolloutState::Complete)
+    };
+    let first = current(&c);
+    wait_until("agent and report on the first version", &ctl, || {
+        both_on(&first)
+    });
+    let head = c.commit(&[("db.yaml", Some(&db("two")))]);
+    wait_applied(&c, &ctl, NS, "apps", &head);
+    let second = wait_new_version(&c, &ctl, &first);
+    wait_until("agent and report on the second version", &ctl, || {
+        both_on(&second)
+    });
+    assert_eq!(
+        agent.template_changes(&c.fake),
+        2,
+        "one pod-template change per version"
+    );
+    assert_eq!(report.template_changes(&c.fake), 2);
+    let job_template = &report.get(&c.fake)["spec"]["jobTemplate"]["spec"]["template"];
+    assert!(
+        job_template.to_string().contains(&format!("\"{second}\"")),
+        "the CronJob's jobTemplate names the new version: {job_template}"
+    );
+    assert_no_canary_anywhere(
+        &c,
+        &ctl,
+        &[&format!("{CANARY}-one"), &format!("{CANARY}-two")],
+    );
+}
+
+/// Under Versioned, `restart: Annotated` (the default) switches the workloads using the
+/// Secret that opt in by annotation (sopsync's own or Reloader's), and no other.
+#[test]
+fn versioned_switches_exactly_the_workloads_opted_in_by_annotation() {
+    let c = Cluster::new(&[("db.yaml", &db("one"))]);
+    c.key_secret(NS);
+    let opted = Workload::deployment(NS, "opted")
+        .env_from("db")
+        .annotate("sopsync.io/restart-on-change", "true");
+    let reloader = Workload::statefulset(NS, "reloader")
+        .volume("db")
+        .annotate("reloader.stakater.com/auto", "true");
+    let plain = Workload::deployment(NS, "plain").env_from("db");
+    let opted_out = Workload::deployment(NS, "opted-out")
+        .env_from("db")
+        .annotate("sopsync.io/restart-on-change", "false");
+    for w in [&opted, &reloader, &plain, &opted_out] {
+        w.put(&c.fake);
+    }
+    c.source(
+        NS,
+        "apps",
+        json!({"url": c.url(), "interval": "1s", "rotation": {"strategy": "Versioned"}}),
+    );
+    let ctl = c.controller("c1", &["--workload-restarts"]);
+    wait_applied(&c, &ctl, NS, "apps", &c.head());
+    let refs = |w: &Workload| referenced_by(w.kind.name(), &w.get(&c.fake));
+    let first = current(&c);
+    wait_until("the opted-in workloads on the first version", &ctl, || {
+        refs(&opted) == BTreeSet::from([first.clone()])
+            && refs(&reloader) == BTreeSet::from([first.clone()])
+            && rollout_state(&c, "opted") == Some(RolloutState::Complete)
+            && rollout_state(&c, "reloader") == Some(RolloutState::Complete)
+    });
+    let head = c.commit(&[("db.yaml", Some(&db("two")))]);
+    wait_applied(&c, &ctl, NS, "apps", &head);
+    let second = wait_new_version(&c, &ctl, &first);
+    wait_until("the opted-in workloads on the second version", &ctl, || {
+        refs(&opted) == BTreeSet::from([second.clone()])
+            && refs(&reloader) == BTreeSet::from([second.clone()])
+            && rollout_state(&c, "opted") == Some(RolloutState::Complete)
+            && rollout_state(&c, "reloader") == Some(RolloutState::Complete)
+    });
+    for w in [&plain, &opted_out] {
+        assert_eq!(
+            refs(w),
+            BTreeSet::from(["db".to_string()]),
+            "{} did not opt in: left on the plain name",
+            w.name
+        );
+        assert_eq!(w.template_changes(&c.fake), 0, "{}", w.name);
+        assert_eq!(rollout_state(&c, &w.name), None, "{}", w.name);
+    }
+    assert_no_canary_anywhere(
+        &c,
+        &ctl,
+        &[&format!("{CANARY}-one"), &format!("{CANARY}-two")],
+    );
+}
+
+/// Versioned applies to a SopsSecret as to a SecretSource: its Secret becomes immutable
+/// versions, the workload is switched to each, and the status names them.
+#[test]
+fn versioned_on_a_sops_secret_switches_its_workload_to_each_new_version() {
+    use crate::support::cluster::secret_manifest;
+    use sopsync::controller::crd::SopsSecret;
+    let c = Cluster::new(&[]);
+    c.key_secret(NS);
+    let api = Workload::deployment(NS, "api").env_key("token", "token");
+    api.put(&c.fake);
+    let rt = c
+        .fake
+        .resource_type_raw("sopsync.io", "v1alpha1", "sopssecrets");
+    let put = |value: &str| {
+        let encrypted = c.sops_encrypt(&secret_manifest(
+            "token",
+            None,
+            &[("token", &format!("{CANARY}-{value}"))],
+        ));
+        let mut obj = c.fake.get_raw(&rt, NS, "token").unwrap_or_else(|| {
+            json!({"apiVersion": "sopsync.io/v1alpha1", "kind": "SopsSecret",
+                   "metadata": {"name": "token", "namespace": NS}})
+        });
+        obj["spec"] = json!({"encrypted": encrypted, "rotation": {
+            "strategy": "Versioned", "restart": "None",
+            "restartWorkloads": [{"kind": "Deployment", "name": "api"}]}});
+        let stored = c.fake.put_raw(&rt, NS, "token", obj);
+        format!("generation-{}", stored["metadata"]["generation"])
+    };
+    let sops_status = || c.fake.get::<SopsSecret>(NS, "token").and_then(|s| s.status);
+    let current_version = || {
+        sops_status()
+            .and_then(|s| s.rotation)
+            .and_then(|r| r.secrets.into_iter().find(|v| v.name == "token"))
+            .map(|v| format!("token-{}", v.current_version))
+    };
+    let state = || {
+        sops_status()
+            .and_then(|s| s.rotation)
+            .and_then(|r| r.workloads.into_iter().find(|w| w.name == "api"))
+            .map(|w| w.state)
+    };
+    let refs = || referenced_by("Deployment", &api.get(&c.fake));
+    let first_revision = put("one");
+    let ctl = c.controller("c1", &["--workload-restarts"]);
+    let mut first = String::new();
+    wait_until("api on the first version of token", &ctl, || {
+        let Some(v) = current_version() else {
+            return false;
+        };
+        first = v.clone();
+        sops_status()
+            .and_then(|s| s.last_applied_revision)
+            .as_deref()
+            == Some(first_revision.as_str())
+            && refs() == BTreeSet::from([v])
+            && state() == Some(RolloutState::Complete)
+    });
+    let v1 = c.secret(NS, &first).expect("the first version exists");
+    assert_eq!(v1.immutable, Some(true), "a version is immutable");
+    put("two");
+    let mut second = String::new();
+    wait_until("api on the second version of token", &ctl, || {
+        let Some(v) = current_version().filter(|v| *v != first) else {
+            return false;
+        };
+        second = v.clone();
+        refs() == BTreeSet::from([v]) && state() == Some(RolloutState::Complete)
+    });
+    assert_eq!(
+        c.data(NS, &second).expect("the second version")["token"],
+        format!("{CANARY}-two")
+    );
+    assert!(
+        c.secret(NS, &first).is_some(),
+        "the previous version is retained (retain 2)"
+    );
+    assert_eq!(api.template_changes(&c.fake), 2);
+    // The shared check (this module's own reads a SecretSource's status).
+    super::assert_no_plaintext_anywhere(
+        &c,
+        &ctl,
+        &[format!("{CANARY}-one"), format!("{CANARY}-two")],
+    );
+}

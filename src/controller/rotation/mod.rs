@@ -8,12 +8,15 @@
 //!   keyed: a bare SHA-256 of a PIN is brute-forced by anyone who can read a Deployment.
 //! - [`podspec`] (pure): the Secrets a pod spec references, and renaming one of them.
 //! - [`debounce`] (pure): when the restarts of a change are due (changes within the
-//!   window are one rollout), with `now` a parameter.
+//!   window are one rollout), with `now` a parameter read from [`clock`] (the system
+//!   clock, or in sopsync's own tests a shifted one).
 //! - [`workloads`]: reading the workload kinds (Deployment, StatefulSet, DaemonSet,
 //!   CronJob) and patching their pod-template annotation.
 //! - [`versioned`] (pure), [`versioned_sync`] and [`versioned_gc`]: the Versioned strategy
 //!   (immutable versions, the one-patch switch, retention and deletion of old versions), with
 //!   [`rollout`] (pure) telling when a workload finished rolling out.
+//! - [`recipients`]: which recipients opened a sync's files (`status.decryption`), so an
+//!   old key is known to be unused before it leaves the cluster (key rotation).
 //! - [`restart`]: the InPlace strategy: which workloads a change restarts (pure), and
 //!   restarting them; [`inplace`] runs it after a sync (window, key, status, Events,
 //!   metrics).
@@ -22,11 +25,13 @@
 //! `updatekeys`, a new `lastmodified` or a comment edit leave the Secret's data as it
 //! was, so nothing is written (apply.rs) and nothing restarts.
 
+pub mod clock;
 pub mod debounce;
 pub mod digest;
 pub mod digest_key;
 pub mod inplace;
 pub mod podspec;
+pub mod recipients;
 pub mod restart;
 pub mod rollout;
 pub mod versioned;
