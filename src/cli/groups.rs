@@ -108,7 +108,7 @@ fn run_add(ctx: &Context, a: AddArgs) -> Result<(), CliError> {
     ] {
         if !given.is_empty() {
             return Err(CliError::Config(format!(
-                "groups add {flag}: sopsync cannot add this key type to a group; use age recipients (--age), or sops"
+                "groups add {flag}: sopsync cannot add this key type to a group; use age recipients (--age) or PGP keys (--pgp), or sops"
             )));
         }
     }
