@@ -81,7 +81,8 @@ impl CliError {
         match self {
             CliError::Core { source, .. } => match source {
                 CoreError::NoMatchingKey { .. } | CoreError::NotEnoughShares { .. } => Some(
-                    "set SOPS_AGE_KEY_FILE (or SOPS_AGE_KEY / SOPS_AGE_KEY_CMD) to an age identity of one of the file's recipients".into(),
+                    // sopsync tries age identities, then GnuPG (§5.5): one line for each.
+                    "for an age recipient, set SOPS_AGE_KEY_FILE (or SOPS_AGE_KEY / SOPS_AGE_KEY_CMD, or SOPS_AGE_SSH_PRIVATE_KEY_FILE for an SSH key) to its identity; for a pgp fingerprint, import its secret key into GnuPG (gpg --import; GNUPGHOME names the keyring)".into(),
                 ),
                 CoreError::MacMismatch | CoreError::MacUndecryptable { .. } | CoreError::NoMac => Some(
                     "the file was modified outside sops; restore it from version control (or pass --ignore-mac to inspect it)".into(),

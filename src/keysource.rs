@@ -350,7 +350,10 @@ impl RecipientMaker {
     pub fn age(&self, text: &str) -> Result<crate::core::keys::Recipient, String> {
         crate::core::keys::AgeRecipient::parse(text)
             .map(crate::core::keys::Recipient::Age)
-            .map_err(|e| format!("invalid age recipient `{text}`: {e}"))
+            .map_err(|e| {
+                let shown = crate::core::keys::age::display_recipient(text);
+                format!("invalid age recipient `{shown}`: {e}")
+            })
     }
 
     /// A PGP recipient.

@@ -77,9 +77,58 @@ fn decrypt_without_a_matching_key_exits_128_and_says_what_was_tried() {
         128,
         &format!(
             "sopsync: enc.yaml: failed to get the data key required to decrypt the file: group 1: age {}: no identity matched; tried no age identities (set SOPS_AGE_KEY, SOPS_AGE_KEY_FILE or SOPS_AGE_KEY_CMD)\n\
-             hint: set SOPS_AGE_KEY_FILE (or SOPS_AGE_KEY / SOPS_AGE_KEY_CMD) to an age identity of one of the file's recipients\n",
+             hint: for an age recipient, set SOPS_AGE_KEY_FILE (or SOPS_AGE_KEY / SOPS_AGE_KEY_CMD, or SOPS_AGE_SSH_PRIVATE_KEY_FILE for an SSH key) to its identity; for a pgp fingerprint, import its secret key into GnuPG (gpg --import; GNUPGHOME names the keyring)\n",
             f.recipient
         ),
+    );
+}
+
+#[test]
+fn a_post_quantum_recipient_is_shortened_in_the_no_matching_key_message() {
+    let f = fixture();
+    let key = f.path("pq.txt");
+    let out = run(sopsync().args(["keygen", "--pq", "-o"]).arg(&key));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pq = std::fs::read_to_string(&key)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("keygen names the recipient")
+        .to_string();
+    assert_eq!(pq.len(), 1959, "{pq}");
+    let enc =
+        run(sopsync()
+            .current_dir(f.dir.path())
+            .args(["encrypt", "--age", &pq, "plain.yaml"]));
+    assert!(
+        enc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&enc.stderr)
+    );
+    std::fs::write(f.path("pq.enc.yaml"), &enc.stdout).unwrap();
+    let out = run(sopsync()
+        .current_dir(f.dir.path())
+        .args(["decrypt", "pq.enc.yaml"]));
+    let short = format!("{}…{}", &pq[..16], &pq[pq.len() - 8..]);
+    let first = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(out.status.code(), Some(128), "{first}");
+    assert!(
+        first.starts_with(&format!(
+            "sopsync: pq.enc.yaml: failed to get the data key required to decrypt the file: group 1: age {short}: no identity matched; tried "
+        )),
+        "{first}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(&pq[..100]),
+        "the whole recipient is in the message"
     );
 }
 

@@ -6,7 +6,7 @@
 //! is checked by reading everything under it.
 //! https://github.com/sopsync/sopsync/issues/15
 
-use crate::support::{project_root, run, run_ok, run_with_deadline, sops, sopsync, tempdir};
+use crate::support::{project_root, run, run_ok, run_with_deadline, sops, sopsync, tempdir, tool};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -364,6 +364,129 @@ fn groups_add_makes_the_file_sops_makes_and_both_open_each_others() {
             .args(["decrypt", "sops2.yaml"]),
     );
     assert_eq!(text(&d), format!("password: {CANARY}\nport: 5432\n"));
+}
+
+/// A private GnuPG home under `dir` with one fresh encryption-capable key (as
+/// tests/pgp.rs makes them); returns the home and the key's fingerprint. The agent is
+/// stopped when the returned guard drops.
+struct GnuPgHome {
+    home: PathBuf,
+    fingerprint: String,
+}
+
+impl GnuPgHome {
+    fn with_key(dir: &Path, name: &str) -> GnuPgHome {
+        let home = dir.join(name);
+        std::fs::create_dir(&home).unwrap();
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let gpg = |args: &[&str]| {
+            let mut c = Command::new(tool("gpg"));
+            c.env("GNUPGHOME", &home).args(args);
+            run_ok(&mut c)
+        };
+        gpg(&[
+            "--batch",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            &format!("{name} <{name}@example.test>"),
+            "default",
+            "default",
+            "never",
+        ]);
+        let fingerprint = text(&gpg(&["--batch", "--with-colons", "--list-keys"]))
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .map(|rest| rest.trim_matches(':').to_string())
+            .expect("gpg lists the key's fingerprint");
+        GnuPgHome { home, fingerprint }
+    }
+}
+
+impl Drop for GnuPgHome {
+    fn drop(&mut self) {
+        let _ = Command::new(tool("gpgconf"))
+            .env("GNUPGHOME", &self.home)
+            .args(["--kill", "gpg-agent"])
+            .output();
+    }
+}
+
+#[test]
+fn groups_add_pgp_makes_the_group_sops_makes_and_both_open_each_others() {
+    let f = fx();
+    let g = GnuPgHome::with_key(f.dir.path(), "gp");
+    let empty = GnuPgHome {
+        home: f.path("nogpg"),
+        fingerprint: String::new(),
+    };
+    std::fs::create_dir(&empty.home).unwrap();
+    std::fs::set_permissions(
+        &empty.home,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let with_gpg = |mut c: Command, home: &Path| {
+        c.env("GNUPGHOME", home)
+            .env_remove("SOPS_PGP_FP")
+            .env_remove("SOPS_GPG_EXEC");
+        c
+    };
+    let args = [
+        "groups",
+        "add",
+        "--file",
+        "enc.yaml",
+        "--pgp",
+        &g.fingerprint,
+    ];
+    let ours = with_gpg(f.sopsync(), &g.home).args(args).output().unwrap();
+    assert!(ours.status.success(), "{}", text(&ours.stderr));
+    let theirs = run_ok(with_gpg(f.sops(), &g.home).args(args));
+    let (ours, theirs) = (text(&ours.stdout), text(&theirs));
+    // The same shape as sops' (the PGP entry's created_at is the time of the run).
+    let shape = |t: &str| {
+        metadata_shape(t)
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("created_at:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(shape(&ours), shape(&theirs));
+    assert!(ours.contains(&format!("fp: {}", g.fingerprint)), "{ours}");
+    assert!(shape(&ours).contains("shamir_threshold: 2"), "{ours}");
+    std::fs::write(f.path("ours-pgp.yaml"), &ours).unwrap();
+    std::fs::write(f.path("sops-pgp.yaml"), &theirs).unwrap();
+    let plain = format!("password: {CANARY}\nport: 5432\n");
+    // 2 of 2 (age key 1, the GnuPG key): sops opens ours with both, not without GnuPG's.
+    let d = run_ok(with_gpg(f.sops(), &g.home).args(["decrypt", "ours-pgp.yaml"]));
+    assert_eq!(text(&d), plain);
+    let out = run(with_gpg(f.sops(), &empty.home).args(["decrypt", "ours-pgp.yaml"]));
+    assert_eq!(code(&out), Some(128), "{}", text(&out.stderr));
+    // We open sops', and delete its age group through the GnuPG key alone remaining.
+    let d = run_ok(with_gpg(f.sopsync(), &g.home).args(["decrypt", "sops-pgp.yaml"]));
+    assert_eq!(text(&d), plain);
+    let del = [
+        "groups",
+        "delete",
+        "--file",
+        "sops-pgp.yaml",
+        "--shamir-secret-sharing-threshold",
+        "1",
+        "0",
+    ];
+    let left = run_ok(with_gpg(f.sopsync(), &g.home).args(del));
+    assert!(!text(&left).contains("age:"), "{}", text(&left));
+    std::fs::write(f.path("pgp-only.yaml"), &left).unwrap();
+    let d = run_ok(
+        with_gpg(f.sops(), &g.home)
+            .env("SOPS_AGE_KEY_FILE", f.path("no-such-key"))
+            .args(["decrypt", "pgp-only.yaml"]),
+    );
+    assert_eq!(text(&d), plain);
 }
 
 #[test]

@@ -9,7 +9,7 @@
 
 use super::{core_err, format_for, read_input, write_output, Context};
 use crate::core::formats::codec;
-use crate::core::keys::{AgeRecipient, Recipient};
+use crate::core::keys::Recipient;
 use crate::core::{self as core_ops, CryptoEnv};
 use crate::error::CliError;
 use std::path::{Path, PathBuf};
@@ -34,7 +34,7 @@ pub struct AddArgs {
     /// An age recipient of the new group; repeat for several.
     #[arg(long, value_name = "RECIPIENT")]
     age: Vec<String>,
-    /// A PGP fingerprint of the new group (not supported by this command yet).
+    /// A PGP fingerprint of the new group (through the user's GnuPG); repeat for several.
     #[arg(long, value_name = "FINGERPRINT")]
     pgp: Vec<String>,
     /// An AWS KMS key ARN of the new group (not supported by this command yet).
@@ -100,7 +100,6 @@ fn run_add(ctx: &Context, a: AddArgs) -> Result<(), CliError> {
         ));
     }
     for (flag, given) in [
-        ("--pgp", &a.pgp),
         ("--kms", &a.kms),
         ("--gcp-kms", &a.gcp_kms),
         ("--azure-kv", &a.azure_kv),
@@ -109,25 +108,36 @@ fn run_add(ctx: &Context, a: AddArgs) -> Result<(), CliError> {
     ] {
         if !given.is_empty() {
             return Err(CliError::Config(format!(
-                "groups add {flag}: sopsync cannot add this key type to a group; use age recipients (--age), or sops"
+                "groups add {flag}: sopsync cannot add this key type to a group; use age recipients (--age) or PGP keys (--pgp), or sops"
             )));
         }
     }
+    // sops' order within the group: PGP keys, then age. Like `encrypt --pgp`/`--age`,
+    // one flag may hold several keys separated by commas.
+    let items = |flags: &[String]| -> Vec<String> {
+        flags
+            .iter()
+            .flat_map(|f| f.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let mut make = crate::keysource::RecipientMaker::new(super::now_utc().to_rfc3339());
     let mut group = Vec::new();
-    for r in &a.age {
-        // Like sops' --age, one flag may hold several recipients separated by commas.
-        for one in r.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let parsed = AgeRecipient::parse(one).map_err(|e| {
-                CliError::Config(format!(
-                    "invalid age recipient `{one}`: {e}; nothing was written"
-                ))
-            })?;
-            group.push(Recipient::Age(parsed));
-        }
+    for fp in items(&a.pgp) {
+        group.push(make.pgp(&fp).map_err(|e| {
+            CliError::Config(format!("groups add --pgp: {e}; nothing was written"))
+        })?);
+    }
+    for r in items(&a.age) {
+        group.push(make.age(&r).map_err(|e| {
+            CliError::Config(format!("groups add --age: {e}; nothing was written"))
+        })?);
     }
     if group.is_empty() {
         return Err(CliError::Config(
-            "groups add: the new group has no keys; give at least one --age".into(),
+            "groups add: the new group has no keys; give at least one --age or --pgp".into(),
         ));
     }
     rewrap(
@@ -195,9 +205,25 @@ fn rewrap(
     let input = read_input(path)?;
     let file =
         core_ops::parse_encrypted_with(c.as_ref(), format, &input).map_err(core_err(path))?;
-    let ids = crate::keysource::age_identities();
-    let key = ctx.unwrap_key(&file.metadata, &ids, path)?;
-    let mut groups = core_ops::recipients_of(&file.metadata).map_err(core_err(path))?;
+    // Every key source (age, then GnuPG), as decrypt: a file whose only way in is a
+    // PGP key can have groups added or deleted too.
+    let keys = crate::keysource::keys();
+    let key = ctx.unwrap_key(&file.metadata, &keys, path)?;
+    // The file's PGP entries are wrapped again (as sops does for every key), so GnuPG
+    // is needed when there are any; it is not looked up otherwise.
+    let has_pgp = file
+        .metadata
+        .key_groups
+        .iter()
+        .flat_map(|g| &g.keys)
+        .any(|k| matches!(k, crate::core::metadata::MasterKey::Pgp { .. }));
+    let engine = if has_pgp {
+        Some(crate::keysource::pgp_engine().map_err(CliError::Config)?)
+    } else {
+        None
+    };
+    let mut groups =
+        core_ops::recipients_of_with(&file.metadata, engine.as_ref()).map_err(core_err(path))?;
     let flag = change(&mut groups)?;
     // As sops: a threshold given (non-zero) replaces the file's; else the file's stays,
     // and a file that had none needs every group.

@@ -162,7 +162,10 @@ pub fn unwrap_data_key_in_order(
                 }
                 Ok(None) => notes.push(match key {
                     MasterKey::Age { recipient, .. } => {
-                        format!("age {recipient}: no identity matched")
+                        format!(
+                            "age {}: no identity matched",
+                            keys::age::display_recipient(recipient)
+                        )
                     }
                     MasterKey::Pgp { fingerprint, .. } => {
                         format!("pgp {fingerprint}: no PGP key source was given (GnuPG, or a key Secret's *.asc entry)")

@@ -452,12 +452,25 @@ impl fmt::Display for AgeRecipient {
     }
 }
 
+/// A recipient as messages show it: a post-quantum one (`age1pq1…`, 1959 characters)
+/// is cut to its first 16 and last 8 characters around an ellipsis, as age shows long
+/// recipients, so that an error stays readable; the last characters (the bech32
+/// checksum) still tell two keys apart. Anything else is shown whole.
+pub fn display_recipient(text: &str) -> std::borrow::Cow<'_, str> {
+    const HEAD: usize = 16;
+    const TAIL: usize = 8;
+    if !text.starts_with("age1pq1") || !text.is_ascii() || text.len() <= HEAD + TAIL + 3 {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(format!("{}…{}", &text[..HEAD], &text[text.len() - TAIL..]))
+}
+
 impl AgeRecipient {
     /// Parses one recipient; surrounding whitespace is trimmed as sops does (§5.2).
     pub fn parse(s: &str) -> Result<AgeRecipient, KeyError> {
         let text = s.trim();
         let bad = |reason: &str| KeyError::BadRecipient {
-            recipient: text.chars().take(100).collect(),
+            recipient: display_recipient(text).chars().take(100).collect(),
             reason: reason.to_string(),
         };
         if text.starts_with("ssh-") {
@@ -554,6 +567,17 @@ mod tests {
             id.to_string().expose_secret().to_string(),
             id.to_public().to_string(),
         )
+    }
+
+    #[test]
+    fn display_recipient_shortens_post_quantum_recipients_only() {
+        let (_, x25519) = fresh();
+        assert_eq!(display_recipient(&x25519), x25519);
+        let pq = format!("age1pq1{}", "q".repeat(1944) + "abcd1234");
+        assert_eq!(pq.len(), 1959);
+        assert_eq!(display_recipient(&pq), "age1pq1qqqqqqqqq…abcd1234");
+        // Too short to gain anything (a truncated paste): shown whole.
+        assert_eq!(display_recipient("age1pq1abc"), "age1pq1abc");
     }
 
     #[test]

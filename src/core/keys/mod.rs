@@ -45,7 +45,7 @@ pub enum KeyError {
         what: &'static str,
     },
     /// A recipient string is not one sopsync can encrypt to.
-    #[error("`{recipient}` is not a supported age recipient: {reason}")]
+    #[error("`{}` is not a supported age recipient: {reason}", age::display_recipient(.recipient))]
     BadRecipient {
         /// The recipient text (public).
         recipient: String,
@@ -53,7 +53,7 @@ pub enum KeyError {
         reason: String,
     },
     /// The stored `enc` is not a readable age file (corrupted stanza).
-    #[error("the age entry for {recipient} is not a valid age file: {reason}")]
+    #[error("the age entry for {} is not a valid age file: {reason}", age::display_recipient(.recipient))]
     CorruptEntry {
         /// The entry's recipient.
         recipient: String,
@@ -61,7 +61,7 @@ pub enum KeyError {
         reason: String,
     },
     /// Encryption with age failed.
-    #[error("age encryption for {recipient} failed: {reason}")]
+    #[error("age encryption for {} failed: {reason}", age::display_recipient(.recipient))]
     Encrypt {
         /// The recipient.
         recipient: String,
