@@ -6,7 +6,8 @@
 //! is checked by reading everything under it.
 //! https://github.com/sopsync/sopsync/issues/15
 
-use crate::support::{project_root, run, run_ok, run_with_deadline, sops, sopsync, tempdir, tool};
+use crate::support::gnupg::GnuPg;
+use crate::support::{project_root, run, run_ok, run_with_deadline, sops, sopsync, tempdir};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -366,60 +367,11 @@ fn groups_add_makes_the_file_sops_makes_and_both_open_each_others() {
     assert_eq!(text(&d), format!("password: {CANARY}\nport: 5432\n"));
 }
 
-/// A private GnuPG home under `dir` with one fresh encryption-capable key (as
-/// tests/pgp.rs makes them); returns the home and the key's fingerprint. The agent is
-/// stopped when the returned guard drops.
-struct GnuPgHome {
-    home: PathBuf,
-    fingerprint: String,
-}
-
-impl GnuPgHome {
-    fn with_key(dir: &Path, name: &str) -> GnuPgHome {
-        let home = dir.join(name);
-        std::fs::create_dir(&home).unwrap();
-        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .unwrap();
-        let gpg = |args: &[&str]| {
-            let mut c = Command::new(tool("gpg"));
-            c.env("GNUPGHOME", &home).args(args);
-            run_ok(&mut c)
-        };
-        gpg(&[
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            &format!("{name} <{name}@example.test>"),
-            "default",
-            "default",
-            "never",
-        ]);
-        let fingerprint = text(&gpg(&["--batch", "--with-colons", "--list-keys"]))
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:"))
-            .map(|rest| rest.trim_matches(':').to_string())
-            .expect("gpg lists the key's fingerprint");
-        GnuPgHome { home, fingerprint }
-    }
-}
-
-impl Drop for GnuPgHome {
-    fn drop(&mut self) {
-        let _ = Command::new(tool("gpgconf"))
-            .env("GNUPGHOME", &self.home)
-            .args(["--kill", "gpg-agent"])
-            .output();
-    }
-}
-
 #[test]
 fn groups_add_pgp_makes_the_group_sops_makes_and_both_open_each_others() {
     let f = fx();
-    let g = GnuPgHome::with_key(f.dir.path(), "gp");
-    let empty = GnuPgHome {
+    let g = GnuPg::with_key(f.dir.path(), "gp");
+    let empty = GnuPg {
         home: f.path("nogpg"),
         fingerprint: String::new(),
     };

@@ -4,72 +4,11 @@
 //! `updatekeys`, Shamir 2-of-3 across age X25519, age SSH ed25519 and PGP, and the
 //! failures: a missing key, a fingerprint that looks like an option, a gpg that hangs.
 
+use crate::support::gnupg::GnuPg;
 use crate::support::{age_keypair, run, run_ok, run_with_deadline, sops, sopsync, tempdir, tool};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
-
-/// A private GnuPG home with one encryption-capable key, its agent stopped on drop.
-struct GnuPg {
-    home: PathBuf,
-    fingerprint: String,
-}
-
-impl GnuPg {
-    /// A home under `dir` (short paths: the agent's socket lives there).
-    fn empty(dir: &Path, name: &str) -> GnuPg {
-        let home = dir.join(name);
-        std::fs::create_dir(&home).expect("gnupg home");
-        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .expect("chmod gnupg home");
-        GnuPg {
-            home,
-            fingerprint: String::new(),
-        }
-    }
-
-    /// A home with a fresh key (DEPENDENCIES.md "PGP": `default default never` gives
-    /// an encryption subkey).
-    fn with_key(dir: &Path, name: &str) -> GnuPg {
-        let mut g = GnuPg::empty(dir, name);
-        run_ok(g.gpg().args([
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            &format!("{name} <{name}@example.test>"),
-            "default",
-            "default",
-            "never",
-        ]));
-        let listing = run_ok(g.gpg().args(["--batch", "--with-colons", "--list-keys"]));
-        g.fingerprint = String::from_utf8(listing)
-            .expect("utf-8")
-            .lines()
-            .find_map(|l| l.strip_prefix("fpr:"))
-            .map(|rest| rest.trim_matches(':').to_string())
-            .expect("gpg lists the key's fingerprint");
-        assert_eq!(g.fingerprint.len(), 40, "{}", g.fingerprint);
-        g
-    }
-
-    fn gpg(&self) -> Command {
-        let mut c = Command::new(tool("gpg"));
-        c.env("GNUPGHOME", &self.home);
-        c
-    }
-}
-
-impl Drop for GnuPg {
-    fn drop(&mut self) {
-        let _ = Command::new(tool("gpgconf"))
-            .env("GNUPGHOME", &self.home)
-            .args(["--kill", "gpg-agent"])
-            .output();
-    }
-}
 
 /// A command with exactly these keys: GnuPG home `gnupg`, and no other key source
 /// (HOME is an empty directory, so no ~/.ssh or keys.txt is found).

@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 pub mod cluster;
 pub mod fake_apiserver;
 pub mod git_server;
+pub mod gnupg;
 pub mod workloads;
 
 /// Path of an external tool, or a panic that says how to install it.
