@@ -224,10 +224,8 @@ fn parse_rule(m: &Mapping, at: &str) -> Result<CreationRule, ConfigError> {
             "age" => flat_age = string_list(v, &here)?,
             "pgp" => flat_pgp = string_list(v, &here)?,
             "kms" => flat_kms = string_list(v, &here)?,
-            "aws_profile" => {
-                if !matches!(v, Value::Null) && v.as_str().is_none() {
-                    return Err(err(&here, "expected a string"));
-                }
+            "aws_profile" if !matches!(v, Value::Null) && v.as_str().is_none() => {
+                return Err(err(&here, "expected a string"));
             }
             "key_groups" => {
                 let Value::Seq(groups) = v else {

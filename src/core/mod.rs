@@ -464,6 +464,18 @@ pub fn recipients_of_with(
     metadata: &Metadata,
     pgp: Option<&std::sync::Arc<dyn keys::PgpEngine>>,
 ) -> Result<Vec<Vec<Recipient>>, CoreError> {
+    let engines = keys::Engines {
+        pgp: pgp.cloned(),
+        kms: None,
+    };
+    recipients_of_in(metadata, &engines)
+}
+
+/// [`recipients_of`], wrapping PGP and AWS KMS entries again with the `engines` given.
+pub fn recipients_of_in(
+    metadata: &Metadata,
+    engines: &keys::Engines,
+) -> Result<Vec<Vec<Recipient>>, CoreError> {
     metadata
         .key_groups
         .iter()
@@ -472,7 +484,7 @@ pub fn recipients_of_with(
             g.keys
                 .iter()
                 .map(|k| {
-                    Recipient::of_master_key_with(k, pgp).ok_or_else(|| CoreError::InvalidKeyGroups {
+                    Recipient::of_master_key_in(k, engines).ok_or_else(|| CoreError::InvalidKeyGroups {
                         reason: format!(
                             "key group {} has a {} key, which sopsync cannot encrypt to; remove it or use sops",
                             gi + 1,
