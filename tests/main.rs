@@ -13,6 +13,7 @@ mod git;
 mod helm;
 mod install;
 mod interop;
+mod kms;
 mod layering;
 mod leaks;
 mod parity;
