@@ -331,6 +331,10 @@ impl crate::core::keys::KeyBackend for Unusable {
         }
     }
 
+    fn handles(&self, key: &crate::core::metadata::MasterKey) -> bool {
+        key.type_name() == self.kind
+    }
+
     fn describe(&self) -> String {
         format!("{} (unusable: {})", self.what, self.reason)
     }
@@ -509,13 +513,18 @@ impl RecipientMaker {
             .collect()
     }
 
-    /// A key by its label (`repo::rekey`): `pgp:<fingerprint>`, `kms:<arn>`, else an
-    /// age recipient.
+    /// A key by its label (`repo::rekey`): `pgp:<fingerprint>`, else an age recipient;
+    /// a `kms:<arn>` label is refused (see below).
     pub fn label(&mut self, label: &str) -> Result<crate::core::keys::Recipient, String> {
         if let Some(fp) = label.strip_prefix("pgp:") {
             self.pgp(fp)
         } else if let Some(arn) = label.strip_prefix("kms:") {
-            self.kms(arn)
+            // A label carries the ARN only: wrapping from it would drop the key's role,
+            // encryption context and profile. Single-file commands make KMS keys from
+            // the rule or the flags instead (`rule_key`, `kms`).
+            Err(format!(
+                "kms {arn}: updatekeys/rotate --recursive cannot wrap for AWS KMS keys yet (a key's role and encryption context would be lost); run `sopsync updatekeys FILE` or `sopsync rotate --add-kms` per file"
+            ))
         } else {
             self.age(label)
         }

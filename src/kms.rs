@@ -125,7 +125,7 @@ mod sdk {
     use aws_config::timeout::TimeoutConfig;
     use aws_config::BehaviorVersion;
     use aws_sdk_kms::config::{Credentials, Region, SharedCredentialsProvider};
-    use aws_sdk_kms::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+    use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
     use aws_sdk_kms::primitives::Blob;
     use std::collections::HashMap;
     use std::sync::Mutex;
@@ -321,7 +321,7 @@ mod sdk {
     fn describe_error<E, R>(what: &str, e: &SdkError<E, R>) -> String
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + Send + Sync + 'static,
     {
         let text = match e.as_service_error() {
             Some(se) => {
@@ -332,10 +332,25 @@ mod sdk {
                     hint(code)
                 )
             }
-            None => format!(
-                "{what}: {} (check the network, the AWS credentials, and AWS_ENDPOINT_URL_KMS if set)",
-                DisplayErrorContext(e)
-            ),
+            None => {
+                // The causes' own words, without the SDK's Debug dumps of responses.
+                let mut causes: Vec<String> = Vec::new();
+                let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+                while let Some(err) = next {
+                    let text = err.to_string();
+                    if !causes.iter().any(|c| c.contains(&text)) {
+                        causes.push(text);
+                    }
+                    next = err.source();
+                }
+                let joined = causes.join(": ");
+                let todo = if joined.contains("credentials") {
+                    "no usable AWS credentials: set AWS_PROFILE (or --aws-profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                } else {
+                    "check the network, and AWS_ENDPOINT_URL_KMS if set"
+                };
+                format!("{what}: {joined} ({todo})")
+            }
         };
         text.chars().take(600).collect()
     }
@@ -368,6 +383,10 @@ mod sdk {
                 Ok(Zeroizing::new(plain))
             })?;
             Ok(Some(out))
+        }
+
+        fn handles(&self, key: &MasterKey) -> bool {
+            key.type_name() == "kms"
         }
 
         fn describe(&self) -> String {
@@ -444,6 +463,10 @@ mod without_sdk {
                     reason: WHY.into(),
                 }),
             }
+        }
+
+        fn handles(&self, key: &MasterKey) -> bool {
+            key.type_name() == "kms"
         }
 
         fn describe(&self) -> String {

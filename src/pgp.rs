@@ -272,6 +272,10 @@ impl KeyBackend for Gpg {
         Ok(Some(out))
     }
 
+    fn handles(&self, key: &MasterKey) -> bool {
+        matches!(key, MasterKey::Pgp { .. })
+    }
+
     fn describe(&self) -> String {
         format!(
             "GnuPG `{}` ({})",
@@ -351,6 +355,10 @@ impl PrivateGnupg {
 impl KeyBackend for PrivateGnupg {
     fn unwrap(&self, key: &MasterKey) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
         self.gpg.unwrap(key)
+    }
+
+    fn handles(&self, key: &MasterKey) -> bool {
+        matches!(key, MasterKey::Pgp { .. })
     }
 
     fn describe(&self) -> String {

@@ -181,7 +181,8 @@ pub fn unwrap_data_key_in_order(
         }
     }
     let detail = report.join("; ");
-    let tried = keys.describe();
+    let entries: Vec<&MasterKey> = metadata.key_groups.iter().flat_map(|g| &g.keys).collect();
+    let tried = keys.describe_for(&entries);
     if metadata.key_groups.len() <= 1 {
         let secret = secrets
             .pop()

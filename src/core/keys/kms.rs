@@ -47,7 +47,7 @@ impl KmsKey {
     /// A key for `arn` (an ARN of a flat list may carry `+ROLE_ARN`, as in sops'
     /// `NewMasterKeyFromArn`; spaces are removed as sops does), stamped `created_at`.
     ///
-    /// Errors: [`KeyError::BadRecipient`] when the ARN is not a KMS key or alias ARN
+    /// Errors: [`KeyError::Kms`] when the ARN is not a KMS key or alias ARN
     /// (sops' `^arn:aws[\w-]*:kms:(.+):[0-9]+:(key|alias)/.+$`), since no request could
     /// be routed for it.
     pub fn from_arn(
@@ -75,10 +75,10 @@ impl KmsKey {
 
     /// The region the key lives in, from its ARN (sops routes every request there).
     ///
-    /// Errors: [`KeyError::BadRecipient`] saying what a KMS ARN looks like.
+    /// Errors: [`KeyError::Kms`] saying what a KMS ARN looks like.
     pub fn region(&self) -> Result<&str, KeyError> {
-        region_of(&self.arn).ok_or_else(|| KeyError::BadRecipient {
-            recipient: self.arn.clone(),
+        region_of(&self.arn).ok_or_else(|| KeyError::Kms {
+            arn: self.arn.clone(),
             reason: "not an AWS KMS key ARN: expected arn:aws:kms:REGION:ACCOUNT:key/ID (or …:alias/NAME), as `aws kms describe-key` prints it".into(),
         })
     }

@@ -103,6 +103,17 @@ pub trait KeyBackend {
     fn unwrap(&self, key: &MasterKey) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError>;
     /// What was tried, for error messages, e.g. "2 age identities from SOPS_AGE_KEY_FILE=/x".
     fn describe(&self) -> String;
+    /// Whether this backend answers entries like `key` (its type), so that "what was
+    /// tried" names only the sources that could have opened the file. Default: all.
+    fn handles(&self, key: &MasterKey) -> bool {
+        let _ = key;
+        true
+    }
+    /// [`KeyBackend::describe`], limited to what could open one of `keys`.
+    fn describe_for(&self, keys: &[&MasterKey]) -> String {
+        let _ = keys;
+        self.describe()
+    }
 }
 
 /// A key to encrypt the data key to.
@@ -238,6 +249,23 @@ impl KeyBackend for Keyring {
 
     fn describe(&self) -> String {
         let parts: Vec<String> = self.backends.iter().map(|b| b.describe()).collect();
+        parts.join("; ")
+    }
+
+    fn handles(&self, key: &MasterKey) -> bool {
+        self.backends.iter().any(|b| b.handles(key))
+    }
+
+    fn describe_for(&self, keys: &[&MasterKey]) -> String {
+        let parts: Vec<String> = self
+            .backends
+            .iter()
+            .filter(|b| keys.iter().any(|k| b.handles(k)))
+            .map(|b| b.describe_for(keys))
+            .collect();
+        if parts.is_empty() {
+            return self.describe();
+        }
         parts.join("; ")
     }
 }
