@@ -316,6 +316,41 @@ fn rotate_adds_and_removes_a_kms_key() {
 }
 
 #[test]
+fn updatekeys_wraps_for_the_kms_key_of_a_rule_with_its_context() {
+    let (dir, home, moto, arn) = setup();
+    let (key, r) = age_keypair(dir.path(), "only");
+    let plain = write(dir.path(), "secret.yaml", PLAIN.as_bytes());
+    let enc = run_ok(
+        moto.env(&mut sopsync(), &home)
+            .args(["encrypt", "--age", &r])
+            .arg(&plain),
+    );
+    write(dir.path(), "secret.enc.yaml", &enc);
+    std::fs::write(
+        dir.path().join(".sops.yaml"),
+        format!(
+            "creation_rules:\n  - key_groups:\n      - age: [{r}]\n        kms:\n          - arn: {arn}\n            context:\n              app: web\n"
+        ),
+    )
+    .unwrap();
+    run_ok(
+        moto.env(&mut sopsync(), &home)
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .current_dir(dir.path())
+            .args(["updatekeys", "-y", "secret.enc.yaml"]),
+    );
+    let text = std::fs::read_to_string(dir.path().join("secret.enc.yaml")).unwrap();
+    assert!(text.contains("app: web"), "{text}");
+    // sops opens it with KMS alone, so the context reached KMS as written.
+    let out = run_ok(
+        moto.env(&mut sops(), &home)
+            .current_dir(dir.path())
+            .args(["decrypt", "secret.enc.yaml"]),
+    );
+    assert_eq!(String::from_utf8(out).unwrap(), PLAIN);
+}
+
+#[test]
 fn the_controller_uses_a_namespaces_aws_credentials_and_never_its_own_identity_unasked() {
     use crate::support::cluster::{
         meta, secret_manifest, wait_applied, wait_until, Cluster, CANARY,
