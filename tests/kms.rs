@@ -3,7 +3,7 @@
 //! through its API), with and without an encryption context; a wrong context fails
 //! naming the ARN and what KMS said; Shamir 2-of-3 mixing age and KMS; rotate
 //! `--add-kms`/`--rm-kms`; and the controller with a namespace's `sops.aws-kms`
-//! credentials, never with its own identity unless allowed.
+//! credentials, and its own identity only where the operator allows it.
 
 use crate::support::{age_keypair, run, run_ok, sops, sopsync, tempdir, tool};
 use std::path::{Path, PathBuf};
@@ -351,7 +351,7 @@ fn updatekeys_wraps_for_the_kms_key_of_a_rule_with_its_context() {
 }
 
 #[test]
-fn the_controller_uses_a_namespaces_aws_credentials_and_never_its_own_identity_unasked() {
+fn the_controller_uses_a_namespaces_aws_credentials_and_its_own_identity_only_where_allowed() {
     use crate::support::cluster::{
         meta, secret_manifest, wait_applied, wait_until, Cluster, CANARY,
     };
@@ -405,6 +405,13 @@ fn the_controller_uses_a_namespaces_aws_credentials_and_never_its_own_identity_u
     });
     c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
     c.source("team-b", "apps", json!({"url": c.url(), "interval": "1s"}));
+    // team-c has no key Secret, and the operator lets it use the controller's identity.
+    c.fake.ensure_namespace("team-c");
+    c.source(
+        "team-c",
+        "apps",
+        json!({"url": c.url(), "interval": "1s", "decryption": {"useControllerKey": true}}),
+    );
     // The controller's own environment has AWS credentials (as a pod identity would):
     // team-b must still not decrypt through them.
     let endpoint = moto.endpoint();
@@ -416,7 +423,12 @@ fn the_controller_uses_a_namespaces_aws_credentials_and_never_its_own_identity_u
         ("AWS_EC2_METADATA_DISABLED", "true"),
         ("HOME", home.to_str().unwrap()),
     ];
-    let mut ctl = c.controller_with_env("c1", &[], &env);
+    let flags = [
+        "--controller-kms-identity",
+        "--controller-key-namespaces",
+        "team-c",
+    ];
+    let mut ctl = c.controller_with_env("c1", &flags, &env);
     wait_applied(&c, &ctl, "team-a", "apps", &revision);
     assert_eq!(
         c.data("team-a", "db").expect("the Secret").get("password"),
@@ -440,6 +452,11 @@ fn the_controller_uses_a_namespaces_aws_credentials_and_never_its_own_identity_u
     assert!(
         c.data("team-b", "db").is_none(),
         "team-b decrypted with the controller's identity"
+    );
+    wait_applied(&c, &ctl, "team-c", "apps", &revision);
+    assert_eq!(
+        c.data("team-c", "db").expect("the Secret").get("password"),
+        Some(&format!("{CANARY}-kms"))
     );
     ctl.terminate();
     assert!(
