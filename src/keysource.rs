@@ -3,8 +3,9 @@
 //! (`SOPS_AGE_SSH_PRIVATE_KEY_FILE`, `~/.ssh/id_ed25519`, `~/.ssh/id_rsa`), and
 //! `SOPS_AGE_RECIPIENTS`. Every source found is combined; a failing source is only
 //! reported if decryption fails in the end. Also where the CLI's PGP keys come from:
-//! the user's GnuPG (`SOPS_GPG_EXEC`) and `SOPS_PGP_FP`, and where rule keys become
-//! recipients.
+//! the user's GnuPG (`SOPS_GPG_EXEC`) and `SOPS_PGP_FP`; its AWS KMS keys
+//! (`SOPS_KMS_ARN`, the AWS SDK's default credentials chain); and where rule keys
+//! become recipients.
 
 use crate::core::keys::AgeIdentities;
 use std::io::IsTerminal;
@@ -267,7 +268,8 @@ impl crate::core::keys::PassphrasePrompt for TtyPrompt {
 }
 
 /// Every key source of the CLI as one backend: the age identities, then the user's
-/// GnuPG (sops tries age before pgp, §5.5; gpg runs only for a `pgp` entry).
+/// GnuPG, then AWS KMS (sops tries age, then pgp, then the other types, §5.5; gpg runs
+/// only for a `pgp` entry, KMS is called only for a `kms` entry).
 pub fn keys() -> crate::core::keys::Keyring {
     let mut ring = crate::core::keys::Keyring::new();
     ring.push(age_identities());
@@ -275,6 +277,15 @@ pub fn keys() -> crate::core::keys::Keyring {
         Ok(gpg) => ring.push(gpg),
         Err(reason) => ring.push(Unusable {
             what: "GnuPG",
+            kind: "pgp",
+            reason,
+        }),
+    }
+    match crate::kms::AwsKms::from_default_chain() {
+        Ok(kms) => ring.push(kms),
+        Err(reason) => ring.push(Unusable {
+            what: "AWS KMS",
+            kind: "kms",
             reason,
         }),
     }
@@ -282,9 +293,13 @@ pub fn keys() -> crate::core::keys::Keyring {
 }
 
 /// A backend that could not be set up: says why for each entry of its type.
-struct Unusable {
-    what: &'static str,
-    reason: String,
+pub struct Unusable {
+    /// What could not be set up, for "what was tried" lists.
+    pub what: &'static str,
+    /// The metadata list name of the entries it answers (`pgp`, `kms`).
+    pub kind: &'static str,
+    /// Why, and what to do.
+    pub reason: String,
 }
 
 impl crate::core::keys::KeyBackend for Unusable {
@@ -292,6 +307,9 @@ impl crate::core::keys::KeyBackend for Unusable {
         &self,
         key: &crate::core::metadata::MasterKey,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, crate::core::keys::KeyError> {
+        if key.type_name() != self.kind {
+            return Ok(None);
+        }
         match key {
             crate::core::metadata::MasterKey::Pgp { fingerprint, .. } => {
                 Err(crate::core::keys::KeyError::Pgp {
@@ -299,8 +317,22 @@ impl crate::core::keys::KeyBackend for Unusable {
                     reason: self.reason.clone(),
                 })
             }
+            crate::core::metadata::MasterKey::Other { fields, .. } => {
+                Err(crate::core::keys::KeyError::Kms {
+                    arn: fields
+                        .get("arn")
+                        .and_then(crate::core::tree::Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    reason: self.reason.clone(),
+                })
+            }
             _ => Ok(None),
         }
+    }
+
+    fn handles(&self, key: &crate::core::metadata::MasterKey) -> bool {
+        key.type_name() == self.kind
     }
 
     fn describe(&self) -> String {
@@ -320,18 +352,98 @@ pub fn env_pgp_fingerprints() -> Option<String> {
         .filter(|s| !s.trim().is_empty())
 }
 
-/// Recipients for keys named by text: age recipients, PGP fingerprints (new keys are
-/// stamped `created_at` now, as sops does).
+/// `SOPS_KMS_ARN`, when set and non-empty (sops: the `--kms` flag's variable).
+pub fn env_kms_arns() -> Option<String> {
+    std::env::var("SOPS_KMS_ARN")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// Recipients for keys named by text: age recipients, PGP fingerprints, AWS KMS ARNs
+/// (new PGP and KMS keys are stamped `created_at` now, as sops does).
 pub struct RecipientMaker {
     pgp: Option<std::sync::Arc<dyn crate::core::keys::PgpEngine>>,
+    kms: Option<std::sync::Arc<crate::kms::AwsKms>>,
+    /// `--encryption-context` for KMS keys named on the command line.
+    kms_context: Vec<(String, String)>,
+    /// `--aws-profile` for KMS keys named on the command line.
+    aws_profile: Option<String>,
     now: String,
 }
 
 impl RecipientMaker {
-    /// A maker stamping PGP keys with `now` (RFC 3339, UTC). GnuPG is looked up only
-    /// when a PGP key is made.
+    /// A maker stamping PGP and KMS keys with `now` (RFC 3339, UTC). GnuPG and the AWS
+    /// SDK are set up only when a key of theirs is made.
     pub fn new(now: String) -> RecipientMaker {
-        RecipientMaker { pgp: None, now }
+        RecipientMaker {
+            pgp: None,
+            kms: None,
+            kms_context: Vec::new(),
+            aws_profile: None,
+            now,
+        }
+    }
+
+    /// Sets the encryption context (`--encryption-context`) and profile
+    /// (`--aws-profile`) of KMS keys named on the command line.
+    ///
+    /// Errors: a malformed context (a pair that is not `key:value`).
+    pub fn with_kms_options(
+        mut self,
+        context: Option<&str>,
+        aws_profile: Option<&str>,
+    ) -> Result<RecipientMaker, String> {
+        self.kms_context = crate::core::keys::kms::parse_context(context.unwrap_or(""))
+            .map_err(|e| format!("--encryption-context: {e}"))?;
+        self.aws_profile = aws_profile.filter(|p| !p.is_empty()).map(String::from);
+        Ok(self)
+    }
+
+    /// The AWS KMS engine, set up on first use.
+    pub fn kms_engine(&mut self) -> Result<std::sync::Arc<crate::kms::AwsKms>, String> {
+        if let Some(e) = &self.kms {
+            return Ok(e.clone());
+        }
+        let e = std::sync::Arc::new(crate::kms::AwsKms::from_default_chain()?);
+        self.kms = Some(e.clone());
+        Ok(e)
+    }
+
+    /// The engines for the file's existing PGP and KMS entries (re-wrapping them).
+    pub fn engines_for(
+        &mut self,
+        metadata: &crate::core::metadata::Metadata,
+    ) -> Result<crate::core::keys::Engines, String> {
+        let has = |name: &str| {
+            metadata
+                .key_groups
+                .iter()
+                .flat_map(|g| &g.keys)
+                .any(|k| k.type_name() == name)
+        };
+        let mut engines = crate::core::keys::Engines::default();
+        if has("pgp") {
+            engines.pgp = Some(self.pgp_engine()?);
+        }
+        if has("kms") {
+            engines.kms = Some(self.kms_engine()? as _);
+        }
+        Ok(engines)
+    }
+
+    /// An AWS KMS recipient for `arn` (`ARN` or `ARN+ROLE_ARN`, as sops takes them),
+    /// with the command line's context and profile.
+    pub fn kms(&mut self, arn: &str) -> Result<crate::core::keys::Recipient, String> {
+        let key = crate::core::keys::KmsKey::from_arn(
+            arn,
+            self.kms_context.clone(),
+            self.aws_profile.clone(),
+            self.now.clone(),
+        )
+        .map_err(|e| format!("invalid KMS key: {e}"))?;
+        Ok(crate::core::keys::Recipient::Kms(
+            crate::core::keys::KmsRecipient::new(key, self.kms_engine()?),
+        ))
     }
 
     /// The engine for PGP keys, set up on first use.
@@ -374,10 +486,22 @@ impl RecipientMaker {
         match key {
             RuleKey::Age(r) => self.age(r),
             RuleKey::Pgp(fp) => self.pgp(fp),
-            RuleKey::Kms(k) => Err(format!(
-                "kms {}: AWS KMS keys are not supported by sopsync yet; use sops for files with kms rules",
-                k.arn
-            )),
+            RuleKey::Kms(k) => {
+                let mut context = k.context.clone();
+                context.sort();
+                let key = crate::core::keys::KmsKey {
+                    arn: k.arn.replace(' ', ""),
+                    role: k.role.clone(),
+                    context,
+                    aws_profile: k.aws_profile.clone(),
+                    created_at: self.now.clone(),
+                };
+                key.region()
+                    .map_err(|e| format!("invalid KMS key in .sops.yaml: {e}"))?;
+                Ok(crate::core::keys::Recipient::Kms(
+                    crate::core::keys::KmsRecipient::new(key, self.kms_engine()?),
+                ))
+            }
         }
     }
 
@@ -392,14 +516,17 @@ impl RecipientMaker {
             .collect()
     }
 
-    /// A key by its label (`repo::rekey`): `pgp:<fingerprint>`, `kms:<arn>`, else an
-    /// age recipient.
+    /// A key by its label (`repo::rekey`): `pgp:<fingerprint>`, else an age recipient;
+    /// a `kms:<arn>` label is refused (see below).
     pub fn label(&mut self, label: &str) -> Result<crate::core::keys::Recipient, String> {
         if let Some(fp) = label.strip_prefix("pgp:") {
             self.pgp(fp)
         } else if let Some(arn) = label.strip_prefix("kms:") {
+            // A label carries the ARN only: wrapping from it would drop the key's role,
+            // encryption context and profile. Single-file commands make KMS keys from
+            // the rule or the flags instead (`rule_key`, `kms`).
             Err(format!(
-                "kms {arn}: AWS KMS keys are not supported by sopsync yet; use sops for files with kms keys"
+                "kms {arn}: updatekeys/rotate --recursive cannot wrap for AWS KMS keys yet (a key's role and encryption context would be lost); run `sopsync updatekeys FILE` or `sopsync rotate --add-kms` per file"
             ))
         } else {
             self.age(label)

@@ -8,6 +8,9 @@
 //!   where the CLI's key sources (age, GnuPG) and recipients are put together.
 //! - [`pgp`]: PGP through GnuPG (`gpg` under [`child`]'s limits): the user's for the
 //!   CLI, a private per-reconcile home for the controller's `*.asc` keys.
+//! - [`kms`]: AWS KMS through the official AWS SDK (feature `aws-kms`, on by default):
+//!   the default credentials chain for the CLI, a namespace's credentials for the
+//!   controller.
 //! - [`small_file`]: reading a small file a user or repository named (never a FIFO or
 //!   device, never past a cap): key files, `.sops.yaml`, the webhook secret.
 //! - [`repo`]: Git fetch, safe tree walking, rendering SOPS files into Secrets, and
@@ -29,6 +32,7 @@ pub mod ephemeral;
 pub mod error;
 pub mod helm;
 pub mod keysource;
+pub mod kms;
 pub mod pgp;
 pub mod repo;
 pub mod server;

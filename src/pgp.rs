@@ -280,6 +280,10 @@ impl KeyBackend for Gpg {
         Ok(Some(out))
     }
 
+    fn handles(&self, key: &MasterKey) -> bool {
+        matches!(key, MasterKey::Pgp { .. })
+    }
+
     fn describe(&self) -> String {
         if !self.tried.load(Ordering::Relaxed) {
             return String::new();
@@ -362,6 +366,10 @@ impl PrivateGnupg {
 impl KeyBackend for PrivateGnupg {
     fn unwrap(&self, key: &MasterKey) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError> {
         self.gpg.unwrap(key)
+    }
+
+    fn handles(&self, key: &MasterKey) -> bool {
+        matches!(key, MasterKey::Pgp { .. })
     }
 
     fn describe(&self) -> String {

@@ -15,6 +15,7 @@ mod git;
 mod helm;
 mod install;
 mod interop;
+mod kms;
 mod layering;
 mod leaks;
 mod parity;

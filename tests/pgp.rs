@@ -81,7 +81,7 @@ fn pgp_rules_in_sops_yaml_are_used_and_kms_rules_load_but_are_refused_by_name_wh
         dir.path(),
         ".sops.yaml",
         &format!(
-            "creation_rules:\n  - path_regex: aws\\.yaml$\n    kms: arn:aws:kms:us-east-1:111122223333:key/k\n    aws_profile: dev\n  - path_regex: ''\n    pgp: {}\n",
+            "creation_rules:\n  - path_regex: aws\\.yaml$\n    kms: arn:aws:kms:us-east-1:key/k\n    aws_profile: dev\n  - path_regex: ''\n    pgp: {}\n",
             g.fingerprint
         ),
     );
@@ -107,7 +107,9 @@ fn pgp_rules_in_sops_yaml_are_used_and_kms_rules_load_but_are_refused_by_name_wh
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("kms arn:aws:kms:us-east-1:111122223333:key/k: AWS KMS keys are not supported by sopsync yet"),
+        // Issue 15 (k15): kms rules are used now; one whose ARN names no region and
+        // account is refused by name before any request.
+        stderr.contains("kms arn:aws:kms:us-east-1:key/k: not an AWS KMS key ARN"),
         "{stderr}"
     );
     assert!(out.stdout.is_empty());

@@ -49,6 +49,11 @@ pub struct Args {
     /// Namespaces allowed to use the controller's key, comma-separated (`*`: all).
     #[arg(long, value_delimiter = ',')]
     controller_key_namespaces: Vec<String>,
+    /// Let the namespaces of --controller-key-namespaces that set useControllerKey use
+    /// the controller's own AWS identity (the pod's: IRSA, instance profile,
+    /// environment) for AWS KMS. Off: only a namespace's `sops.aws-kms` credentials.
+    #[arg(long)]
+    controller_kms_identity: bool,
     /// Key Secret used when an object names none.
     #[arg(long, default_value = crate::controller::crd::DEFAULT_KEY_SECRET)]
     default_key_secret: String,
@@ -238,6 +243,7 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
             .collect(),
         controller_key_file: a.controller_key_file.clone(),
         controller_key_namespaces: a.controller_key_namespaces.clone(),
+        controller_kms_identity: a.controller_kms_identity,
         default_key_secret: a.default_key_secret.clone(),
         concurrency: a.concurrency,
         min_interval: Duration::from_secs(a.min_interval),

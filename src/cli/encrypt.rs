@@ -21,6 +21,8 @@ pub struct Args {
     /// your GnuPG (`gpg`, or `SOPS_GPG_EXEC`).
     #[arg(short = 'p', long = "pgp")]
     pgp: Option<String>,
+    #[command(flatten)]
+    kms: KmsArgs,
     /// Input format (yaml, json, dotenv, ini, binary); default: by extension.
     #[arg(long)]
     input_type: Option<String>,
@@ -92,8 +94,45 @@ fn flag_rule(a: &Args) -> Result<Option<SelectionRule>, CliError> {
     Ok(given.into_iter().next())
 }
 
-/// The one key group of `--pgp`/`SOPS_PGP_FP` and `--age`/`SOPS_AGE_RECIPIENTS`, in
-/// sops' order (pgp before age); `None` when neither is given.
+/// The AWS KMS flags of `encrypt` (sops' names).
+#[derive(clap::Args, Debug)]
+pub struct KmsArgs {
+    /// AWS KMS key ARNs, comma-separated (default: `SOPS_KMS_ARN`); `ARN+ROLE_ARN`
+    /// assumes that role first. Credentials come from the AWS SDK's default chain.
+    #[arg(short = 'k', long = "kms")]
+    pub kms: Option<String>,
+    /// AWS KMS encryption context for the `--kms` keys: `key:value` pairs,
+    /// comma-separated.
+    #[arg(long = "encryption-context")]
+    pub encryption_context: Option<String>,
+    /// The AWS profile (shared config) for the `--kms` keys.
+    #[arg(long = "aws-profile")]
+    pub aws_profile: Option<String>,
+}
+
+impl KmsArgs {
+    /// A recipient maker with these flags' context and profile.
+    ///
+    /// Errors: a malformed `--encryption-context` (sops exit 6).
+    pub fn maker(&self) -> Result<crate::keysource::RecipientMaker, CliError> {
+        crate::keysource::RecipientMaker::new(super::now_utc().to_rfc3339())
+            .with_kms_options(
+                self.encryption_context.as_deref(),
+                self.aws_profile.as_deref(),
+            )
+            .map_err(|message| CliError::Other {
+                message,
+                code: 6,
+                hint: Some(
+                    "write the context as key:value pairs separated by commas, e.g. --encryption-context app:web,env:prod".into(),
+                ),
+            })
+    }
+}
+
+/// The one key group of `--kms`/`SOPS_KMS_ARN`, `--pgp`/`SOPS_PGP_FP` and
+/// `--age`/`SOPS_AGE_RECIPIENTS`, in sops' order (kms, pgp, age); `None` when none is
+/// given.
 fn flag_recipients(
     a: &Args,
     make: &mut crate::keysource::RecipientMaker,
@@ -103,7 +142,8 @@ fn flag_recipients(
         .pgp
         .clone()
         .or_else(crate::keysource::env_pgp_fingerprints);
-    if age.is_none() && pgp.is_none() {
+    let kms = a.kms.kms.clone().or_else(crate::keysource::env_kms_arns);
+    if age.is_none() && pgp.is_none() && kms.is_none() {
         return Ok(None);
     }
     let items = |list: &Option<String>| -> Vec<String> {
@@ -115,6 +155,9 @@ fn flag_recipients(
             .collect()
     };
     let mut group = Vec::new();
+    for arn in items(&kms) {
+        group.push(make.kms(&arn).map_err(CliError::Config)?);
+    }
     for fp in items(&pgp) {
         group.push(make.pgp(&fp).map_err(CliError::Config)?);
     }
@@ -157,7 +200,7 @@ pub(super) fn run(ctx: &Context, a: Args) -> Result<(), CliError> {
         .and_then(|l| l.config.rule_for(&rule_path(&name, &l.dir)).cloned());
 
     // Key flags replace the rule's keys entirely (spec §8.2).
-    let mut make = crate::keysource::RecipientMaker::new(super::now_utc().to_rfc3339());
+    let mut make = a.kms.maker()?;
     let key_groups: Vec<Vec<Recipient>> = if let Some(group) = flag_recipients(&a, &mut make)? {
         vec![group]
     } else if let Some(rule) = &rule_from_config {

@@ -29,6 +29,20 @@ pub struct RotateArgs {
     /// PGP fingerprints to remove from every key group, comma-separated.
     #[arg(long)]
     rm_pgp: Option<String>,
+    /// AWS KMS key ARNs to add to the first key group, comma-separated (`ARN+ROLE_ARN`
+    /// assumes that role first).
+    #[arg(long)]
+    add_kms: Option<String>,
+    /// AWS KMS key ARNs to remove from every key group, comma-separated.
+    #[arg(long)]
+    rm_kms: Option<String>,
+    /// AWS KMS encryption context for the `--add-kms` keys: `key:value` pairs,
+    /// comma-separated.
+    #[arg(long = "encryption-context")]
+    encryption_context: Option<String>,
+    /// The AWS profile (shared config) for the `--add-kms` keys.
+    #[arg(long = "aws-profile")]
+    aws_profile: Option<String>,
     /// Input format; default: by extension.
     #[arg(long)]
     input_type: Option<String>,
@@ -88,18 +102,39 @@ fn split(list: &Option<String>) -> Vec<String> {
 }
 
 /// Keys named by `--add-*`/`--rm-*` as recipient labels (`repo::rekey`), in sops'
-/// order (pgp before age).
-fn labels(pgp: &Option<String>, age: &Option<String>) -> Vec<String> {
-    split(pgp)
+/// order (kms, pgp, age). A KMS label is its ARN, without a `+ROLE_ARN`.
+fn labels(kms: &Option<String>, pgp: &Option<String>, age: &Option<String>) -> Vec<String> {
+    split(kms)
         .iter()
-        .map(|fp| format!("pgp:{}", fp.replace(' ', "")))
+        .map(|arn| {
+            let arn = arn.replace(' ', "");
+            let arn = arn.split("+arn:").next().unwrap_or("").to_string();
+            format!("kms:{arn}")
+        })
+        .chain(
+            split(pgp)
+                .iter()
+                .map(|fp| format!("pgp:{}", fp.replace(' ', ""))),
+        )
         .chain(split(age))
         .collect()
 }
 
+/// `--add-kms` entries as given (a `+ROLE_ARN` kept), keyed by their label.
+fn kms_additions(kms: &Option<String>) -> Vec<(String, String)> {
+    split(kms)
+        .into_iter()
+        .map(|given| {
+            let label = labels(&Some(given.clone()), &None, &None).remove(0);
+            (label, given)
+        })
+        .collect()
+}
+
 pub(super) fn run_rotate(ctx: &Context, a: RotateArgs) -> Result<(), CliError> {
-    let add = labels(&a.add_pgp, &a.add_age);
-    let remove = labels(&a.rm_pgp, &a.rm_age);
+    let add = labels(&a.add_kms, &a.add_pgp, &a.add_age);
+    let remove = labels(&a.rm_kms, &a.rm_pgp, &a.rm_age);
+    let kms_given = kms_additions(&a.add_kms);
     let Some(path) = single(&a.paths, a.input_type.as_deref(), &a.recursive)? else {
         let mode = Mode::Rotate { add, remove };
         return super::repo_keys::run(ctx, mode, &a.paths, &a.recursive);
@@ -112,26 +147,26 @@ pub(super) fn run_rotate(ctx: &Context, a: RotateArgs) -> Result<(), CliError> {
         ..
     } = super::edit::open(ctx, &path, a.input_type.as_deref())?;
     let c = codec(format, &opts);
-    let mut make = crate::keysource::RecipientMaker::new(super::now_utc().to_rfc3339());
-    // GnuPG is needed to wrap again for the file's PGP keys, or for added ones.
-    let has_pgp = file
-        .metadata
-        .key_groups
-        .iter()
-        .flat_map(|g| &g.keys)
-        .any(|k| matches!(k, crate::core::metadata::MasterKey::Pgp { .. }));
-    let engine = if has_pgp || add.iter().any(|l| l.starts_with("pgp:")) {
-        Some(make.pgp_engine().map_err(CliError::Config)?)
-    } else {
-        None
+    let kms_flags = super::encrypt::KmsArgs {
+        kms: None,
+        encryption_context: a.encryption_context.clone(),
+        aws_profile: a.aws_profile.clone(),
     };
+    let mut make = kms_flags.maker()?;
+    // GnuPG and the AWS SDK are needed to wrap again for the file's PGP and KMS keys.
+    let engines = make.engines_for(&file.metadata).map_err(CliError::Config)?;
     let mut groups =
-        core_ops::recipients_of_with(&file.metadata, engine.as_ref()).map_err(core_err(&path))?;
+        core_ops::recipients_of_in(&file.metadata, &engines).map_err(core_err(&path))?;
     for g in groups.iter_mut() {
         g.retain(|r| !remove.contains(&r.label()));
     }
     for label in &add {
-        let r = make.label(label).map_err(CliError::Config)?;
+        let r = match kms_given.iter().find(|(l, _)| l == label) {
+            // The ARN as given, so that a `+ROLE_ARN` and the flags' context apply.
+            Some((_, given)) => make.kms(given),
+            None => make.label(label),
+        }
+        .map_err(CliError::Config)?;
         if let Some(first) = groups.first_mut() {
             if !first.iter().any(|x| x.label() == r.label()) {
                 first.push(r);

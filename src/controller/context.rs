@@ -40,6 +40,10 @@ pub struct ControllerConfig {
     pub controller_key_file: Option<PathBuf>,
     /// Namespaces allowed to use the controller's key (`*`: all).
     pub controller_key_namespaces: Vec<String>,
+    /// Whether the controller's own AWS identity (the pod's: IRSA, instance profile,
+    /// environment) may be used for AWS KMS, by the same namespaces and on the same
+    /// opt-in (`useControllerKey`) as the controller's age key (issue 15).
+    pub controller_kms_identity: bool,
     /// Key Secret name used when an object names none.
     pub default_key_secret: String,
     /// Concurrent Secret writes within one reconcile.
@@ -81,6 +85,7 @@ impl Default for ControllerConfig {
             git_allowed_hosts: Vec::new(),
             controller_key_file: None,
             controller_key_namespaces: Vec::new(),
+            controller_kms_identity: false,
             default_key_secret: DEFAULT_KEY_SECRET.into(),
             write_concurrency: 16,
             concurrency: 4,
@@ -123,6 +128,10 @@ pub enum LoadError {
     /// The API server failed.
     Api(kube::Error),
 }
+
+/// The key Secret entry holding a namespace's AWS credentials (Flux's name and format:
+/// `aws_access_key_id`, `aws_secret_access_key`, optional `aws_session_token`).
+pub const AWS_KMS_ENTRY: &str = "sops.aws-kms";
 
 /// A private GnuPG home holding `keys` (armored PGP keys, with where they came from),
 /// made off the async threads (gpg runs under a deadline, but it is a blocking wait).
@@ -198,8 +207,11 @@ impl Context {
     }
 
     /// Loads the keys an object in `namespace` may use: the age identities of
-    /// `*.agekey` entries (and the controller's key when allowed), and the PGP keys of
-    /// `*.asc` entries in a private GnuPG home that is removed when the keyring drops.
+    /// `*.agekey` entries (and the controller's key when allowed), the PGP keys of
+    /// `*.asc` entries in a private GnuPG home that is removed when the keyring drops,
+    /// and AWS KMS with the `sops.aws-kms` entry's credentials (or the controller's own
+    /// AWS identity, when allowed like its key). Without either, KMS entries are never
+    /// tried with the pod's identity: they fail with a message saying what to add.
     pub async fn load_keys(&self, namespace: &str, d: &Decryption) -> Result<Keyring, LoadError> {
         if let Some(other) = d
             .secret_ref
@@ -216,8 +228,24 @@ impl Context {
         }
         let mut ids = AgeIdentities::new();
         let mut pgp_keys: Vec<(String, Zeroizing<Vec<u8>>)> = Vec::new();
+        let mut kms_static: Option<crate::kms::AwsKms> = None;
+        let mut kms_controller = false;
         let mut found = 0usize;
-        if d.use_controller_key {
+        if d.use_controller_key && self.config.controller_kms_identity {
+            if !self.controller_key_allowed(namespace) {
+                return Err(LoadError::Stall(
+                    "ControllerKeyDenied",
+                    format!(
+                        "spec.decryption.useControllerKey: namespace {namespace:?} is not allowed to use the controller's key (--controller-key-namespaces)"
+                    ),
+                ));
+            }
+            kms_controller = true;
+            found += 1;
+        }
+        if d.use_controller_key
+            && (self.config.controller_key_file.is_some() || !self.config.controller_kms_identity)
+        {
             if !self.controller_key_allowed(namespace) {
                 return Err(LoadError::Stall(
                     "ControllerKeyDenied",
@@ -265,6 +293,16 @@ impl Context {
                         let text = Zeroizing::new(String::from_utf8_lossy(&value.0).into_owned());
                         ids.add_source(&text, &source);
                         found += 1;
+                    } else if key == AWS_KMS_ENTRY {
+                        // AWS credentials (issue 15), same tenancy: this Secret only.
+                        let text = Zeroizing::new(String::from_utf8_lossy(&value.0).into_owned());
+                        let creds = crate::kms::StaticCredentials::parse(&text).map_err(|e| {
+                            LoadError::Stall("KmsCredentialsInvalid", format!("{source}: {e}"))
+                        })?;
+                        kms_static = Some(crate::kms::AwsKms::from_static(&creds, &source).map_err(
+                            |e| LoadError::Stall("KmsCredentialsInvalid", format!("{source}: {e}")),
+                        )?);
+                        found += 1;
                     } else if key.ends_with(".asc") {
                         // PGP keys (issue 15), under the same tenancy rules as age keys:
                         // this Secret, in the object's own namespace.
@@ -276,7 +314,7 @@ impl Context {
                 if found == 0 {
                     return Err(LoadError::Stall(
                         "NoKeys",
-                        format!("key Secret {namespace}/{name} has no `*.agekey` or `*.asc` entry"),
+                        format!("key Secret {namespace}/{name} has no `*.agekey`, `*.asc` or `{AWS_KMS_ENTRY}` entry"),
                     ));
                 }
             }
@@ -285,6 +323,23 @@ impl Context {
         ring.push(ids);
         if !pgp_keys.is_empty() {
             ring.push(import_pgp_keys(pgp_keys).await?);
+        }
+        let has_static = kms_static.is_some();
+        if let Some(kms) = kms_static {
+            ring.push(kms);
+        }
+        if kms_controller {
+            let kms = crate::kms::AwsKms::from_default_chain()
+                .map_err(|e| LoadError::Stall("KmsCredentialsInvalid", e))?;
+            ring.push(kms);
+        } else if !has_static {
+            ring.push(crate::keysource::Unusable {
+                what: "AWS KMS",
+                kind: "kms",
+                reason: format!(
+                    "no AWS credentials for namespace {namespace:?}: add a `{AWS_KMS_ENTRY}` entry (aws_access_key_id, aws_secret_access_key) to key Secret {namespace}/{name}, or have the operator allow the controller's AWS identity here (--controller-kms-identity, --controller-key-namespaces) and set spec.decryption.useControllerKey"
+                ),
+            });
         }
         Ok(ring)
     }

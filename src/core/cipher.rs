@@ -311,7 +311,7 @@ static BASE64_PLACES: [[u32; 256]; 4] = {
 /// required, nothing may follow it, and non-zero trailing bits are accepted. Written
 /// out because the general-purpose decoder's setup dominated on short fields (three
 /// per value: 6% of decrypting a 10,000-key file). `None` on invalid input.
-fn decode_base64_go(input: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn decode_base64_go(input: &[u8]) -> Option<Vec<u8>> {
     // Line breaks are rare: decode first (they are outside the alphabet, so the strict
     // decoder refuses them), and only then look for them and decode again without.
     decode_base64_strict(input).or_else(|| {

@@ -184,7 +184,8 @@ pub fn unwrap_data_key_in_order(
         }
     }
     let detail = report.join("; ");
-    let tried = keys.describe();
+    let entries: Vec<&MasterKey> = metadata.key_groups.iter().flat_map(|g| &g.keys).collect();
+    let tried = keys.describe_for(&entries);
     if metadata.key_groups.len() <= 1 {
         let secret = secrets
             .pop()
@@ -467,6 +468,18 @@ pub fn recipients_of_with(
     metadata: &Metadata,
     pgp: Option<&std::sync::Arc<dyn keys::PgpEngine>>,
 ) -> Result<Vec<Vec<Recipient>>, CoreError> {
+    let engines = keys::Engines {
+        pgp: pgp.cloned(),
+        kms: None,
+    };
+    recipients_of_in(metadata, &engines)
+}
+
+/// [`recipients_of`], wrapping PGP and AWS KMS entries again with the `engines` given.
+pub fn recipients_of_in(
+    metadata: &Metadata,
+    engines: &keys::Engines,
+) -> Result<Vec<Vec<Recipient>>, CoreError> {
     metadata
         .key_groups
         .iter()
@@ -475,7 +488,7 @@ pub fn recipients_of_with(
             g.keys
                 .iter()
                 .map(|k| {
-                    Recipient::of_master_key_with(k, pgp).ok_or_else(|| CoreError::InvalidKeyGroups {
+                    Recipient::of_master_key_in(k, engines).ok_or_else(|| CoreError::InvalidKeyGroups {
                         reason: format!(
                             "key group {} has a {} key, which sopsync cannot encrypt to; remove it or use sops",
                             gi + 1,

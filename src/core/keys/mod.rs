@@ -4,18 +4,21 @@
 //! "not my key type, or none of my identities fits this entry". Wrapping is done for
 //! [`Recipient`]s. age is done here; PGP goes through a [`PgpEngine`] (wrapping) and
 //! a [`KeyBackend`] (unwrapping) that the shell supplies, since both run the user's
-//! GnuPG (§5.3); cloud KMS entries are read and written back verbatim but cannot be
-//! unwrapped here (§5.6). A [`Keyring`] tries several backends as one.
+//! GnuPG (§5.3); AWS KMS likewise through a [`KmsEngine`] and a backend over the AWS
+//! SDK (§5.6, `src/kms.rs`); the other cloud KMS entries are read and written back
+//! verbatim but cannot be unwrapped. A [`Keyring`] tries several backends as one.
 
 pub mod age;
 mod age_file;
 mod age_pq;
+pub mod kms;
 pub mod pgp;
 
 use super::metadata::MasterKey;
 use zeroize::Zeroizing;
 
 pub use self::age::{AgeIdentities, AgeRecipient, PassphrasePrompt};
+pub use self::kms::{KmsEngine, KmsKey, KmsRecipient};
 pub use self::pgp::{PgpEngine, PgpFingerprint, PgpRecipient};
 
 /// A key backend failure. Never carries key material.
@@ -77,6 +80,23 @@ pub enum KeyError {
         /// What went wrong.
         reason: String,
     },
+    /// AWS KMS could not encrypt or decrypt with a key: what AWS said (its error code
+    /// and message hold no key material) or why no request could be made.
+    #[error("kms {arn}: {reason}")]
+    Kms {
+        /// The key's ARN.
+        arn: String,
+        /// What went wrong, and what to do.
+        reason: String,
+    },
+    /// A `sops.kms` entry of the file is malformed.
+    #[error("the kms entry for {arn} is not valid: {reason}")]
+    CorruptKms {
+        /// The entry's ARN (empty when it has none).
+        arn: String,
+        /// Which field is wrong.
+        reason: String,
+    },
 }
 
 /// Something that can unwrap data keys (or Shamir shares) from master-key entries.
@@ -85,6 +105,17 @@ pub trait KeyBackend {
     fn unwrap(&self, key: &MasterKey) -> Result<Option<Zeroizing<Vec<u8>>>, KeyError>;
     /// What was tried, for error messages, e.g. "2 age identities from SOPS_AGE_KEY_FILE=/x".
     fn describe(&self) -> String;
+    /// Whether this backend answers entries like `key` (its type), so that "what was
+    /// tried" names only the sources that could have opened the file. Default: all.
+    fn handles(&self, key: &MasterKey) -> bool {
+        let _ = key;
+        true
+    }
+    /// [`KeyBackend::describe`], limited to what could open one of `keys`.
+    fn describe_for(&self, keys: &[&MasterKey]) -> String {
+        let _ = keys;
+        self.describe()
+    }
 }
 
 /// A key to encrypt the data key to.
@@ -95,6 +126,18 @@ pub enum Recipient {
     Age(AgeRecipient),
     /// A PGP key, wrapped for by the user's GnuPG.
     Pgp(PgpRecipient),
+    /// An AWS KMS key, wrapped for through the AWS SDK.
+    Kms(KmsRecipient),
+}
+
+/// The engines that wrap for keys the core cannot wrap for itself, when the shell has
+/// them: the user's GnuPG, AWS KMS.
+#[derive(Clone, Default)]
+pub struct Engines {
+    /// Wraps for PGP keys.
+    pub pgp: Option<std::sync::Arc<dyn PgpEngine>>,
+    /// Wraps for AWS KMS keys.
+    pub kms: Option<std::sync::Arc<dyn KmsEngine>>,
 }
 
 impl Recipient {
@@ -103,6 +146,7 @@ impl Recipient {
         match self {
             Recipient::Age(r) => r.wrap(secret),
             Recipient::Pgp(r) => r.wrap(secret),
+            Recipient::Kms(r) => r.wrap(secret),
         }
     }
 
@@ -119,6 +163,19 @@ impl Recipient {
         key: &MasterKey,
         pgp: Option<&std::sync::Arc<dyn PgpEngine>>,
     ) -> Option<Recipient> {
+        let engines = Engines {
+            pgp: pgp.cloned(),
+            kms: None,
+        };
+        Recipient::of_master_key_in(key, &engines)
+    }
+
+    /// The recipient of an existing entry, when sopsync can wrap for it again with
+    /// `engines`: age entries always, PGP and AWS KMS entries when their engine is
+    /// given (keeping the entry's `created_at`, role, context and profile, as sops does
+    /// when it re-wraps for a key already in the file).
+    pub fn of_master_key_in(key: &MasterKey, engines: &Engines) -> Option<Recipient> {
+        let pgp = engines.pgp.as_ref();
         match key {
             MasterKey::Age { recipient, .. } => {
                 AgeRecipient::parse(recipient).ok().map(Recipient::Age)
@@ -136,16 +193,22 @@ impl Recipient {
                     engine.clone(),
                 )))
             }
-            MasterKey::Other { .. } => None,
+            MasterKey::Other { .. } => {
+                let engine = engines.kms.as_ref()?;
+                let (kms, _) = KmsKey::of_master_key(key)?.ok()?;
+                Some(Recipient::Kms(KmsRecipient::new(kms, engine.clone())))
+            }
         }
     }
 
     /// How reports and `.sops.yaml` comparisons name it: the age recipient text, or
-    /// `pgp:<fingerprint>` (as `repo::rekey::recipient_label` names entries).
+    /// `pgp:<fingerprint>`, `kms:<arn>` (as `repo::rekey::recipient_label` names
+    /// entries).
     pub fn label(&self) -> String {
         match self {
             Recipient::Age(r) => r.as_str().to_string(),
             Recipient::Pgp(r) => format!("pgp:{}", r.fingerprint()),
+            Recipient::Kms(r) => format!("kms:{}", r.key().arn),
         }
     }
 }
@@ -195,6 +258,23 @@ impl KeyBackend for Keyring {
             .map(|b| b.describe())
             .filter(|d| !d.is_empty())
             .collect();
+        parts.join("; ")
+    }
+
+    fn handles(&self, key: &MasterKey) -> bool {
+        self.backends.iter().any(|b| b.handles(key))
+    }
+
+    fn describe_for(&self, keys: &[&MasterKey]) -> String {
+        let parts: Vec<String> = self
+            .backends
+            .iter()
+            .filter(|b| keys.iter().any(|k| b.handles(k)))
+            .map(|b| b.describe_for(keys))
+            .collect();
+        if parts.is_empty() {
+            return self.describe();
+        }
         parts.join("; ")
     }
 }
