@@ -403,7 +403,11 @@ fn groups_add_pgp_makes_the_group_sops_makes_and_both_open_each_others() {
     let shape = |t: &str| {
         metadata_shape(t)
             .lines()
-            .filter(|l| !l.trim_start().starts_with("created_at:"))
+            .filter(|l| {
+                !l.trim_start()
+                    .trim_start_matches("- ")
+                    .starts_with("created_at:")
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };

@@ -2,7 +2,7 @@
 //! a real KMS API on loopback (moto's server, started here on a free port, a key made
 //! through its API), with and without an encryption context; a wrong context fails
 //! naming the ARN and what KMS said; Shamir 2-of-3 mixing age and KMS; rotate
-//! `--add-kms`/`--rm-kms`; and the controller with a namespace's `sops.aws-kms`
+//! `--add-kms`/`--rm-kms`; `groups add --kms` and `groups delete`; and the controller with a namespace's `sops.aws-kms`
 //! credentials, and its own identity only where the operator allows it.
 
 use crate::support::{age_keypair, run, run_ok, sops, sopsync, tempdir, tool};
@@ -312,6 +312,55 @@ fn rotate_adds_and_removes_a_kms_key() {
             .arg("decrypt")
             .arg(&enc),
     );
+    assert_eq!(String::from_utf8(out).unwrap(), PLAIN);
+}
+
+#[test]
+fn groups_add_kms_makes_a_group_sops_opens_and_groups_delete_rewraps_the_kms_entry() {
+    let (dir, home, moto, arn) = setup();
+    let (key, r) = age_keypair(dir.path(), "only");
+    let plain = write(dir.path(), "secret.yaml", PLAIN.as_bytes());
+    let enc = run_ok(
+        moto.env(&mut sopsync(), &home)
+            .args(["encrypt", "--age", &r])
+            .arg(&plain),
+    );
+    let enc = write(dir.path(), "secret.enc.yaml", &enc);
+
+    // A second group holding the KMS key: no threshold, so both groups are needed.
+    run_ok(
+        moto.env(&mut sopsync(), &home)
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .args(["groups", "add", "--file"])
+            .arg(&enc)
+            .args(["--kms", &arn, "-i"]),
+    );
+    let text = std::fs::read_to_string(&enc).unwrap();
+    assert!(text.contains(&arn), "{text}");
+    let out = run_ok(
+        moto.env(&mut sops(), &home)
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .arg("decrypt")
+            .arg(&enc),
+    );
+    assert_eq!(String::from_utf8(out).unwrap(), PLAIN);
+    // Without the age key sops cannot: both groups are needed.
+    let alone = run(moto.env(&mut sops(), &home).arg("decrypt").arg(&enc));
+    assert!(
+        !alone.status.success(),
+        "sops opened a 2-of-2 file with one group"
+    );
+
+    // Deleting the age group keeps (re-wraps) the KMS entry: sops then opens it with
+    // KMS alone.
+    run_ok(
+        moto.env(&mut sopsync(), &home)
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .args(["groups", "delete", "--file"])
+            .arg(&enc)
+            .args(["-i", "0"]),
+    );
+    let out = run_ok(moto.env(&mut sops(), &home).arg("decrypt").arg(&enc));
     assert_eq!(String::from_utf8(out).unwrap(), PLAIN);
 }
 

@@ -37,7 +37,8 @@ pub struct AddArgs {
     /// A PGP fingerprint of the new group (through the user's GnuPG); repeat for several.
     #[arg(long, value_name = "FINGERPRINT")]
     pgp: Vec<String>,
-    /// An AWS KMS key ARN of the new group (not supported by this command yet).
+    /// An AWS KMS key ARN of the new group (`ARN+ROLE_ARN` assumes the role); repeat for
+    /// several. Credentials from the AWS SDK's default chain, as `encrypt --kms`.
     #[arg(long, value_name = "ARN")]
     kms: Vec<String>,
     /// A GCP KMS key of the new group (not supported: sopsync cannot use GCP KMS).
@@ -100,7 +101,6 @@ fn run_add(ctx: &Context, a: AddArgs) -> Result<(), CliError> {
         ));
     }
     for (flag, given) in [
-        ("--kms", &a.kms),
         ("--gcp-kms", &a.gcp_kms),
         ("--azure-kv", &a.azure_kv),
         ("--hc-vault-transit", &a.hc_vault_transit),
@@ -108,11 +108,11 @@ fn run_add(ctx: &Context, a: AddArgs) -> Result<(), CliError> {
     ] {
         if !given.is_empty() {
             return Err(CliError::Config(format!(
-                "groups add {flag}: sopsync cannot add this key type to a group; use age recipients (--age) or PGP keys (--pgp), or sops"
+                "groups add {flag}: sopsync cannot add this key type to a group; use age recipients (--age), PGP keys (--pgp) or AWS KMS keys (--kms), or sops"
             )));
         }
     }
-    // sops' order within the group: PGP keys, then age. Like `encrypt --pgp`/`--age`,
+    // sops' order within the group: PGP keys, KMS keys, then age. Like `encrypt --pgp`/`--age`,
     // one flag may hold several keys separated by commas.
     let items = |flags: &[String]| -> Vec<String> {
         flags
@@ -130,6 +130,11 @@ fn run_add(ctx: &Context, a: AddArgs) -> Result<(), CliError> {
             CliError::Config(format!("groups add --pgp: {e}; nothing was written"))
         })?);
     }
+    for arn in items(&a.kms) {
+        group.push(make.kms(&arn).map_err(|e| {
+            CliError::Config(format!("groups add --kms: {e}; nothing was written"))
+        })?);
+    }
     for r in items(&a.age) {
         group.push(make.age(&r).map_err(|e| {
             CliError::Config(format!("groups add --age: {e}; nothing was written"))
@@ -137,7 +142,7 @@ fn run_add(ctx: &Context, a: AddArgs) -> Result<(), CliError> {
     }
     if group.is_empty() {
         return Err(CliError::Config(
-            "groups add: the new group has no keys; give at least one --age or --pgp".into(),
+            "groups add: the new group has no keys; give at least one --age, --pgp or --kms".into(),
         ));
     }
     rewrap(
@@ -209,21 +214,13 @@ fn rewrap(
     // PGP key can have groups added or deleted too.
     let keys = crate::keysource::keys();
     let key = ctx.unwrap_key(&file.metadata, &keys, path)?;
-    // The file's PGP entries are wrapped again (as sops does for every key), so GnuPG
-    // is needed when there are any; it is not looked up otherwise.
-    let has_pgp = file
-        .metadata
-        .key_groups
-        .iter()
-        .flat_map(|g| &g.keys)
-        .any(|k| matches!(k, crate::core::metadata::MasterKey::Pgp { .. }));
-    let engine = if has_pgp {
-        Some(crate::keysource::pgp_engine().map_err(CliError::Config)?)
-    } else {
-        None
-    };
+    // The file's PGP and KMS entries are wrapped again (as sops does for every key), so
+    // GnuPG and the AWS SDK are needed when there are any; neither is set up otherwise.
+    let engines = crate::keysource::RecipientMaker::new(super::now_utc().to_rfc3339())
+        .engines_for(&file.metadata)
+        .map_err(CliError::Config)?;
     let mut groups =
-        core_ops::recipients_of_with(&file.metadata, engine.as_ref()).map_err(core_err(path))?;
+        core_ops::recipients_of_in(&file.metadata, &engines).map_err(core_err(path))?;
     let flag = change(&mut groups)?;
     // As sops: a threshold given (non-zero) replaces the file's; else the file's stays,
     // and a file that had none needs every group.
