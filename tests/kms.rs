@@ -358,7 +358,7 @@ fn groups_add_kms_makes_a_group_sops_opens_and_groups_delete_rewraps_the_kms_ent
             .env("SOPS_AGE_KEY_FILE", &key)
             .args(["groups", "delete", "--file"])
             .arg(&enc)
-            .args(["-i", "0"]),
+            .args(["--shamir-secret-sharing-threshold", "1", "-i", "0"]),
     );
     let out = run_ok(moto.env(&mut sops(), &home).arg("decrypt").arg(&enc));
     assert_eq!(String::from_utf8(out).unwrap(), PLAIN);
