@@ -139,6 +139,11 @@ mod sdk {
         DefaultChain,
         /// Only these (a namespace's key Secret); profiles are never read.
         Static(Credentials, String),
+        /// The controller's own identity serving a tenant's files: the default chain,
+        /// but the file's `aws_profile` is ignored (the pod's shared config is not the
+        /// tenant's) and a file's `role` is refused (a namespace could otherwise assume
+        /// any role the controller's identity may, including other namespaces' roles).
+        ControllerIdentity,
     }
 
     /// What the error says when AWS answered with `code`: the likely cause and what to do.
@@ -200,6 +205,14 @@ mod sdk {
             AwsKms::with_source(Source::Static(c, from.to_string()))
         }
 
+        /// KMS with the controller's own identity for a tenant's files (see
+        /// [`Source::ControllerIdentity`]).
+        ///
+        /// Errors: as [`AwsKms::from_default_chain`].
+        pub fn for_controller_identity() -> Result<AwsKms, String> {
+            AwsKms::with_source(Source::ControllerIdentity)
+        }
+
         fn with_source(source: Source) -> Result<AwsKms, String> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -251,9 +264,15 @@ mod sdk {
             let region = key.region().map_err(|e| e.to_string())?.to_string();
             let profile = match self.source {
                 Source::DefaultChain => key.aws_profile.clone(),
-                // A tenant's credentials: the pod's shared config is not theirs.
-                Source::Static(..) => None,
+                // A tenant's credentials, or the controller's identity serving a
+                // tenant: the pod's shared config is not theirs.
+                Source::Static(..) | Source::ControllerIdentity => None,
             };
+            if let (Source::ControllerIdentity, Some(role)) = (&self.source, &key.role) {
+                return Err(format!(
+                    "the entry asks for role {role}, and the controller's own AWS identity does not assume a role a file names (a namespace could assume any role the controller may); give this namespace its own credentials (a `sops.aws-kms` entry in its key Secret)"
+                ));
+            }
             let id = (region.clone(), profile.clone(), key.role.clone());
             if let Some(c) = self.lock().get(&id) {
                 return Ok(c.clone());
@@ -273,7 +292,7 @@ mod sdk {
                         .build(),
                 );
             match &self.source {
-                Source::DefaultChain => {
+                Source::DefaultChain | Source::ControllerIdentity => {
                     if let Some(p) = &profile {
                         loader = loader.profile_name(p);
                     }
@@ -395,6 +414,10 @@ mod sdk {
                     "AWS KMS (credentials from the AWS SDK's default chain)".into()
                 }
                 Source::Static(_, from) => format!("AWS KMS (credentials from {from})"),
+                Source::ControllerIdentity => {
+                    "AWS KMS (the controller's own AWS identity; no file-named role or profile)"
+                        .into()
+                }
             }
         }
     }
@@ -452,6 +475,11 @@ mod without_sdk {
         pub fn from_static(_: &StaticCredentials, _: &str) -> Result<AwsKms, String> {
             Ok(AwsKms)
         }
+
+        /// See the `aws-kms` build.
+        pub fn for_controller_identity() -> Result<AwsKms, String> {
+            Ok(AwsKms)
+        }
     }
 
     impl KeyBackend for AwsKms {
@@ -502,5 +530,25 @@ mod tests {
         assert_eq!(e, "`aws_secret_access_key` is missing");
         let e = StaticCredentials::parse("password: hunter2\n").unwrap_err();
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[cfg(feature = "aws-kms")]
+    #[test]
+    fn the_controllers_own_identity_refuses_a_role_a_file_names_before_any_request() {
+        let key = KmsKey::from_arn(
+            "arn:aws:kms:eu-west-1:123456789012:key/k +arn:aws:iam::123456789012:role/other-team",
+            vec![],
+            None,
+            String::new(),
+        )
+        .unwrap();
+        let entry = key.to_master_key(b"blob");
+        let kms = AwsKms::for_controller_identity().unwrap();
+        let err = kms.unwrap(&entry).unwrap_err().to_string();
+        assert!(
+            err.contains("role arn:aws:iam::123456789012:role/other-team")
+                && err.contains("does not assume a role a file names"),
+            "{err}"
+        );
     }
 }

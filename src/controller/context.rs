@@ -329,7 +329,7 @@ impl Context {
             ring.push(kms);
         }
         if kms_controller {
-            let kms = crate::kms::AwsKms::from_default_chain()
+            let kms = crate::kms::AwsKms::for_controller_identity()
                 .map_err(|e| LoadError::Stall("KmsCredentialsInvalid", e))?;
             ring.push(kms);
         } else if !has_static {

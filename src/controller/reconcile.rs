@@ -448,7 +448,7 @@ async fn versioning(
         prefix,
         desired,
         |d| {
-            let digest = super::rotation::digest::secret_digest(&key, &d.data.0);
+            let digest = super::rotation::digest::secret_digest(&key, &d.namespace, &d.data.0);
             super::rotation::digest::versioned_name(&d.name, &digest)
         },
         timeout,

@@ -45,7 +45,7 @@ fn expected_digest(c: &Cluster, ns: &str, secrets: &[&str], other_key: Option<[u
                 .into_iter()
                 .map(|(k, v)| (k, v.0))
                 .collect();
-            (name.to_string(), secret_digest(&key, &data))
+            (name.to_string(), secret_digest(&key, ns, &data))
         })
         .collect();
     combined_digest(&key, &digests).to_hex()

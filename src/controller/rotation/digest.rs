@@ -88,10 +88,20 @@ fn finish(m: Hmac<Sha256>) -> Digest {
     Digest(m.finalize().into_bytes().into())
 }
 
-/// The keyed digest of one Secret's data: HMAC-SHA256 over the number of entries, then
-/// each key and value in sorted key order.
-pub fn secret_digest<V: AsRef<[u8]>>(key: &DigestKey, data: &BTreeMap<String, V>) -> Digest {
+/// The keyed digest of one Secret's data in `namespace`: HMAC-SHA256 over the namespace,
+/// the number of entries, then each key and value in sorted key order.
+///
+/// The namespace is part of the input because one installation key serves every
+/// namespace: without it, a tenant who can read another namespace's workloads could
+/// render guesses of a low-entropy value in its own namespace and compare the digests
+/// (versioned names, restart annotations) with that namespace's.
+pub fn secret_digest<V: AsRef<[u8]>>(
+    key: &DigestKey,
+    namespace: &str,
+    data: &BTreeMap<String, V>,
+) -> Digest {
     let mut m = key.mac(TAG_SECRET);
+    field(&mut m, namespace.as_bytes());
     m.update(&(data.len() as u64).to_be_bytes());
     for (k, v) in data {
         field(&mut m, k.as_bytes());
@@ -145,20 +155,36 @@ mod tests {
     }
 
     #[test]
+    fn the_same_data_in_two_namespaces_has_different_digests_and_versions() {
+        // One installation key serves every namespace: a tenant must not be able to
+        // reproduce another namespace's digest (or version suffix) by rendering a guess.
+        let d = data(&[("pin", "1234")]);
+        let a = secret_digest(&key(1), "team-a", &d);
+        let b = secret_digest(&key(1), "team-b", &d);
+        assert_ne!(a, b);
+        assert_ne!(versioned_name("db", &a), versioned_name("db", &b));
+        // Length-prefixed: the namespace cannot slide into the data.
+        assert_ne!(
+            secret_digest(&key(1), "a", &data(&[("b", "")])),
+            secret_digest(&key(1), "ab", &data(&[("", "")]))
+        );
+    }
+
+    #[test]
     fn the_digest_depends_on_the_key_and_on_every_key_and_value() {
         let d = data(&[("a", "1"), ("b", "2")]);
-        let base = secret_digest(&key(1), &d);
-        assert_eq!(base, secret_digest(&key(1), &d.clone()));
-        assert_ne!(base, secret_digest(&key(2), &d));
+        let base = secret_digest(&key(1), "ns", &d);
+        assert_eq!(base, secret_digest(&key(1), "ns", &d.clone()));
+        assert_ne!(base, secret_digest(&key(2), "ns", &d));
         assert_ne!(
             base,
-            secret_digest(&key(1), &data(&[("a", "1"), ("b", "3")]))
+            secret_digest(&key(1), "ns", &data(&[("a", "1"), ("b", "3")]))
         );
         assert_ne!(
             base,
-            secret_digest(&key(1), &data(&[("a", "1"), ("c", "2")]))
+            secret_digest(&key(1), "ns", &data(&[("a", "1"), ("c", "2")]))
         );
-        assert_ne!(base, secret_digest(&key(1), &data(&[("a", "1")])));
+        assert_ne!(base, secret_digest(&key(1), "ns", &data(&[("a", "1")])));
     }
 
     #[test]
@@ -166,19 +192,19 @@ mod tests {
         // Moving a byte between key and value, or between two entries, changes the digest.
         let k = key(1);
         assert_ne!(
-            secret_digest(&k, &data(&[("ab", "c")])),
-            secret_digest(&k, &data(&[("a", "bc")]))
+            secret_digest(&k, "ns", &data(&[("ab", "c")])),
+            secret_digest(&k, "ns", &data(&[("a", "bc")]))
         );
         assert_ne!(
-            secret_digest(&k, &data(&[("a", "b"), ("c", "")])),
-            secret_digest(&k, &data(&[("a", ""), ("bc", "")]))
+            secret_digest(&k, "ns", &data(&[("a", "b"), ("c", "")])),
+            secret_digest(&k, "ns", &data(&[("a", ""), ("bc", "")]))
         );
     }
 
     #[test]
     fn the_digest_is_not_the_bare_sha256_of_the_value() {
         let pin = "4711";
-        let d = secret_digest(&key(9), &data(&[("pin", pin)]));
+        let d = secret_digest(&key(9), "ns", &data(&[("pin", pin)]));
         let bare: String = sha2::Sha256::digest(pin.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -190,8 +216,8 @@ mod tests {
     #[test]
     fn the_combined_digest_covers_names_and_digests() {
         let k = key(1);
-        let a = secret_digest(&k, &data(&[("x", "1")]));
-        let b = secret_digest(&k, &data(&[("x", "2")]));
+        let a = secret_digest(&k, "ns", &data(&[("x", "1")]));
+        let b = secret_digest(&k, "ns", &data(&[("x", "2")]));
         let one = BTreeMap::from([("s1".to_string(), a), ("s2".to_string(), b)]);
         let swapped = BTreeMap::from([("s1".to_string(), b), ("s2".to_string(), a)]);
         assert_ne!(combined_digest(&k, &one), combined_digest(&k, &swapped));
@@ -200,7 +226,7 @@ mod tests {
 
     #[test]
     fn versioned_names_carry_ten_hex_digits_of_the_keyed_digest() {
-        let d = secret_digest(&key(1), &data(&[("a", "1")]));
+        let d = secret_digest(&key(1), "ns", &data(&[("a", "1")]));
         let name = versioned_name("db", &d);
         assert_eq!(name.len(), "db-".len() + VERSION_HEX_DIGITS);
         assert!(name.starts_with("db-"));

@@ -183,7 +183,7 @@ pub async fn after_sync(ctx: &Context, input: AfterSync<'_>) -> AfterSyncOutcome
     let digests: BTreeMap<String, Digest> = input
         .secrets
         .iter()
-        .map(|(name, data)| (name.clone(), secret_digest(&key, &data.0)))
+        .map(|(name, data)| (name.clone(), secret_digest(&key, input.namespace, &data.0)))
         .collect();
     let selection = Selection {
         policy,

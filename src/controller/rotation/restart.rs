@@ -274,7 +274,7 @@ mod tests {
             .iter()
             .map(|(name, v)| {
                 let data = BTreeMap::from([("v".to_string(), v.as_bytes().to_vec())]);
-                (name.to_string(), secret_digest(&key(), &data))
+                (name.to_string(), secret_digest(&key(), "ns", &data))
             })
             .collect()
     }

@@ -201,10 +201,24 @@ fn region_of(arn: &str) -> Option<&str> {
     let resource_ok = ["key/", "alias/"]
         .iter()
         .any(|p| resource.strip_prefix(p).is_some_and(|r| !r.is_empty()));
+    // The SDK builds the endpoint as `kms.<region>.<dns suffix>` and falls back to the
+    // `aws` partition for a region it does not know, so a region such as
+    // `evil.example/` would send the request (and the data key in it) to another host:
+    // a region must be one DNS label of the shape AWS uses (`us-east-1`,
+    // `us-gov-west-1`, `cn-north-1`): lowercase letters and digits joined by single
+    // hyphens, at most 63 bytes.
+    let region_ok = region.len() <= 63
+        && !region.is_empty()
+        && region.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        });
     let ok = scheme == "arn"
         && partition_ok
         && service == "kms"
-        && !region.is_empty()
+        && region_ok
         && !account.is_empty()
         && account.bytes().all(|b| b.is_ascii_digit())
         && resource_ok;
@@ -302,6 +316,12 @@ mod tests {
             "arn:aws:kms:eu-west-1:123456789012:key/",
             "arn:aws:kms:eu-west-1:123456789012:grant/x",
             "--endpoint-url=http://evil",
+            // The SDK would put these into the endpoint's host name.
+            "arn:aws:kms:evil.example/:123456789012:key/x",
+            "arn:aws:kms:evil.example:123456789012:key/x",
+            "arn:aws:kms:EU-west-1:123456789012:key/x",
+            "arn:aws:kms:eu--west-1:123456789012:key/x",
+            "arn:aws:kms:eu-west-1-:123456789012:key/x",
         ] {
             assert!(
                 KmsKey::from_arn(bad, vec![], None, String::new()).is_err(),
