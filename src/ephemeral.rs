@@ -106,35 +106,55 @@ impl Drop for PrivateDir {
 
 /// Zeroes and removes every regular file in `dir` (what the editor left, under any
 /// name), then the directory (named pipes and the rest are removed with it).
+///
+/// Everything goes through a handle on the directory opened with `O_NOFOLLOW`, and each
+/// file is opened from it with `O_NOFOLLOW` too: we run as root for `exec-file --user`,
+/// and a link put where the directory or a file was must never lead us to zero and
+/// remove the files it points to.
 fn wipe_dir(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            // symlink_metadata: a link the editor left is removed, never followed.
-            if entry.file_type().is_ok_and(|t| t.is_file()) {
-                wipe_file(&entry.path());
+    use rustix::fs::{openat, Dir, FileType, Mode, OFlags, CWD};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    if let Ok(fd) = openat(CWD, dir, flags, Mode::empty()) {
+        if let Ok(entries) = Dir::read_from(&fd) {
+            for entry in entries.flatten() {
+                // The entry's type only saves an open; the handle's own is checked.
+                if matches!(entry.file_type(), FileType::RegularFile | FileType::Unknown) {
+                    wipe_file(&fd, entry.file_name());
+                }
             }
         }
     }
+    // std removes a link in the directory's place, never what it points to.
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Overwrites a file's bytes with zeros and removes it.
-fn wipe_file(path: &Path) {
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(path) {
-            let zeros = vec![0u8; 64 * 1024];
-            let mut left = meta.len();
-            while left > 0 {
-                let n = left.min(zeros.len() as u64) as usize;
-                if f.write_all(&zeros[..n]).is_err() {
-                    break;
-                }
-                left -= n as u64;
-            }
-            let _ = f.sync_all();
-        }
+/// Overwrites the regular file `name` in the directory `dir` with zeros and removes it.
+fn wipe_file(dir: &rustix::fd::OwnedFd, name: &std::ffi::CStr) {
+    use rustix::fs::{openat, unlinkat, AtFlags, Mode, OFlags};
+    // NONBLOCK: a named pipe put in the file's place must not keep us waiting.
+    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let Ok(fd) = openat(dir, name, flags, Mode::empty()) else {
+        return;
+    };
+    let mut f = std::fs::File::from(fd);
+    // fstat of the handle: what we opened, not what the name is now.
+    let Ok(meta) = f.metadata() else {
+        return;
+    };
+    if !meta.is_file() {
+        return;
     }
-    let _ = std::fs::remove_file(path);
+    let zeros = vec![0u8; 64 * 1024];
+    let mut left = meta.len();
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        if f.write_all(&zeros[..n]).is_err() {
+            break;
+        }
+        left -= n as u64;
+    }
+    let _ = f.sync_all();
+    let _ = unlinkat(dir, name, AtFlags::empty());
 }
 
 /// A private temporary file holding plaintext (one file in its own [`PrivateDir`]).
@@ -311,5 +331,22 @@ mod tests {
         drop(dir);
         assert!(!path.exists());
         assert!(!live().dirs.contains(&path));
+    }
+
+    #[test]
+    fn a_wipe_never_follows_a_link_put_in_the_directorys_or_a_files_place() {
+        let root = tempfile::tempdir().unwrap();
+        let victim = root.path().join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("keep"), b"data").unwrap();
+        let swapped = root.path().join("swapped");
+        std::os::unix::fs::symlink(&victim, &swapped).unwrap();
+        wipe_dir(&swapped);
+        let dir = root.path().join("dir");
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::symlink(victim.join("keep"), dir.join("link")).unwrap();
+        wipe_dir(&dir);
+        assert_eq!(std::fs::read(victim.join("keep")).unwrap(), b"data");
+        assert!(!swapped.exists() && !dir.exists());
     }
 }

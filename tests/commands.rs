@@ -645,3 +645,76 @@ fn edit_reopens_the_editor_on_a_terminal_when_the_text_does_not_parse() {
     assert_eq!(std::fs::read(f.path("enc.yaml")).unwrap(), before);
     f.assert_tmp_is_empty();
 }
+
+/// Makes the fixture reachable by `nobody` and its TMPDIR sticky and world-writable,
+/// as /tmp is, so that `--user nobody` runs where an attacker would. Fails (never
+/// skips) when the tests are not run as root: `--user` needs it.
+fn fx_for_user_nobody() -> Fx {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(
+        rustix::process::getuid().is_root(),
+        "exec-file --user needs root: run these tests as root (CI does)"
+    );
+    let f = fx();
+    let mode = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    mode(f.dir.path(), 0o755).unwrap();
+    mode(&f.tmp(), 0o1777).unwrap();
+    f
+}
+
+#[test]
+fn exec_file_user_command_cannot_swap_the_private_dir_for_a_link_and_make_root_wipe_its_target() {
+    let f = fx_for_user_nobody();
+    let victim = f.path("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("keep.txt"), "root's data\n").unwrap();
+    // The user's command moves the private directory away (it would own it) and puts a
+    // link to the victim in its place; sopsync, as root, then wipes "the directory".
+    let attack = format!(
+        "d=$(dirname {{}}); mv \"$d\" {moved}; ln -s {victim} \"$d\"",
+        moved = f.tmp().join("moved").display(),
+        victim = victim.display(),
+    );
+    for no_fifo in [false, true] {
+        let mut args = vec!["exec-file", "--user", "nobody"];
+        if no_fifo {
+            args.push("--no-fifo");
+        }
+        args.extend(["enc.yaml", &attack]);
+        let out = run_with_deadline(f.sopsync().args(&args), DEADLINE);
+        assert_eq!(
+            std::fs::read_to_string(victim.join("keep.txt"))
+                .ok()
+                .as_deref(),
+            Some("root's data\n"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(
+        !f.tmp().join("moved").exists(),
+        "the user moved the directory"
+    );
+    f.assert_tmp_is_empty();
+}
+
+#[test]
+fn exec_file_user_runs_the_command_as_the_user_on_its_own_file_in_a_root_owned_dir() {
+    let f = fx_for_user_nobody();
+    let probe = "id -un; stat -c '%U %a' {}; stat -c '%U %a' \"$(dirname {})\"; cat {}";
+    for no_fifo in [false, true] {
+        let mut args = vec!["exec-file", "--user", "nobody"];
+        if no_fifo {
+            args.push("--no-fifo");
+        }
+        args.extend(["enc.yaml", probe]);
+        let out = run_with_deadline(f.sopsync().args(&args), DEADLINE);
+        assert_eq!(code(&out), Some(0), "{args:?}: {}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            format!("nobody\nnobody 600\nroot 711\npassword: {CANARY}\nport: 5432\n"),
+            "{args:?}"
+        );
+    }
+    f.assert_tmp_is_empty();
+}

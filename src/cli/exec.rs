@@ -2,6 +2,8 @@
 //! plaintext reaches the command through a named pipe in a private 0700 directory
 //! (nothing on disk), or with `--no-fifo` through a 0600 file there that is wiped and
 //! removed when the command exits, fails, or we are interrupted (`ephemeral.rs`).
+//! With `--user`, only the pipe or file becomes the user's; the directory stays ours,
+//! 0711, so the user's command cannot move it and leave a link for us to wipe as root.
 //!
 //! The command is run as sops runs it, `sh -c COMMAND` (the `sh` on PATH, as for
 //! `exec-env`; sops names /bin/sh), with every `{}` in it
@@ -139,15 +141,20 @@ pub(super) fn run_exec_file(ctx: &Context, a: ExecFileArgs) -> Result<(), CliErr
     }
     .map_err(private)?;
     if let Some(u) = &user {
-        // The command runs as the user: the directory and file become theirs.
-        for p in [dir.path(), path.as_path()] {
-            rustix::fs::chown(
-                p,
-                Some(rustix::fs::Uid::from_raw(u.uid)),
-                Some(rustix::fs::Gid::from_raw(u.gid)),
-            )
-            .map_err(|e| private(e.into()))?;
-        }
+        // The command runs as the user: the file (or pipe) becomes theirs, the directory
+        // stays ours and only traversable (0711). A user owning it could rename it away
+        // in the sticky TMPDIR and put a link in its place, for us to wipe as root.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+            .map_err(private)?;
+        rustix::fs::chownat(
+            rustix::fs::CWD,
+            &path,
+            Some(rustix::fs::Uid::from_raw(u.uid)),
+            Some(rustix::fs::Gid::from_raw(u.gid)),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| private(e.into()))?;
     }
     let shown = path.to_str().ok_or_else(|| CliError::Other {
         message: format!(
@@ -172,7 +179,13 @@ pub(super) fn run_exec_file(ctx: &Context, a: ExecFileArgs) -> Result<(), CliErr
         let (fifo, data) = (path.clone(), Arc::clone(&plain));
         std::thread::spawn(move || {
             use std::io::Write;
-            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&fifo) {
+            use std::os::unix::fs::OpenOptionsExt;
+            let nofollow = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+            let open = std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nofollow)
+                .open(&fifo);
+            if let Ok(mut f) = open {
                 let _ = f.write_all(&data);
             }
         });
@@ -187,7 +200,9 @@ pub(super) fn run_exec_file(ctx: &Context, a: ExecFileArgs) -> Result<(), CliErr
         // it, and once we close it again its write fails (EPIPE) instead of waiting.
         let _ = rustix::fs::open(
             &path,
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::NONBLOCK
+                | rustix::fs::OFlags::NOFOLLOW,
             rustix::fs::Mode::empty(),
         );
     }
