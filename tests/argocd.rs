@@ -348,27 +348,8 @@ fn safe_mode_sops_secrets_reconciled_by_the_controller_equal_what_secrets_mode_r
     assert_eq!(applied, 2, "one SopsSecret per SOPS Secret manifest");
 
     let ctl = cluster.controller("safe", &[]);
-    let in_cluster = || -> SecretView {
-        expected
-            .keys()
-            .filter_map(|(ns, name)| {
-                let s = cluster.secret(ns, name)?;
-                let data = s
-                    .data
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            base64::engine::general_purpose::STANDARD.encode(&v.0),
-                        )
-                    })
-                    .collect();
-                let type_ = s.type_.unwrap_or_else(|| "Opaque".into());
-                Some(((ns.clone(), name.clone()), (type_, data)))
-            })
-            .collect()
-    };
+    let ids: Vec<(String, String)> = expected.keys().cloned().collect();
+    let in_cluster = || secrets_in_cluster(&cluster, &ids);
     wait_until("the controller made both Secrets", &ctl, || {
         in_cluster().len() == expected.len()
     });
