@@ -685,7 +685,11 @@ fn fault_soak_random_faults_under_git_changes_end_in_the_state_git_describes() {
     let relay = CuttingRelay::start(c.daemon.port);
     let url = format!("git://127.0.0.1:{}/gitops.git", relay.port);
     c.source("team-a", "apps", json!({"url": url, "interval": "1s"}));
-    let ctl = c.controller("soak", &["--api-timeout", "5"]);
+    // Faults queue up while the controller backs off, so the next attempt meets them all
+    // and the delay keeps doubling: without a cap below the convergence wait, the first
+    // attempt after the faults end could come after the test has given up (CI seed
+    // 1796429698609349617 reached 64 s with the default 300 s cap).
+    let ctl = c.controller("soak", &["--api-timeout", "5", "--max-backoff", "8"]);
     // What Git describes: name -> version.
     let mut want = std::collections::BTreeMap::from([("s0".to_string(), 0u64)]);
     let deadline = Instant::now() + Duration::from_secs_f64(minutes * 60.0);

@@ -63,9 +63,13 @@ pub struct Args {
     /// Shortest accepted spec.interval, in seconds.
     #[arg(long, default_value_t = 10)]
     min_interval: u64,
-    /// First retry delay after an error, in seconds (doubles up to 300).
+    /// First retry delay after an error, in seconds (doubles up to --max-backoff).
     #[arg(long, default_value_t = 5)]
     base_backoff: u64,
+    /// Longest retry delay after consecutive errors, in seconds: how long a recovered
+    /// API server or Git host may wait, at worst, for the next attempt.
+    #[arg(long, default_value_t = 300)]
+    max_backoff: u64,
     /// Elect a leader through a Lease: only the leader writes.
     #[arg(long)]
     leader_elect: bool,
@@ -248,6 +252,7 @@ pub(super) fn run(a: Args) -> Result<(), CliError> {
         concurrency: a.concurrency,
         min_interval: Duration::from_secs(a.min_interval),
         base_backoff: Duration::from_secs(a.base_backoff.max(1)),
+        max_backoff: Duration::from_secs(a.max_backoff.max(a.base_backoff).max(1)),
         instance: identity.clone(),
         workload_restarts: a.workload_restarts,
         rotation_debounce: a.rotation_debounce,
