@@ -434,16 +434,51 @@ impl RecipientMaker {
     /// An AWS KMS recipient for `arn` (`ARN` or `ARN+ROLE_ARN`, as sops takes them),
     /// with the command line's context and profile.
     pub fn kms(&mut self, arn: &str) -> Result<crate::core::keys::Recipient, String> {
-        let key = crate::core::keys::KmsKey::from_arn(
+        let key = self.kms_key(arn)?;
+        self.kms_recipient(key)
+    }
+
+    /// The AWS KMS key `arn` names (`ARN` or `ARN+ROLE_ARN`), with the command line's
+    /// context and profile, stamped now.
+    pub fn kms_key(&self, arn: &str) -> Result<crate::core::keys::KmsKey, String> {
+        crate::core::keys::KmsKey::from_arn(
             arn,
             self.kms_context.clone(),
             self.aws_profile.clone(),
             self.now.clone(),
         )
-        .map_err(|e| format!("invalid KMS key: {e}"))?;
+        .map_err(|e| format!("invalid KMS key: {e}"))
+    }
+
+    /// A recipient wrapping for `key` through the AWS SDK.
+    pub fn kms_recipient(
+        &mut self,
+        key: crate::core::keys::KmsKey,
+    ) -> Result<crate::core::keys::Recipient, String> {
         Ok(crate::core::keys::Recipient::Kms(
             crate::core::keys::KmsRecipient::new(key, self.kms_engine()?),
         ))
+    }
+
+    /// A rule's AWS KMS key, stamped now.
+    ///
+    /// Errors: an ARN no request could be routed for.
+    pub fn rule_kms_key(
+        &self,
+        k: &crate::core::creation_rules::KmsRuleKey,
+    ) -> Result<crate::core::keys::KmsKey, String> {
+        let mut context = k.context.clone();
+        context.sort();
+        let key = crate::core::keys::KmsKey {
+            arn: k.arn.replace(' ', ""),
+            role: k.role.clone(),
+            context,
+            aws_profile: k.aws_profile.clone(),
+            created_at: self.now.clone(),
+        };
+        key.region()
+            .map_err(|e| format!("invalid KMS key in .sops.yaml: {e}"))?;
+        Ok(key)
     }
 
     /// The engine for PGP keys, set up on first use.
@@ -487,20 +522,8 @@ impl RecipientMaker {
             RuleKey::Age(r) => self.age(r),
             RuleKey::Pgp(fp) => self.pgp(fp),
             RuleKey::Kms(k) => {
-                let mut context = k.context.clone();
-                context.sort();
-                let key = crate::core::keys::KmsKey {
-                    arn: k.arn.replace(' ', ""),
-                    role: k.role.clone(),
-                    context,
-                    aws_profile: k.aws_profile.clone(),
-                    created_at: self.now.clone(),
-                };
-                key.region()
-                    .map_err(|e| format!("invalid KMS key in .sops.yaml: {e}"))?;
-                Ok(crate::core::keys::Recipient::Kms(
-                    crate::core::keys::KmsRecipient::new(key, self.kms_engine()?),
-                ))
+                let key = self.rule_kms_key(k)?;
+                self.kms_recipient(key)
             }
         }
     }
@@ -516,17 +539,16 @@ impl RecipientMaker {
             .collect()
     }
 
-    /// A key by its label (`repo::rekey`): `pgp:<fingerprint>`, else an age recipient;
-    /// a `kms:<arn>` label is refused (see below).
+    /// A key by its label (`repo::rekey`): `pgp:<fingerprint>`, else an age recipient.
+    /// An AWS KMS label does not carry everything the key wraps with (its role,
+    /// context and profile as given), so the caller resolves KMS labels to the keys
+    /// they came from (`kms_recipient`) and a `kms:` label reaching here is refused.
     pub fn label(&mut self, label: &str) -> Result<crate::core::keys::Recipient, String> {
         if let Some(fp) = label.strip_prefix("pgp:") {
             self.pgp(fp)
-        } else if let Some(arn) = label.strip_prefix("kms:") {
-            // A label carries the ARN only: wrapping from it would drop the key's role,
-            // encryption context and profile. Single-file commands make KMS keys from
-            // the rule or the flags instead (`rule_key`, `kms`).
+        } else if label.starts_with("kms:") {
             Err(format!(
-                "kms {arn}: updatekeys/rotate --recursive cannot wrap for AWS KMS keys yet (a key's role and encryption context would be lost); run `sopsync updatekeys FILE` or `sopsync rotate --add-kms` per file"
+                "{label}: no AWS KMS key of the rule, the flags or the file has this label"
             ))
         } else {
             self.age(label)

@@ -124,6 +124,7 @@ mod sdk {
     use aws_config::sts::AssumeRoleProvider;
     use aws_config::timeout::TimeoutConfig;
     use aws_config::BehaviorVersion;
+    use aws_sdk_kms::config::http::HttpResponse;
     use aws_sdk_kms::config::{Credentials, Region, SharedCredentialsProvider};
     use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
     use aws_sdk_kms::primitives::Blob;
@@ -337,19 +338,33 @@ mod sdk {
     }
 
     /// What AWS answered, or why no answer came, with the hint for it.
-    fn describe_error<E, R>(what: &str, e: &SdkError<E, R>) -> String
+    fn describe_error<E>(what: &str, e: &SdkError<E, HttpResponse>) -> String
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
         let text = match e.as_service_error() {
             Some(se) => {
-                let code = se.code().unwrap_or("an unnamed error");
-                format!(
-                    "{what}: AWS KMS answered {code}: {} ({})",
-                    se.message().unwrap_or("no message"),
-                    hint(code)
-                )
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                match (se.code(), status) {
+                    (Some(code), _) => format!(
+                        "{what}: AWS KMS answered {code}: {} ({})",
+                        se.message().unwrap_or("no message"),
+                        hint(code)
+                    ),
+                    // An answer without an error code the SDK could read (an endpoint
+                    // that is not KMS, a proxy): its HTTP status says the most.
+                    (None, Some(status)) => format!(
+                        "{what}: AWS KMS answered HTTP {status} without an error code it could read ({})",
+                        match status {
+                            401 | 403 => hint("AccessDenied"),
+                            _ => "check AWS_ENDPOINT_URL_KMS if set, and the network",
+                        }
+                    ),
+                    (None, None) => format!(
+                        "{what}: AWS KMS answered an error without a code: {}",
+                        se.message().unwrap_or("no message")
+                    ),
+                }
             }
             None => {
                 // The causes' own words, without the SDK's Debug dumps of responses.

@@ -16,6 +16,7 @@ mod helm;
 mod install;
 mod interop;
 mod kms;
+mod kms_keys;
 mod layering;
 mod leaks;
 mod parity;

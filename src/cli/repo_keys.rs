@@ -9,9 +9,10 @@
 use super::repo_files::{discover, Configs, SopsFile};
 use super::{core_err, format_for, rule_path, write_output, Context};
 use crate::core::formats::codec;
-use crate::core::keys::{Keyring, Recipient};
+use crate::core::keys::{Keyring, KmsKey, Recipient};
 use crate::core::{self as core_ops, CryptoEnv, DecryptOptions, EncryptedFile};
 use crate::error::CliError;
+use crate::keysource::RecipientMaker;
 use crate::repo::rekey::{self, Action, RecipientChange};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -52,10 +53,12 @@ pub(super) enum Mode {
     },
     /// `rotate`: a new data key, the file's own recipients with `add` and `remove`.
     Rotate {
-        /// `--add-age`.
+        /// The labels of `--add-kms`, `--add-pgp`, `--add-age`.
         add: Vec<String>,
-        /// `--rm-age`.
+        /// `--rm-kms` (by ARN), `--rm-pgp`, `--rm-age`, as labels.
         remove: Vec<String>,
+        /// The `--add-kms` keys, with their role, context and profile.
+        add_kms: Vec<KmsKey>,
     },
 }
 
@@ -69,17 +72,56 @@ impl Mode {
 }
 
 /// Recipients from their labels (a rule's keys, `--add-age`, `--add-pgp`: see
-/// `repo::rekey::recipient_label`).
-pub(super) fn parse_groups(groups: &[Vec<String>]) -> Result<Vec<Vec<Recipient>>, CliError> {
-    let mut make = crate::keysource::RecipientMaker::new(super::now_utc().to_rfc3339());
+/// `repo::rekey::recipient_label`); a KMS label is made from the key it came from in
+/// `kms_keys` (the label alone does not give the context as written).
+fn parse_groups(
+    groups: &[Vec<String>],
+    kms_keys: &HashMap<String, KmsKey>,
+    make: &Mutex<RecipientMaker>,
+) -> Result<Vec<Vec<Recipient>>, CliError> {
+    let mut make = make.lock().unwrap_or_else(|p| p.into_inner());
     groups
         .iter()
         .map(|g| {
             g.iter()
-                .map(|s| make.label(s).map_err(CliError::Config))
+                .map(|label| {
+                    match kms_keys.get(label) {
+                        Some(key) => make.kms_recipient(key.clone()),
+                        None => make.label(label),
+                    }
+                    .map_err(CliError::Config)
+                })
                 .collect()
         })
         .collect()
+}
+
+/// The AWS KMS keys a file's new groups may name, by label: the file's own entries
+/// (their `created_at` kept), then the rule's keys and the `--add-kms` keys (stamped
+/// now), the first of each label winning.
+fn kms_keys_for(
+    md: &crate::core::metadata::Metadata,
+    rule: Option<&crate::core::creation_rules::CreationRule>,
+    added: &[KmsKey],
+    make: &Mutex<RecipientMaker>,
+) -> Result<HashMap<String, KmsKey>, CliError> {
+    let mut keys = HashMap::new();
+    for entry in md.key_groups.iter().flat_map(|g| &g.keys) {
+        if let Some(Ok((key, _))) = KmsKey::of_master_key(entry) {
+            keys.entry(key.label()).or_insert(key);
+        }
+    }
+    let make = make.lock().unwrap_or_else(|p| p.into_inner());
+    for k in rule.iter().flat_map(|r| r.key_groups.iter().flatten()) {
+        if let crate::core::creation_rules::RuleKey::Kms(k) = k {
+            let key = make.rule_kms_key(k).map_err(CliError::Config)?;
+            keys.entry(key.label()).or_insert(key);
+        }
+    }
+    for key in added {
+        keys.entry(key.label()).or_insert_with(|| key.clone());
+    }
+    Ok(keys)
 }
 
 /// Lowercase hex SHA-256.
@@ -213,6 +255,9 @@ struct Run<'a> {
     mode: &'a Mode,
     dry_run: bool,
     ids: Keyring,
+    /// Makes the recipients of new groups; GnuPG and the AWS SDK are set up once, on
+    /// the first file that needs them, and shared by the workers.
+    make: Mutex<RecipientMaker>,
     configs: Configs,
     journal: Option<Journal>,
 }
@@ -248,6 +293,7 @@ pub(super) fn run(
         mode: &mode,
         dry_run: args.dry_run,
         ids: crate::keysource::keys(),
+        make: Mutex::new(RecipientMaker::new(super::now_utc().to_rfc3339())),
         configs: Configs::new(ctx.config.clone()),
         journal,
     };
@@ -324,7 +370,7 @@ impl Run<'_> {
         let file = core_ops::parse_encrypted_with(c.as_ref(), format, &f.bytes)
             .map_err(core_err(shown))?;
         let md = &file.metadata;
-        let (action, groups, threshold) = match self.mode {
+        let (action, groups, threshold, kms_keys) = match self.mode {
             Mode::UpdateKeys { rotate } => {
                 let (cfg, cfg_path) = config.ok_or_else(|| {
                     CliError::Config(format!(
@@ -353,11 +399,17 @@ impl Run<'_> {
                     rekey::plan_updatekeys(md, rule, *rotate),
                     rule.label_groups(),
                     rekey::rule_threshold(md, rule),
+                    kms_keys_for(md, Some(rule), &[], &self.make)?,
                 )
             }
-            Mode::Rotate { add, remove } => {
+            Mode::Rotate {
+                add,
+                remove,
+                add_kms,
+            } => {
                 let (action, groups) = rekey::plan_rotate(md, add, remove);
-                (action, groups, md.shamir_threshold)
+                let kms_keys = kms_keys_for(md, None, add_kms, &self.make)?;
+                (action, groups, md.shamir_threshold, kms_keys)
             }
         };
         // OsRng is a unit struct: one per file needs no lock between the threads.
@@ -383,7 +435,7 @@ impl Run<'_> {
                 let next = core_ops::update_keys(
                     &file,
                     &key,
-                    parse_groups(&groups)?,
+                    parse_groups(&groups, &kms_keys, &self.make)?,
                     threshold,
                     &mut env,
                 )
@@ -400,7 +452,7 @@ impl Run<'_> {
                     plain.documents,
                     &file,
                     &plain.iv_stash,
-                    Some(parse_groups(&groups)?),
+                    Some(parse_groups(&groups, &kms_keys, &self.make)?),
                     threshold,
                     &mut env,
                 )

@@ -4,6 +4,7 @@
 use super::repo_keys::{Mode, RecursiveArgs};
 use super::{core_err, format_for, read_input, rule_path, write_output, Context};
 use crate::core::formats::codec;
+use crate::core::keys::kms::label_is_named_by;
 use crate::core::{self as core_ops, CryptoEnv};
 use crate::error::CliError;
 use std::path::PathBuf;
@@ -101,8 +102,9 @@ fn split(list: &Option<String>) -> Vec<String> {
         .collect()
 }
 
-/// Keys named by `--add-*`/`--rm-*` as recipient labels (`repo::rekey`), in sops'
-/// order (kms, pgp, age). A KMS label is its ARN, without a `+ROLE_ARN`.
+/// Keys named by `--rm-*` (and `--add-pgp`/`--add-age`) as recipient labels
+/// (`repo::rekey`), in sops' order (kms, pgp, age). A KMS name is `kms:ARN` without a
+/// `+ROLE_ARN`: it removes every key of that ARN, as sops removes by ARN.
 fn labels(kms: &Option<String>, pgp: &Option<String>, age: &Option<String>) -> Vec<String> {
     split(kms)
         .iter()
@@ -120,23 +122,33 @@ fn labels(kms: &Option<String>, pgp: &Option<String>, age: &Option<String>) -> V
         .collect()
 }
 
-/// `--add-kms` entries as given (a `+ROLE_ARN` kept), keyed by their label.
-fn kms_additions(kms: &Option<String>) -> Vec<(String, String)> {
-    split(kms)
-        .into_iter()
-        .map(|given| {
-            let label = labels(&Some(given.clone()), &None, &None).remove(0);
-            (label, given)
-        })
-        .collect()
-}
-
 pub(super) fn run_rotate(ctx: &Context, a: RotateArgs) -> Result<(), CliError> {
-    let add = labels(&a.add_kms, &a.add_pgp, &a.add_age);
+    let kms_flags = super::encrypt::KmsArgs {
+        kms: None,
+        encryption_context: a.encryption_context.clone(),
+        aws_profile: a.aws_profile.clone(),
+    };
+    let mut make = kms_flags.maker()?;
+    // `--add-kms` keys as given (a `+ROLE_ARN` kept) with the flags' context and
+    // profile: a label alone would lose them.
+    let add_kms = split(&a.add_kms)
+        .iter()
+        .map(|given| make.kms_key(given))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CliError::Config)?;
+    let add_other = labels(&None, &a.add_pgp, &a.add_age);
     let remove = labels(&a.rm_kms, &a.rm_pgp, &a.rm_age);
-    let kms_given = kms_additions(&a.add_kms);
     let Some(path) = single(&a.paths, a.input_type.as_deref(), &a.recursive)? else {
-        let mode = Mode::Rotate { add, remove };
+        let add = add_kms
+            .iter()
+            .map(crate::core::keys::KmsKey::label)
+            .chain(add_other)
+            .collect();
+        let mode = Mode::Rotate {
+            add,
+            remove,
+            add_kms,
+        };
         return super::repo_keys::run(ctx, mode, &a.paths, &a.recursive);
     };
     let super::edit::Opened {
@@ -147,26 +159,24 @@ pub(super) fn run_rotate(ctx: &Context, a: RotateArgs) -> Result<(), CliError> {
         ..
     } = super::edit::open(ctx, &path, a.input_type.as_deref())?;
     let c = codec(format, &opts);
-    let kms_flags = super::encrypt::KmsArgs {
-        kms: None,
-        encryption_context: a.encryption_context.clone(),
-        aws_profile: a.aws_profile.clone(),
-    };
-    let mut make = kms_flags.maker()?;
     // GnuPG and the AWS SDK are needed to wrap again for the file's PGP and KMS keys.
     let engines = make.engines_for(&file.metadata).map_err(CliError::Config)?;
     let mut groups =
         core_ops::recipients_of_in(&file.metadata, &engines).map_err(core_err(&path))?;
     for g in groups.iter_mut() {
-        g.retain(|r| !remove.contains(&r.label()));
+        g.retain(|r| {
+            let label = r.label();
+            !remove.iter().any(|name| label_is_named_by(&label, name))
+        });
     }
-    for label in &add {
-        let r = match kms_given.iter().find(|(l, _)| l == label) {
-            // The ARN as given, so that a `+ROLE_ARN` and the flags' context apply.
-            Some((_, given)) => make.kms(given),
-            None => make.label(label),
-        }
-        .map_err(CliError::Config)?;
+    let mut added = Vec::new();
+    for key in add_kms {
+        added.push(make.kms_recipient(key).map_err(CliError::Config)?);
+    }
+    for label in &add_other {
+        added.push(make.label(label).map_err(CliError::Config)?);
+    }
+    for r in added {
         if let Some(first) = groups.first_mut() {
             if !first.iter().any(|x| x.label() == r.label()) {
                 first.push(r);

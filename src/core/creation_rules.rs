@@ -25,7 +25,8 @@ pub struct CreationRule {
 
 impl CreationRule {
     /// The groups as recipient labels (`repo::rekey`'s names: the age recipient text,
-    /// `pgp:<fingerprint>`, `kms:<arn>`), for comparing with a file's entries.
+    /// `pgp:<fingerprint>`, a KMS key's `kms:ARN[+ROLE] (context …) (profile …)`), for
+    /// comparing with a file's entries.
     pub fn label_groups(&self) -> Vec<Vec<String>> {
         self.key_groups
             .iter()
@@ -42,8 +43,7 @@ pub enum RuleKey {
     Age(String),
     /// A PGP fingerprint as written (spaces are removed when it is used, as sops does).
     Pgp(String),
-    /// An AWS KMS key. Read so that a `.sops.yaml` with `kms:` rules loads; sopsync
-    /// cannot encrypt to it yet, and says so when a rule with one is used.
+    /// An AWS KMS key (its ARN, role, encryption context and profile).
     Kms(KmsRuleKey),
 }
 
@@ -53,7 +53,12 @@ impl RuleKey {
         match self {
             RuleKey::Age(r) => r.trim().to_string(),
             RuleKey::Pgp(fp) => format!("pgp:{}", fp.replace(' ', "")),
-            RuleKey::Kms(k) => format!("kms:{}", k.arn),
+            RuleKey::Kms(k) => super::keys::kms::label(
+                &k.arn,
+                k.role.as_deref(),
+                &k.context,
+                k.aws_profile.as_deref(),
+            ),
         }
     }
 }
@@ -483,7 +488,7 @@ mod tests {
                 "age1x",
                 "pgp:FBC7B9E2A4F9289AC0C1D4FA62F06C2E1F2B4D3A",
                 "pgp:62F06C2E1F2B4D3A",
-                "kms:arn:aws:kms:us-east-1:1:key/a",
+                "kms:arn:aws:kms:us-east-1:1:key/a+arn:aws:iam::1:role/r (profile dev)",
             ]]
         );
         let RuleKey::Kms(flat_kms) = &cfg.rule_for("flat").unwrap().key_groups[0][3] else {
@@ -495,7 +500,10 @@ mod tests {
         assert_eq!(
             cfg.rule_for("other").unwrap().label_groups(),
             vec![
-                vec!["pgp:62F06C2E1F2B4D3A".to_string(), "kms:arn:k".to_string()],
+                vec![
+                    "pgp:62F06C2E1F2B4D3A".to_string(),
+                    "kms:arn:k+arn:r (context team=a)".to_string()
+                ],
                 vec!["age1y".to_string()],
             ]
         );

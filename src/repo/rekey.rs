@@ -4,12 +4,19 @@
 //! `cli/audit.rs` read the files, unwrap keys and write.
 
 use crate::core::creation_rules::CreationRule;
+use crate::core::keys::kms::label_is_named_by;
+use crate::core::keys::KmsKey;
 use crate::core::metadata::{MasterKey, Metadata, OtherKeyKind};
 use std::collections::BTreeSet;
 
 /// A recipient as recorded in a file, for reports: the age recipient or SSH key line,
-/// `pgp:<fingerprint>`, or the KMS/Vault key's identifying fields. Public data only.
+/// `pgp:<fingerprint>`, an AWS KMS key's [`KmsKey::label`] (ARN, role, context,
+/// profile: what a rule's key is compared by), or another cloud key's identifying
+/// fields. Public data only.
 pub fn recipient_label(key: &MasterKey) -> String {
+    if let Some(Ok((kms, _))) = KmsKey::of_master_key(key) {
+        return kms.label();
+    }
     match key {
         MasterKey::Age { recipient, .. } => recipient.trim().to_string(),
         MasterKey::Pgp { fingerprint, .. } => format!("pgp:{fingerprint}"),
@@ -43,16 +50,20 @@ pub fn recorded_recipients(md: &Metadata) -> Vec<String> {
         .collect()
 }
 
-/// The key types in the file that sopsync cannot wrap a data key for (AWS KMS,
-/// GCP KMS, Azure Key Vault, Vault transit), by their metadata list name. A file with
-/// any of them is never rewritten: the rewrite would drop those entries, and whoever
-/// relies on them (a CI job with a KMS role, say) would lose access silently.
+/// The key types in the file that sopsync cannot wrap a data key for (GCP KMS, Azure
+/// Key Vault, Vault transit, HuaweiCloud KMS), by their metadata list name. A file
+/// with any of them is never rewritten: the rewrite would drop those entries, and
+/// whoever relies on them (a CI job with a cloud identity, say) would lose access
+/// silently. age, PGP (GnuPG) and AWS KMS (the SDK) entries are wrapped for again.
 pub fn unusable_key_types(md: &Metadata) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = md
         .key_groups
         .iter()
         .flat_map(|g| g.keys.iter())
-        .filter(|k| !matches!(k, MasterKey::Age { .. } | MasterKey::Pgp { .. }))
+        .filter(|k| {
+            !matches!(k, MasterKey::Age { .. } | MasterKey::Pgp { .. })
+                && KmsKey::of_master_key(k).is_none()
+        })
         .map(MasterKey::type_name)
         .collect();
     out.sort_unstable();
@@ -162,8 +173,9 @@ pub fn rule_threshold(md: &Metadata, rule: &CreationRule) -> Option<usize> {
 }
 
 /// `rotate`: the file's own groups, minus `remove` in every group, plus `add` in the
-/// first group (as `rotate --add-age/--rm-age` does for one file). Returns the action
-/// and the target groups.
+/// first group (as `rotate --add-age/--rm-age` does for one file). A `kms:ARN` in
+/// `remove` removes every key of that ARN, whatever its role or context (sops
+/// removes by ARN). Returns the action and the target groups.
 pub fn plan_rotate(md: &Metadata, add: &[String], remove: &[String]) -> (Action, Vec<Vec<String>>) {
     let key_types = unusable_key_types(md);
     if !key_types.is_empty() {
@@ -176,7 +188,7 @@ pub fn plan_rotate(md: &Metadata, add: &[String], remove: &[String]) -> (Action,
             g.keys
                 .iter()
                 .map(recipient_label)
-                .filter(|r| !remove.contains(r))
+                .filter(|r| !remove.iter().any(|name| label_is_named_by(r, name)))
                 .collect()
         })
         .collect();
@@ -328,7 +340,7 @@ mod tests {
     }
 
     #[test]
-    fn a_file_with_kms_entries_is_refused_by_name_and_pgp_entries_are_kept() {
+    fn a_file_with_gcp_kms_entries_is_refused_by_name_and_pgp_entries_are_kept() {
         let mut fields = Mapping::new();
         fields.push("resource_id", Value::str("projects/p/keys/k"));
         let m = md(vec![vec![
@@ -353,6 +365,72 @@ mod tests {
             recorded_recipients(&m),
             vec!["a", "gcp_kms:projects/p/keys/k", "pgp:F1"]
         );
+    }
+
+    fn kms(arn: &str, role: Option<&str>, context: &[(&str, &str)]) -> MasterKey {
+        KmsKey {
+            arn: arn.into(),
+            role: role.map(String::from),
+            context: context
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            aws_profile: None,
+            created_at: "2026-01-01T00:00:00Z".into(),
+        }
+        .to_master_key(b"blob")
+    }
+
+    fn kms_rule(arn: &str, role: Option<&str>, context: &[(&str, &str)]) -> CreationRule {
+        use crate::core::creation_rules::{KmsRuleKey, RuleKey};
+        CreationRule {
+            key_groups: vec![vec![
+                RuleKey::Age("a".into()),
+                RuleKey::Kms(KmsRuleKey {
+                    arn: arn.into(),
+                    role: role.map(String::from),
+                    context: context
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    aws_profile: None,
+                }),
+            ]],
+            ..CreationRule::default()
+        }
+    }
+
+    #[test]
+    fn kms_entries_are_wrapped_again_and_compared_by_arn_role_and_context() {
+        const ARN: &str = "arn:aws:kms:eu-west-1:1:key/k";
+        const ROLE: &str = "arn:aws:iam::1:role/r";
+        let m = md(vec![vec![
+            age("a"),
+            kms(ARN, Some(ROLE), &[("team", "a"), ("app", "x")]),
+        ]]);
+        let label = format!("kms:{ARN}+{ROLE} (context app=x, team=a)");
+        assert_eq!(
+            recorded_recipients(&m),
+            vec!["a".to_string(), label.clone()]
+        );
+        // The same key in the rule (context in another order): nothing to do.
+        let same = kms_rule(ARN, Some(ROLE), &[("app", "x"), ("team", "a")]);
+        assert_eq!(plan_updatekeys(&m, &same, false), Action::Unchanged);
+        // A new context for the same ARN is a change that updatekeys applies.
+        let other = kms_rule(ARN, Some(ROLE), &[("team", "b")]);
+        assert_eq!(
+            plan_updatekeys(&m, &other, false),
+            Action::Rewrap(RecipientChange {
+                removed: vec![label.clone()],
+                added: vec![format!("kms:{ARN}+{ROLE} (context team=b)")],
+            })
+        );
+        // `--rm-kms ARN` removes the key whatever its role and context; a longer ARN
+        // that starts with the same text is another key.
+        let (_, groups) = plan_rotate(&m, &[], &[format!("kms:{ARN}")]);
+        assert_eq!(groups, vec![vec!["a".to_string()]]);
+        let (_, kept) = plan_rotate(&m, &[], &[format!("kms:{ARN}2")]);
+        assert_eq!(kept, vec![vec!["a".to_string(), label]]);
     }
 
     #[test]

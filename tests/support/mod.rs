@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod fake_apiserver;
 pub mod git_server;
 pub mod gnupg;
+pub mod moto;
 pub mod workloads;
 
 /// Path of an external tool, or a panic that says how to install it.

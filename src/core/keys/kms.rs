@@ -138,6 +138,19 @@ impl KmsKey {
         })
     }
 
+    /// How reports and repository-wide rewrites name this key: `kms:ARN`, then
+    /// `+ROLE`, the context and the profile when set. Two keys with the same label
+    /// wrap the same way, so a rule whose role or context changed is a change
+    /// (`updatekeys` applies it), where comparing ARNs alone would hide it.
+    pub fn label(&self) -> String {
+        label(
+            &self.arn,
+            self.role.as_deref(),
+            &self.context,
+            self.aws_profile.as_deref(),
+        )
+    }
+
     /// The ciphertext blob of an entry's `enc`.
     ///
     /// Errors: [`KeyError::CorruptKms`] when `enc` is missing or not base64.
@@ -180,6 +193,41 @@ impl KmsKey {
             fields: m,
         }
     }
+}
+
+/// The label of a KMS key (see [`KmsKey::label`]); `context` in any order. Public
+/// data only: KMS logs the context in CloudTrail, and it never holds a value.
+pub fn label(
+    arn: &str,
+    role: Option<&str>,
+    context: &[(String, String)],
+    aws_profile: Option<&str>,
+) -> String {
+    let mut out = format!("kms:{}", arn.replace(' ', ""));
+    if let Some(role) = role.filter(|r| !r.is_empty()) {
+        out.push('+');
+        out.push_str(role);
+    }
+    if !context.is_empty() {
+        let mut pairs: Vec<String> = context.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.sort();
+        out.push_str(&format!(" (context {})", pairs.join(", ")));
+    }
+    if let Some(p) = aws_profile.filter(|p| !p.is_empty()) {
+        out.push_str(&format!(" (profile {p})"));
+    }
+    out
+}
+
+/// True when `label` (a key's [`label`]) is the key `name` names: the same label, or
+/// for AWS KMS, `kms:ARN` naming every key of that ARN whatever its role, context or
+/// profile (as `--rm-kms ARN` removes by ARN in sops).
+pub fn label_is_named_by(label: &str, name: &str) -> bool {
+    label == name
+        || (name.starts_with("kms:")
+            && label
+                .strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('+') || rest.starts_with(" (")))
 }
 
 /// The region of a KMS key ARN, as sops' `arnRegex` captures it; `None` when `arn` is

@@ -202,13 +202,13 @@ impl Recipient {
     }
 
     /// How reports and `.sops.yaml` comparisons name it: the age recipient text, or
-    /// `pgp:<fingerprint>`, `kms:<arn>` (as `repo::rekey::recipient_label` names
-    /// entries).
+    /// `pgp:<fingerprint>`, [`KmsKey::label`] (as `repo::rekey::recipient_label`
+    /// names entries).
     pub fn label(&self) -> String {
         match self {
             Recipient::Age(r) => r.as_str().to_string(),
             Recipient::Pgp(r) => format!("pgp:{}", r.fingerprint()),
-            Recipient::Kms(r) => format!("kms:{}", r.key().arn),
+            Recipient::Kms(r) => r.key().label(),
         }
     }
 }
