@@ -3,7 +3,8 @@
 //! user may only assume the role; only the role may use KMS, so a file that opens was
 //! opened through the role), with the real sops both ways and from `.sops.yaml`
 //! rules; and repository-wide `updatekeys`/`rotate --recursive` over files with KMS
-//! entries, their role and context kept or changed as the rule or flags say.
+//! entries, their role and context kept or changed as the rule or flags say; and the
+//! controller assuming a file's role with a namespace's own credentials.
 
 use crate::support::moto::{EnforcingSetup, Moto};
 use crate::support::{age_keypair, run, run_ok, sops, sopsync, tempdir};
@@ -280,4 +281,71 @@ fn rotate_recursive_adds_a_kms_key_with_its_role_and_context_and_removes_it_by_a
         );
         assert_eq!(String::from_utf8(out).unwrap(), PLAIN);
     }
+}
+
+#[test]
+fn the_controller_assumes_a_files_role_with_a_namespaces_own_credentials() {
+    use crate::support::cluster::{meta, secret_manifest, wait_applied, Cluster, CANARY};
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::ByteString;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    let c = Cluster::new(&[]);
+    let home = c.dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let (moto, made) = Moto::start_enforcing(c.dir.path());
+    let plain = c.dir.path().join("plain.yaml");
+    std::fs::write(
+        &plain,
+        secret_manifest("db", None, &[("password", &format!("{CANARY}-role"))]),
+    )
+    .unwrap();
+    let enc = run_ok(
+        moto.env(&mut sops(), &home)
+            .args(["encrypt", "--kms", &format!("{}+{}", made.arn, made.role)])
+            .args(["--encrypted-regex", "^(data|stringData)$"])
+            .arg(&plain),
+    );
+    std::fs::remove_file(&plain).unwrap();
+    std::fs::write(c.work.join("db.yaml"), enc).unwrap();
+    let revision = c.commit(&[]);
+
+    // team-a's own credentials (the `ci` user: it may only assume the role).
+    c.fake.ensure_namespace("team-a");
+    c.fake.put(&Secret {
+        metadata: meta("team-a", "sopsync-age-key"),
+        data: Some(BTreeMap::from([(
+            "sops.aws-kms".into(),
+            ByteString(
+                format!(
+                    "aws_access_key_id: {}\naws_secret_access_key: {}\n",
+                    made.access_key_id, made.secret_access_key
+                )
+                .into_bytes(),
+            ),
+        )])),
+        ..Secret::default()
+    });
+    c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
+    let endpoint = moto.endpoint();
+    let env = [
+        ("AWS_ENDPOINT_URL_KMS", endpoint.as_str()),
+        ("AWS_ENDPOINT_URL_STS", endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("HOME", home.to_str().unwrap()),
+    ];
+    let mut ctl = c.controller_with_env("c1", &[], &env);
+    wait_applied(&c, &ctl, "team-a", "apps", &revision);
+    assert_eq!(
+        c.data("team-a", "db").expect("the Secret").get("password"),
+        Some(&format!("{CANARY}-role"))
+    );
+    ctl.terminate();
+    assert!(
+        !ctl.logs().contains(&made.secret_access_key),
+        "a credential reached the logs"
+    );
+    ctl.assert_no_canary();
 }
