@@ -16,6 +16,8 @@ const SECRET: &[u8] = b"webhook-secret-for-tests";
 
 struct Harness {
     state: ServerState,
+    /// The registry behind `state.metrics`, as the controller holds it.
+    metrics: Arc<Metrics>,
     calls: Arc<Mutex<Vec<Vec<String>>>>,
 }
 
@@ -26,9 +28,10 @@ fn harness(webhook: bool, burst: u32) -> Harness {
         seen.lock().expect("lock").push(urls);
         Box::pin(async { 1 })
     });
+    let metrics = Arc::new(Metrics::new());
     Harness {
         state: ServerState {
-            metrics: Arc::new(Metrics::new()),
+            metrics: metrics.clone(),
             ready: Readiness::new(),
             webhook: webhook.then(|| WebhookConfig {
                 secret: Arc::new(zeroize::Zeroizing::new(SECRET.to_vec())),
@@ -38,6 +41,7 @@ fn harness(webhook: bool, burst: u32) -> Harness {
             limiter: Arc::new(RateLimiter::new(burst, 0.0)),
             trigger,
         },
+        metrics,
         calls,
     }
 }
@@ -124,16 +128,14 @@ async fn healthz_is_ok_and_readyz_follows_the_role() {
 #[tokio::test]
 async fn metrics_are_prometheus_text_with_reconcile_counts() {
     let h = harness(false, 10);
-    h.state.metrics.reconciled("SecretSource", Some("git"), 0.5);
-    h.state
-        .metrics
+    h.metrics.reconciled("SecretSource", Some("git"), 0.5);
+    h.metrics
         .git_fetch_duration
         .get_or_create(&sopsync::controller::metrics::FetchLabels {
             result: "success".into(),
         })
         .observe(0.1);
-    h.state
-        .metrics
+    h.metrics
         .last_success
         .get_or_create(&sopsync::controller::metrics::ObjectLabels {
             kind: "SecretSource".into(),

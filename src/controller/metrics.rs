@@ -249,6 +249,16 @@ impl Metrics {
     }
 }
 
+impl crate::server::ServerMetrics for Metrics {
+    fn webhook(&self, result: &str) {
+        Metrics::webhook(self, result);
+    }
+
+    fn encode(&self) -> String {
+        Metrics::encode(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@
 //! (contract: `/work/notes/CORE-API.md`): parse and emit an encrypted file, unwrap
 //! its data key, decrypt, encrypt, re-encrypt after an edit, rotate, update keys.
 
+pub mod base64_go;
 pub mod cipher;
 pub mod creation_rules;
 pub mod error;

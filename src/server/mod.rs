@@ -8,7 +8,9 @@ pub mod readiness;
 pub mod routes;
 
 pub use readiness::{Readiness, Role};
-pub use routes::{normalize_repo_url, router, RateLimiter, ServerState, Trigger, WebhookConfig};
+pub use routes::{
+    normalize_repo_url, router, RateLimiter, ServerMetrics, ServerState, Trigger, WebhookConfig,
+};
 
 use std::future::Future;
 

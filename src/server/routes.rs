@@ -15,7 +15,6 @@
 
 use super::error::ApiError;
 use super::readiness::Readiness;
-use crate::controller::metrics::Metrics;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -89,11 +88,21 @@ impl RateLimiter {
     }
 }
 
+/// What the routes count and expose, implemented by the controller's metrics: the
+/// server is a shell over whatever registry it is given, and knows nothing of the
+/// controller.
+pub trait ServerMetrics: Send + Sync {
+    /// Records a webhook request's result (`accepted`, or the rejection's kind).
+    fn webhook(&self, result: &str);
+    /// The Prometheus text exposition of every metric, for `/metrics`.
+    fn encode(&self) -> String;
+}
+
 /// Everything the routes need.
 #[derive(Clone)]
 pub struct ServerState {
     /// The metrics registry.
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<dyn ServerMetrics>,
     /// This replica's role and progress, as `/readyz` reports it.
     pub ready: Readiness,
     /// The webhook, when enabled.

@@ -29,7 +29,7 @@
 //! can produce such a file, and its payload is still authenticated under a key that
 //! needed our secret. Files from sops, age and rage are salted with the real key.
 
-use super::age::X25519Identity;
+use super::age_x25519::{decode_recipient, X25519Identity};
 use age_core::format::read::age_stanza;
 use age_core::primitives::{aead_decrypt, hkdf};
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
@@ -77,7 +77,7 @@ pub(super) fn open(
     let Some(header) = Header::parse(&binary) else {
         return Opened::Unusual;
     };
-    let recorded = super::age::decode_recipient(recorded_recipient);
+    let recorded = decode_recipient(recorded_recipient);
     let file_key = match header.unwrap_file_key(identities, recorded.as_ref()) {
         Unwrapped::FileKey(k) => k,
         Unwrapped::NoMatch => return Opened::NotForUs,

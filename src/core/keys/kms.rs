@@ -10,7 +10,7 @@
 //! (the entry itself is kept verbatim as `MasterKey::Other`).
 
 use super::KeyError;
-use crate::core::cipher::decode_base64_go;
+use crate::core::base64_go::decode_base64_go;
 use crate::core::metadata::{MasterKey, OtherKeyKind};
 use crate::core::tree::{Mapping, Value};
 use base64::Engine as _;

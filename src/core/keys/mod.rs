@@ -11,6 +11,7 @@
 pub mod age;
 mod age_file;
 mod age_pq;
+mod age_x25519;
 pub mod kms;
 pub mod pgp;
 
