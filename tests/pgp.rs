@@ -72,7 +72,7 @@ fn a_file_sops_encrypts_for_a_gnupg_key_decrypts_here_and_ours_decrypts_in_sops(
 }
 
 #[test]
-fn pgp_rules_in_sops_yaml_are_used_and_kms_rules_load_but_are_refused_by_name_when_used() {
+fn pgp_rules_in_sops_yaml_are_used_and_a_kms_rule_with_a_malformed_arn_fails_naming_it() {
     let dir = tempdir();
     let home = dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
