@@ -108,7 +108,7 @@ enum Command {
     /// Print whether a file is sops-encrypted (sops filestatus).
     #[command(after_help = examples::FILESTATUS)]
     Filestatus(filestatus::Args),
-    /// Re-encrypt with a new data key, optionally adding/removing age recipients (sops rotate).
+    /// Re-encrypt with a new data key, optionally adding/removing recipients: age, PGP, AWS KMS (sops rotate).
     #[command(after_help = examples::ROTATE)]
     Rotate(rotate::RotateArgs),
     /// Re-wrap the data key for the recipients of the matching .sops.yaml rule (sops updatekeys).
