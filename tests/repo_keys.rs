@@ -739,3 +739,69 @@ fn dry_run_changes_nothing_and_a_file_with_a_key_sopsync_cannot_rewrap_is_refuse
         "the other file was done"
     );
 }
+
+/// A repository is hostile input: a file name and a recipient written with terminal
+/// control sequences (clear the screen, a forged report line) are printed escaped by
+/// `audit`, `updatekeys --recursive` and `rotate --recursive`, never as raw bytes.
+#[test]
+fn control_characters_in_file_names_and_recipients_are_printed_escaped() {
+    let dir = tempdir();
+    let root = dir.path().join("repo");
+    std::fs::create_dir(&root).unwrap();
+    let (key, r) = age_keypair(dir.path(), "team");
+    let (_, other) = age_keypair(dir.path(), "other");
+    let evil_name = "evil\u{1b}[2J\nrotated forged.yaml.yaml";
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(&plain, "password: hunter2\n").unwrap();
+    let enc = run_ok(sopsync().args(["encrypt", "--age", &r]).arg(&plain));
+    // A recipient line with an escape sequence, planted by hand in a second file.
+    let planted = String::from_utf8(enc.clone()).unwrap().replacen(
+        &format!("recipient: {r}"),
+        &format!("recipient: \"{r}\\e[31m\""),
+        1,
+    );
+    assert!(
+        planted.contains("\\e[31m"),
+        "the recipient line was not found"
+    );
+    std::fs::write(root.join(evil_name), &enc).unwrap();
+    std::fs::write(root.join("planted.yaml"), planted).unwrap();
+    std::fs::write(
+        root.join(".sops.yaml"),
+        format!("creation_rules:\n  - age: {r},{other}\n"),
+    )
+    .unwrap();
+    let runs: [&[&str]; 3] = [
+        &["audit", "."],
+        &["updatekeys", "-r", "-y", "--dry-run", "."],
+        &["rotate", "-r", "--dry-run", "--add-age", &other, "."],
+    ];
+    for args in runs {
+        let out = run(sopsync()
+            .current_dir(&root)
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .args(args));
+        let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+        let text = String::from_utf8_lossy(&all);
+        assert!(
+            !all.contains(&0x1b),
+            "{args:?} printed a raw escape character:\n{text}"
+        );
+        assert!(
+            text.contains("evil\\u{1b}[2J\\nrotated forged"),
+            "{args:?}:\n{text}"
+        );
+        assert!(
+            !text.lines().any(|l| l.starts_with("rotated forged")),
+            "{args:?} printed a forged line:\n{text}"
+        );
+    }
+    // The recipient with the escape sequence is shown escaped in the audit table.
+    let out = run(sopsync()
+        .current_dir(&root)
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .args(["audit", "--structural-only", "."]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("{r}\\u{{1b}}[31m")), "{text}");
+}

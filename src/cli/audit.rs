@@ -155,7 +155,7 @@ pub(super) fn run(ctx: &Context, a: Args) -> Result<(), CliError> {
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     for n in &found.notes {
-        eprintln!("note: {n}");
+        eprintln!("note: {}", super::terminal_safe(n));
     }
     let key_checks = ids.is_some();
     let out = match a.format {
@@ -207,10 +207,14 @@ fn table(files: &[FileReport], key_checks: bool) -> String {
             },
         ));
         for r in &f.recipients {
-            s.push_str(&format!("    recipient {r}\n"));
+            s.push_str(&format!("    recipient {}\n", super::terminal_safe(r)));
         }
         for p in &f.findings {
-            s.push_str(&format!("    {}: {}\n", p.kind(), p.detail()));
+            s.push_str(&format!(
+                "    {}: {}\n",
+                p.kind(),
+                super::terminal_safe(p.detail())
+            ));
         }
     }
     let problems: usize = files.iter().map(|f| f.findings.len()).sum();

@@ -522,6 +522,25 @@ pub(crate) fn parse_tree_path(path: &str, what: &str) -> Result<Vec<Step>, CliEr
     Ok(steps)
 }
 
+/// `text` (a path or a recipient read from a repository, an error about them) made
+/// safe to print on a terminal or in a CI log: control characters, line breaks
+/// included, are shown escaped (`\u{1b}`), so a hostile file name or key entry
+/// cannot recolour, rewrite or forge report lines.
+pub(crate) fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// "Now" in UTC, for `lastmodified`.
 pub(crate) fn now_utc() -> Timestamp {
     let secs = std::time::SystemTime::now()

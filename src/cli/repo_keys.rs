@@ -276,7 +276,7 @@ pub(super) fn run(
     }
     let found = discover(dirs)?;
     for n in &found.notes {
-        eprintln!("note: {n}");
+        eprintln!("note: {}", super::terminal_safe(n));
     }
     let journal = if mode.rotates() && !args.dry_run {
         let path = args.journal.clone().or_else(|| default_journal(dirs)).ok_or_else(|| {
@@ -341,10 +341,13 @@ impl Run<'_> {
     fn file(&self, f: &SopsFile) -> Outcome {
         match self.try_file(f) {
             Ok(o) => o,
-            Err(e) => Outcome::Failed(match e.hint() {
-                Some(h) => format!("{e} ({h})"),
-                None => e.to_string(),
-            }),
+            Err(e) => Outcome::Failed(
+                super::terminal_safe(&match e.hint() {
+                    Some(h) => format!("{e} ({h})"),
+                    None => e.to_string(),
+                })
+                .into_owned(),
+            ),
         }
     }
 
@@ -486,11 +489,18 @@ impl Run<'_> {
 
 fn change_text(c: &RecipientChange) -> String {
     let mut parts = Vec::new();
+    let list = |labels: &[String]| {
+        labels
+            .iter()
+            .map(|l| super::terminal_safe(l))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     if !c.removed.is_empty() {
-        parts.push(format!("removed {}", c.removed.join(", ")));
+        parts.push(format!("removed {}", list(&c.removed)));
     }
     if !c.added.is_empty() {
-        parts.push(format!("added {}", c.added.join(", ")));
+        parts.push(format!("added {}", list(&c.added)));
     }
     if parts.is_empty() {
         String::new()
@@ -529,7 +539,7 @@ fn summarize(
     let mut unchanged = 0usize;
     let mut failed: Vec<String> = walk_failures
         .iter()
-        .map(|(shown, why)| format!("{shown}: {why}"))
+        .map(|(shown, why)| format!("{shown}: {}", super::terminal_safe(why)))
         .collect();
     // Recipient → files that dropped it but kept their data key.
     let mut still_knows: BTreeMap<String, usize> = BTreeMap::new();
@@ -553,9 +563,10 @@ fn summarize(
         failed.len()
     );
     for f in &failed {
-        eprintln!("  failed: {f}");
+        eprintln!("  failed: {}", super::terminal_safe(f));
     }
     for (r, n) in &still_knows {
+        let r = super::terminal_safe(r);
         eprintln!(
             "  removed {r} from {n} file(s) without a new data key: its holder still knows those keys; rotate next (sopsync rotate --recursive, or updatekeys --recursive --rotate)"
         );
