@@ -10,10 +10,12 @@ fn main() {
         keep_freed_memory_until_exit();
     }
     if let Err(err) = sopsync::cli::run(cli) {
-        // Errors carry the file and key path, never a value (STYLE 8).
-        eprintln!("sopsync: {err}");
+        // Errors carry the file and key path, never a value (STYLE 8); a path or key
+        // name from a repository may hold control characters, shown escaped.
+        let safe = sopsync::cli::terminal_safe;
+        eprintln!("sopsync: {}", safe(&err.to_string()));
         if let Some(hint) = err.hint() {
-            eprintln!("hint: {hint}");
+            eprintln!("hint: {}", safe(&hint));
         }
         std::process::exit(err.exit_code());
     }

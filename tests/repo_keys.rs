@@ -797,6 +797,12 @@ fn control_characters_in_file_names_and_recipients_are_printed_escaped() {
             "{args:?} printed a forged line:\n{text}"
         );
     }
+    // Every command's error names the file escaped (here: decrypt without the key).
+    let out = run(sopsync().arg("decrypt").arg(root.join(evil_name)));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.stderr.contains(&0x1b), "{err}");
+    assert!(err.contains("evil\\u{1b}[2J\\nrotated forged"), "{err}");
     // The recipient with the escape sequence is shown escaped in the audit table.
     let out = run(sopsync()
         .current_dir(&root)

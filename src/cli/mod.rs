@@ -526,7 +526,7 @@ pub(crate) fn parse_tree_path(path: &str, what: &str) -> Result<Vec<Step>, CliEr
 /// safe to print on a terminal or in a CI log: control characters, line breaks
 /// included, are shown escaped (`\u{1b}`), so a hostile file name or key entry
 /// cannot recolour, rewrite or forge report lines.
-pub(crate) fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return std::borrow::Cow::Borrowed(text);
     }
