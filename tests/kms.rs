@@ -5,7 +5,7 @@
 //! `--add-kms`/`--rm-kms`; `groups add --kms` and `groups delete`; and the controller with a namespace's `sops.aws-kms`
 //! credentials, and its own identity only where the operator allows it.
 
-use crate::support::moto::Moto;
+use crate::support::moto::{commit_kms_secret, put_aws_credentials, Moto};
 use crate::support::{age_keypair, run, run_ok, sops, sopsync, tempdir};
 use std::path::{Path, PathBuf};
 
@@ -296,9 +296,7 @@ fn updatekeys_wraps_for_the_kms_key_of_a_rule_with_its_context() {
 
 #[test]
 fn the_controller_uses_a_namespaces_aws_credentials_and_its_own_identity_only_where_allowed() {
-    use crate::support::cluster::{
-        meta, secret_manifest, wait_applied, wait_until, Cluster, CANARY,
-    };
+    use crate::support::cluster::{meta, wait_applied, wait_until, Cluster, CANARY};
     use k8s_openapi::api::core::v1::Secret;
     use k8s_openapi::ByteString;
     use serde_json::json;
@@ -309,34 +307,10 @@ fn the_controller_uses_a_namespaces_aws_credentials_and_its_own_identity_only_wh
     std::fs::create_dir(&home).unwrap();
     let moto = Moto::start(c.dir.path());
     let arn = moto.create_key();
-    let plain = c.dir.path().join("plain.yaml");
-    std::fs::write(
-        &plain,
-        secret_manifest("db", None, &[("password", &format!("{CANARY}-kms"))]),
-    )
-    .unwrap();
-    let enc = run_ok(
-        moto.env(&mut sops(), &home)
-            .args(["encrypt", "--kms", &arn])
-            .args(["--encrypted-regex", "^(data|stringData)$"])
-            .arg(&plain),
-    );
-    std::fs::remove_file(&plain).unwrap();
-    std::fs::write(c.work.join("db.yaml"), enc).unwrap();
-    let revision = c.commit(&[]);
+    let revision = commit_kms_secret(&c, &moto, &home, &arn, &format!("{CANARY}-kms"));
 
     // team-a has credentials in its key Secret (Flux's entry); team-b has none.
-    c.fake.ensure_namespace("team-a");
-    c.fake.put(&Secret {
-        metadata: meta("team-a", "sopsync-age-key"),
-        data: Some(BTreeMap::from([(
-            "sops.aws-kms".into(),
-            ByteString(
-                b"aws_access_key_id: team-a-id\naws_secret_access_key: team-a-secret\n".to_vec(),
-            ),
-        )])),
-        ..Secret::default()
-    });
+    put_aws_credentials(&c, "team-a", "team-a-id", "team-a-secret");
     c.fake.ensure_namespace("team-b");
     let (bkey, _) = age_keypair(c.dir.path(), "b");
     c.fake.put(&Secret {

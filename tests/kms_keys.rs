@@ -6,7 +6,7 @@
 //! entries, their role and context kept or changed as the rule or flags say; and the
 //! controller assuming a file's role with a namespace's own credentials.
 
-use crate::support::moto::{EnforcingSetup, Moto};
+use crate::support::moto::{commit_kms_secret, put_aws_credentials, EnforcingSetup, Moto};
 use crate::support::{age_keypair, run, run_ok, sops, sopsync, tempdir};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +36,26 @@ fn stderr(out: &std::process::Output) -> String {
 fn sops_opens_with_kms_alone(moto: &Moto, home: &Path, file: &Path) {
     let out = run_ok(moto.env(&mut sops(), home).arg("decrypt").arg(file));
     assert_eq!(String::from_utf8(out).unwrap(), PLAIN, "{}", file.display());
+}
+
+/// Each file holds every text of `has` and none of `lacks`, and sops opens it with KMS
+/// alone.
+fn each_opens_with_kms_alone(
+    moto: &Moto,
+    home: &Path,
+    files: &[PathBuf],
+    has: &[&str],
+    lacks: &[&str],
+) {
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap();
+        assert!(
+            has.iter().all(|t| text.contains(t)) && !lacks.iter().any(|t| text.contains(t)),
+            "{}: expected {has:?} and none of {lacks:?}:\n{text}",
+            f.display()
+        );
+        sops_opens_with_kms_alone(moto, home, f);
+    }
 }
 
 #[test]
@@ -118,8 +138,14 @@ fn a_rule_with_a_role_and_a_context_encrypts_for_both_and_sops_opens_it() {
 }
 
 /// A repository of two files encrypted for `recipient` only, and a `.sops.yaml` whose
-/// rule adds the KMS key with `made`'s role and `context`.
-fn repo(dir: &Path, moto: &Moto, home: &Path, recipient: &str, made: &EnforcingSetup) {
+/// rule adds the KMS key with `made`'s role and context `app: web`; returns the files.
+fn repo(
+    dir: &Path,
+    moto: &Moto,
+    home: &Path,
+    recipient: &str,
+    made: &EnforcingSetup,
+) -> [PathBuf; 2] {
     let repo = dir.join("repo");
     std::fs::create_dir_all(repo.join("apps")).unwrap();
     for name in ["a.yaml", "apps/b.yaml"] {
@@ -133,6 +159,7 @@ fn repo(dir: &Path, moto: &Moto, home: &Path, recipient: &str, made: &EnforcingS
         std::fs::remove_file(plain).unwrap();
     }
     rule(dir, recipient, made, "app: web");
+    [repo.join("a.yaml"), repo.join("apps/b.yaml")]
 }
 
 fn rule(dir: &Path, recipient: &str, made: &EnforcingSetup, context: &str) {
@@ -160,11 +187,7 @@ fn in_repo(moto: &Moto, home: &Path, dir: &Path, key: Option<&Path>) -> Command 
 fn updatekeys_recursive_wraps_for_a_rules_kms_key_with_its_role_and_applies_a_new_context() {
     let (dir, home, moto, made) = setup();
     let (key, r) = age_keypair(dir.path(), "team");
-    repo(dir.path(), &moto, &home, &r, &made);
-    let files = [
-        dir.path().join("repo/a.yaml"),
-        dir.path().join("repo/apps/b.yaml"),
-    ];
+    let files = repo(dir.path(), &moto, &home, &r, &made);
 
     let out =
         run(in_repo(&moto, &home, dir.path(), Some(&key)).args(["updatekeys", "-r", "-y", "."]));
@@ -172,14 +195,7 @@ fn updatekeys_recursive_wraps_for_a_rules_kms_key_with_its_role_and_applies_a_ne
     assert!(out.status.success(), "{err}");
     let label = format!("kms:{}+{} (context app=web)", made.arn, made.role);
     assert!(err.contains(&format!("added {label}")), "{err}");
-    for f in &files {
-        let text = std::fs::read_to_string(f).unwrap();
-        assert!(
-            text.contains(&made.role) && text.contains("app: web"),
-            "{text}"
-        );
-        sops_opens_with_kms_alone(&moto, &home, f);
-    }
+    each_opens_with_kms_alone(&moto, &home, &files, &[made.role.as_str(), "app: web"], &[]);
 
     // Run again: nothing to do, not a byte written.
     let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
@@ -208,25 +224,14 @@ fn updatekeys_recursive_wraps_for_a_rules_kms_key_with_its_role_and_applies_a_ne
             )),
         "{err}"
     );
-    for f in &files {
-        let text = std::fs::read_to_string(f).unwrap();
-        assert!(
-            text.contains("app: api") && !text.contains("app: web"),
-            "{text}"
-        );
-        sops_opens_with_kms_alone(&moto, &home, f);
-    }
+    each_opens_with_kms_alone(&moto, &home, &files, &["app: api"], &["app: web"]);
 }
 
 #[test]
 fn rotate_recursive_adds_a_kms_key_with_its_role_and_context_and_removes_it_by_arn() {
     let (dir, home, moto, made) = setup();
     let (key, r) = age_keypair(dir.path(), "team");
-    repo(dir.path(), &moto, &home, &r, &made);
-    let files = [
-        dir.path().join("repo/a.yaml"),
-        dir.path().join("repo/apps/b.yaml"),
-    ];
+    let files = repo(dir.path(), &moto, &home, &r, &made);
     let with_role = format!("{}+{}", made.arn, made.role);
 
     let out = run(in_repo(&moto, &home, dir.path(), Some(&key)).args([
@@ -239,27 +244,13 @@ fn rotate_recursive_adds_a_kms_key_with_its_role_and_context_and_removes_it_by_a
         ".",
     ]));
     assert!(out.status.success(), "{}", stderr(&out));
-    for f in &files {
-        let text = std::fs::read_to_string(f).unwrap();
-        assert!(
-            text.contains(&made.role) && text.contains("team: a"),
-            "{text}"
-        );
-        sops_opens_with_kms_alone(&moto, &home, f);
-    }
+    each_opens_with_kms_alone(&moto, &home, &files, &[made.role.as_str(), "team: a"], &[]);
 
     // A rotation re-wraps the file's own KMS entry (role and context kept) with the new
     // data key: KMS alone still opens it, now without the age key anywhere.
     let out = run(in_repo(&moto, &home, dir.path(), None).args(["rotate", "-r", "."]));
     assert!(out.status.success(), "{}", stderr(&out));
-    for f in &files {
-        let text = std::fs::read_to_string(f).unwrap();
-        assert!(
-            text.contains(&made.role) && text.contains("team: a"),
-            "{text}"
-        );
-        sops_opens_with_kms_alone(&moto, &home, f);
-    }
+    each_opens_with_kms_alone(&moto, &home, &files, &[made.role.as_str(), "team: a"], &[]);
 
     // `--rm-kms ARN` removes the key whatever its role and context.
     let out = run(in_repo(&moto, &home, dir.path(), Some(&key))
@@ -285,48 +276,17 @@ fn rotate_recursive_adds_a_kms_key_with_its_role_and_context_and_removes_it_by_a
 
 #[test]
 fn the_controller_assumes_a_files_role_with_a_namespaces_own_credentials() {
-    use crate::support::cluster::{meta, secret_manifest, wait_applied, Cluster, CANARY};
-    use k8s_openapi::api::core::v1::Secret;
-    use k8s_openapi::ByteString;
+    use crate::support::cluster::{wait_applied, Cluster, CANARY};
     use serde_json::json;
-    use std::collections::BTreeMap;
 
     let c = Cluster::new(&[]);
     let home = c.dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
     let (moto, made) = Moto::start_enforcing(c.dir.path());
-    let plain = c.dir.path().join("plain.yaml");
-    std::fs::write(
-        &plain,
-        secret_manifest("db", None, &[("password", &format!("{CANARY}-role"))]),
-    )
-    .unwrap();
-    let enc = run_ok(
-        moto.env(&mut sops(), &home)
-            .args(["encrypt", "--kms", &format!("{}+{}", made.arn, made.role)])
-            .args(["--encrypted-regex", "^(data|stringData)$"])
-            .arg(&plain),
-    );
-    std::fs::remove_file(&plain).unwrap();
-    std::fs::write(c.work.join("db.yaml"), enc).unwrap();
-    let revision = c.commit(&[]);
-
+    let kms = format!("{}+{}", made.arn, made.role);
+    let revision = commit_kms_secret(&c, &moto, &home, &kms, &format!("{CANARY}-role"));
     // team-a's own credentials (the `ci` user: it may only assume the role).
-    c.fake.ensure_namespace("team-a");
-    c.fake.put(&Secret {
-        metadata: meta("team-a", "sopsync-age-key"),
-        data: Some(BTreeMap::from([(
-            "sops.aws-kms".into(),
-            ByteString(
-                format!(
-                    "aws_access_key_id: {}\naws_secret_access_key: {}\n",
-                    made.access_key_id, made.secret_access_key
-                )
-                .into_bytes(),
-            ),
-        )])),
-        ..Secret::default()
-    });
+    put_aws_credentials(&c, "team-a", &made.access_key_id, &made.secret_access_key);
     c.source("team-a", "apps", json!({"url": c.url(), "interval": "1s"}));
     let endpoint = moto.endpoint();
     let env = [

@@ -367,14 +367,18 @@ mod tests {
         );
     }
 
+    fn pairs(context: &[(&str, &str)]) -> Vec<(String, String)> {
+        context
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
     fn kms(arn: &str, role: Option<&str>, context: &[(&str, &str)]) -> MasterKey {
         KmsKey {
             arn: arn.into(),
             role: role.map(String::from),
-            context: context
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            context: pairs(context),
             aws_profile: None,
             created_at: "2026-01-01T00:00:00Z".into(),
         }
@@ -389,10 +393,7 @@ mod tests {
                 RuleKey::Kms(KmsRuleKey {
                     arn: arn.into(),
                     role: role.map(String::from),
-                    context: context
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
+                    context: pairs(context),
                     aws_profile: None,
                 }),
             ]],

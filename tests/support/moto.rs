@@ -191,6 +191,50 @@ impl Moto {
     }
 }
 
+/// Controller tests: commits `db.yaml`, a Secret manifest whose `password` is `value`,
+/// encrypted by the real sops for `kms` (an ARN, `ARN+ROLE` allowed) through `moto`;
+/// returns the revision.
+pub fn commit_kms_secret(
+    c: &super::cluster::Cluster,
+    moto: &Moto,
+    home: &Path,
+    kms: &str,
+    value: &str,
+) -> String {
+    let plain = c.dir.path().join("plain.yaml");
+    std::fs::write(
+        &plain,
+        super::cluster::secret_manifest("db", None, &[("password", value)]),
+    )
+    .unwrap();
+    let enc = run_ok(
+        moto.env(&mut super::sops(), home)
+            .args(["encrypt", "--kms", kms])
+            .args(["--encrypted-regex", "^(data|stringData)$"])
+            .arg(&plain),
+    );
+    std::fs::remove_file(&plain).unwrap();
+    std::fs::write(c.work.join("db.yaml"), enc).unwrap();
+    c.commit(&[])
+}
+
+/// Controller tests: `namespace`'s key Secret holding AWS credentials (Flux's
+/// `sops.aws-kms` entry).
+pub fn put_aws_credentials(c: &super::cluster::Cluster, namespace: &str, id: &str, secret: &str) {
+    use k8s_openapi::api::core::v1::Secret;
+    c.fake.ensure_namespace(namespace);
+    c.fake.put(&Secret {
+        metadata: super::cluster::meta(namespace, "sopsync-age-key"),
+        data: Some(std::collections::BTreeMap::from([(
+            "sops.aws-kms".into(),
+            k8s_openapi::ByteString(
+                format!("aws_access_key_id: {id}\naws_secret_access_key: {secret}\n").into_bytes(),
+            ),
+        )])),
+        ..Secret::default()
+    });
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
