@@ -811,3 +811,68 @@ fn control_characters_in_file_names_and_recipients_are_printed_escaped() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("{r}\\u{{1b}}[31m")), "{text}");
 }
+
+/// The `sops` block is not covered by the MAC: whoever can push can add a recipient to
+/// a file. `rotate --recursive` keeps the file's recipients, so it says when it wraps
+/// the new data key for one the file's rule does not list; `updatekeys --recursive
+/// --rotate` wraps for the rule's recipients only and drops it.
+#[test]
+fn rotate_recursive_warns_about_a_recipient_the_rule_does_not_list_and_updatekeys_rotate_drops_it()
+{
+    let dir = tempdir();
+    let root = dir.path().join("repo");
+    std::fs::create_dir(&root).unwrap();
+    let (key, r) = age_keypair(dir.path(), "team");
+    let (_, mallory) = age_keypair(dir.path(), "mallory");
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(&plain, "password: hunter2\n").unwrap();
+    let enc = run_ok(
+        sopsync()
+            .args(["encrypt", "--age", &format!("{r},{mallory}")])
+            .arg(&plain),
+    );
+    std::fs::write(root.join("db.yaml"), enc).unwrap();
+    std::fs::write(
+        root.join(".sops.yaml"),
+        format!("creation_rules:\n  - age: {r}\n"),
+    )
+    .unwrap();
+    let in_root = |args: &[&str]| {
+        let mut c = sopsync();
+        c.current_dir(&root)
+            .env("SOPS_AGE_KEY_FILE", &key)
+            .env("XDG_STATE_HOME", dir.path().join("state"))
+            .args(args);
+        c
+    };
+    let err = ok_stderr(&mut in_root(&["rotate", "-r", "."]));
+    assert!(
+        err.contains(&format!(
+            "warning: db.yaml: the new data key is also wrapped for {mallory}, which its .sops.yaml rule does not list"
+        )),
+        "{err}"
+    );
+    assert!(std::fs::read_to_string(root.join("db.yaml"))
+        .unwrap()
+        .contains(&mallory));
+    // A recipient added on purpose (--add-age) is not warned about.
+    let (_, bob) = age_keypair(dir.path(), "bob");
+    let err = ok_stderr(&mut in_root(&[
+        "rotate",
+        "-r",
+        "--rm-age",
+        &mallory,
+        "--add-age",
+        &bob,
+        ".",
+    ]));
+    assert!(!err.contains("warning:"), "{err}");
+    // updatekeys --rotate: the rule's recipients only.
+    let err = ok_stderr(&mut in_root(&["updatekeys", "-r", "-y", "--rotate", "."]));
+    assert!(err.contains(&format!("removed {bob}")), "{err}");
+    let text = std::fs::read_to_string(root.join("db.yaml")).unwrap();
+    assert!(
+        !text.contains(&bob) && !text.contains(&mallory) && text.contains(&r),
+        "{text}"
+    );
+}

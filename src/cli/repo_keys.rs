@@ -410,7 +410,10 @@ impl Run<'_> {
                 remove,
                 add_kms,
             } => {
-                let (action, groups) = rekey::plan_rotate(md, add, remove);
+                let rule = config
+                    .as_ref()
+                    .and_then(|(cfg, _)| cfg.config.rule_for(&rule_path(&f.path, &cfg.dir)));
+                let (action, groups) = rekey::plan_rotate(md, add, remove, rule);
                 let kms_keys = kms_keys_for(md, None, add_kms, &self.make)?;
                 (action, groups, md.shamir_threshold, kms_keys)
             }
@@ -509,6 +512,18 @@ fn change_text(c: &RecipientChange) -> String {
     }
 }
 
+/// The warning line for a rotation that keeps recipients its rule does not list.
+fn unlisted_warning(shown: &str, c: &RecipientChange) -> String {
+    if c.unlisted.is_empty() {
+        return String::new();
+    }
+    let names: Vec<_> = c.unlisted.iter().map(|l| super::terminal_safe(l)).collect();
+    format!(
+        "\nwarning: {shown}: the new data key is also wrapped for {}, which its .sops.yaml rule does not list (an entry added to the file by hand is not covered by the MAC); if nobody added it on purpose, run `sopsync updatekeys --recursive --rotate` instead: it wraps for the rule's recipients only",
+        names.join(", ")
+    )
+}
+
 /// The line printed for one file.
 fn describe(shown: &str, o: &Outcome) -> String {
     match o {
@@ -519,11 +534,15 @@ fn describe(shown: &str, o: &Outcome) -> String {
             change_text(c)
         ),
         Outcome::Rewrapped(c) => format!("updated keys of {shown}{}", change_text(c)),
-        Outcome::Rotated(c) => format!("rotated {shown}{}", change_text(c)),
+        Outcome::Rotated(c) => format!("rotated {shown}{}{}", change_text(c), unlisted_warning(shown, c)),
         Outcome::Planned(Action::Rewrap(c)) => {
             format!("would update keys of {shown}{}", change_text(c))
         }
-        Outcome::Planned(Action::Rotate(c)) => format!("would rotate {shown}{}", change_text(c)),
+        Outcome::Planned(Action::Rotate(c)) => format!(
+            "would rotate {shown}{}{}",
+            change_text(c),
+            unlisted_warning(shown, c)
+        ),
         Outcome::Planned(_) => format!("unchanged {shown}"),
         Outcome::Failed(reason) => format!("FAILED {reason}"),
     }

@@ -79,6 +79,11 @@ pub struct RecipientChange {
     pub removed: Vec<String>,
     /// In the target groups, not recorded in the file.
     pub added: Vec<String>,
+    /// `rotate` only: recipients the file keeps though its `.sops.yaml` rule does not
+    /// list them (none when no rule applies). The `sops` block is not covered by the
+    /// MAC, so whoever can push can add an entry to a file, and a rotation then wraps
+    /// the new data key for it: reports say so.
+    pub unlisted: Vec<String>,
 }
 
 impl RecipientChange {
@@ -105,6 +110,7 @@ impl RecipientChange {
                 .filter(|r| !recorded.contains(r))
                 .cloned()
                 .collect(),
+            unlisted: Vec::new(),
         }
     }
 
@@ -175,8 +181,15 @@ pub fn rule_threshold(md: &Metadata, rule: &CreationRule) -> Option<usize> {
 /// `rotate`: the file's own groups, minus `remove` in every group, plus `add` in the
 /// first group (as `rotate --add-age/--rm-age` does for one file). A `kms:ARN` in
 /// `remove` removes every key of that ARN, whatever its role or context (sops
-/// removes by ARN). Returns the action and the target groups.
-pub fn plan_rotate(md: &Metadata, add: &[String], remove: &[String]) -> (Action, Vec<Vec<String>>) {
+/// removes by ARN). With the file's `rule`, the change names the recipients kept that
+/// the rule does not list ([`RecipientChange::unlisted`]). Returns the action and the
+/// target groups.
+pub fn plan_rotate(
+    md: &Metadata,
+    add: &[String],
+    remove: &[String],
+    rule: Option<&CreationRule>,
+) -> (Action, Vec<Vec<String>>) {
     let key_types = unusable_key_types(md);
     if !key_types.is_empty() {
         return (Action::Refuse { key_types }, Vec::new());
@@ -199,7 +212,17 @@ pub fn plan_rotate(md: &Metadata, add: &[String], remove: &[String]) -> (Action,
             }
         }
     }
-    let change = RecipientChange::between(md, &groups);
+    let mut change = RecipientChange::between(md, &groups);
+    if let Some(rule) = rule {
+        let listed: BTreeSet<String> = rule.label_groups().into_iter().flatten().collect();
+        let mut seen = BTreeSet::new();
+        change.unlisted = groups
+            .iter()
+            .flatten()
+            .filter(|l| !listed.contains(*l) && !add.contains(l) && seen.insert(l.to_string()))
+            .cloned()
+            .collect();
+    }
     (Action::Rotate(change), groups)
 }
 
@@ -323,6 +346,7 @@ mod tests {
         let expected = RecipientChange {
             removed: vec!["c".into()],
             added: vec!["d".into()],
+            unlisted: Vec::new(),
         };
         assert_eq!(
             plan_updatekeys(&m, &rule(&[&["a", "b", "d"]]), false),
@@ -360,7 +384,7 @@ mod tests {
             key_types: vec!["gcp_kms"],
         };
         assert_eq!(plan_updatekeys(&m, &rule(&[&["a"]]), false), refused);
-        assert_eq!(plan_rotate(&m, &[], &[]).0, refused);
+        assert_eq!(plan_rotate(&m, &[], &[], None).0, refused);
         assert_eq!(
             recorded_recipients(&m),
             vec!["a", "gcp_kms:projects/p/keys/k", "pgp:F1"]
@@ -424,30 +448,49 @@ mod tests {
             Action::Rewrap(RecipientChange {
                 removed: vec![label.clone()],
                 added: vec![format!("kms:{ARN}+{ROLE} (context team=b)")],
+                unlisted: Vec::new(),
             })
         );
         // `--rm-kms ARN` removes the key whatever its role and context; a longer ARN
         // that starts with the same text is another key.
-        let (_, groups) = plan_rotate(&m, &[], &[format!("kms:{ARN}")]);
+        let (_, groups) = plan_rotate(&m, &[], &[format!("kms:{ARN}")], None);
         assert_eq!(groups, vec![vec!["a".to_string()]]);
-        let (_, kept) = plan_rotate(&m, &[], &[format!("kms:{ARN}2")]);
+        let (_, kept) = plan_rotate(&m, &[], &[format!("kms:{ARN}2")], None);
         assert_eq!(kept, vec![vec!["a".to_string(), label]]);
     }
 
     #[test]
     fn rotate_keeps_the_groups_and_applies_add_and_remove() {
         let m = md(vec![vec![age("a"), age("b")], vec![age("c")]]);
-        let (action, groups) = plan_rotate(&m, &["d".into()], &["b".into()]);
+        let (action, groups) = plan_rotate(&m, &["d".into()], &["b".into()], None);
         assert_eq!(groups, vec![vec!["a", "d"], vec!["c"]]);
         assert_eq!(
             action,
             Action::Rotate(RecipientChange {
                 removed: vec!["b".into()],
                 added: vec!["d".into()],
+                unlisted: Vec::new(),
             })
         );
-        let (same, _) = plan_rotate(&m, &[], &[]);
+        let (same, _) = plan_rotate(&m, &[], &[], None);
         assert_eq!(same, Action::Rotate(RecipientChange::default()));
+    }
+
+    #[test]
+    fn rotate_names_the_recipients_it_keeps_that_the_rule_does_not_list() {
+        let m = md(vec![vec![age("a"), age("mallory")], vec![age("b")]]);
+        let (action, _) = plan_rotate(&m, &["c".into()], &[], Some(&rule(&[&["a"], &["b"]])));
+        let Action::Rotate(change) = action else {
+            panic!("not a rotation")
+        };
+        // `c` is added on purpose; `mallory` is in the file only.
+        assert_eq!(change.unlisted, vec!["mallory".to_string()]);
+        let (Action::Rotate(none), _) =
+            plan_rotate(&m, &[], &["mallory".into()], Some(&rule(&[&["a"], &["b"]])))
+        else {
+            panic!("not a rotation")
+        };
+        assert!(none.unlisted.is_empty());
     }
 
     #[test]
