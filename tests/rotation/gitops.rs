@@ -254,3 +254,234 @@ fn flux_reapply_keeps_the_restart_annotation_and_rolls_nothing_more() {
     );
     ctl.assert_no_canary();
 }
+
+/// The JSON pointers of every value a jq path expression of the doc's form selects:
+/// `.key.key[]?.key` (object keys, and `[]?` over the items of an array; a missing
+/// key selects nothing, as `?` makes jq do). Enough for the doc's expressions, checked
+/// here so that a form it does not read fails instead of selecting nothing.
+fn jq_pointers(obj: &Value, expr: &str) -> Vec<String> {
+    let path = expr
+        .strip_prefix('.')
+        .unwrap_or_else(|| panic!("a jq path starts with '.': {expr}"));
+    let mut at: Vec<(String, &Value)> = vec![(String::new(), obj)];
+    for segment in path.split('.') {
+        let (key, each) = match segment.strip_suffix("[]?") {
+            Some(k) => (k, true),
+            None => (segment, false),
+        };
+        assert!(
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric()),
+            "a jq path form this test does not read: {expr}"
+        );
+        let mut next = Vec::new();
+        for (p, v) in at {
+            let Some(child) = v.get(key) else { continue };
+            let p = format!("{p}/{key}");
+            if each {
+                for (i, item) in child.as_array().into_iter().flatten().enumerate() {
+                    next.push((format!("{p}/{i}"), item));
+                }
+            } else {
+                next.push((p, child));
+            }
+        }
+        at = next;
+    }
+    at.into_iter().map(|(p, _)| p).collect()
+}
+
+/// The leaves (JSON pointers) where `a` and `b` differ.
+fn changed_leaves(a: &Value, b: &Value, at: String, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                let null = Value::Null;
+                let p = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+                changed_leaves(x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), p, out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                changed_leaves(u, v, format!("{at}/{i}"), out);
+            }
+        }
+        _ if a != b => out.push(at),
+        _ => {}
+    }
+}
+
+/// A `fieldsV1` pointer (`/f:spec/.../k:{"name":"app"}/...`, as [`owned_pointers`]
+/// writes it without the `f:`) resolved against `obj` to index pointers.
+fn resolve_owned(obj: &Value, owned: &str) -> String {
+    let mut at = obj;
+    let mut out = String::new();
+    for seg in owned.split('/').skip(1) {
+        if let Some(key) = seg.strip_prefix("k:") {
+            let key: Value = serde_json::from_str(key).expect("a k: key is JSON");
+            let items = at
+                .as_array()
+                .unwrap_or_else(|| panic!("{owned}: not a list"));
+            let (i, item) = items
+                .iter()
+                .enumerate()
+                .find(|(_, it)| key.as_object().unwrap().iter().all(|(k, v)| &it[k] == v))
+                .unwrap_or_else(|| panic!("{owned}: no item {key}"));
+            out.push_str(&format!("/{i}"));
+            at = item;
+        } else {
+            let name = seg.replace("~1", "/").replace("~0", "~");
+            at = &at[name.as_str()];
+            out.push('/');
+            out.push_str(seg);
+        }
+    }
+    out
+}
+
+/// Deployment `api` of the Versioned tests as its manifest in Git says it (every
+/// reference names `db`), as the API server stores it.
+fn api_manifest() -> Value {
+    let scratch = Cluster::new(&[]);
+    super::versioned::deployment_using(&scratch, "api", "db", 10);
+    let deployments = scratch.fake.resource_type_raw("apps", "v1", "deployments");
+    let mut obj = scratch
+        .fake
+        .get_raw(&deployments, super::versioned::NS, "api")
+        .expect("the manifest");
+    let meta = obj["metadata"].as_object_mut().expect("metadata");
+    meta.retain(|k, _| k == "name" || k == "namespace");
+    obj.as_object_mut().expect("object").remove("status");
+    obj
+}
+
+/// The Secret names Deployment `api` references.
+fn api_refs(c: &Cluster) -> std::collections::BTreeSet<String> {
+    let deployments = c.fake.resource_type_raw("apps", "v1", "deployments");
+    let d = c
+        .fake
+        .get_raw(&deployments, super::versioned::NS, "api")
+        .expect("the Deployment");
+    sopsync::controller::rotation::versioned::referenced_by("Deployment", &d)
+}
+
+#[test]
+fn flux_reapply_under_versioned_takes_the_references_back_and_keep_plain_secret_keeps_db_current() {
+    // docs/rotation.md, Flux, "Under Versioned": Flux owns the references its manifest
+    // names, so its forced apply sets a switched reference back to `db`; with
+    // keepPlainSecret, `db` itself holds the current values, so the reverted workload
+    // still reads them; and sopsync switches it again on its next sync.
+    let ns = super::versioned::NS;
+    let (c, ctl, _) = super::versioned::versioned(json!({"keepPlainSecret": true}));
+    let versioned = |refs: &std::collections::BTreeSet<String>| {
+        refs.len() == 1 && refs.iter().all(|r| r.starts_with("db-"))
+    };
+    wait_until("api references a version of db", &ctl, || {
+        versioned(&api_refs(&c))
+    });
+    let flux = PatchParams::apply("kustomize-controller").force();
+    let manifest: DynamicObject = serde_json::from_value(api_manifest()).expect("manifest");
+    c.fake.block_on(async {
+        let ar = kube::api::ApiResource::erase::<k8s_openapi::api::apps::v1::Deployment>(&());
+        let api: Api<DynamicObject> = Api::namespaced_with(c.fake.client().await, ns, &ar);
+        api.patch("api", &flux, &Patch::Apply(manifest))
+            .await
+            .expect("Flux's apply")
+    });
+    assert_eq!(
+        api_refs(&c),
+        std::collections::BTreeSet::from(["db".to_string()]),
+        "Flux's forced apply took the references back"
+    );
+    assert_eq!(
+        c.data(ns, "db")
+            .expect("the plain Secret db")
+            .get("password"),
+        Some(&format!("{CANARY}-one")),
+        "keepPlainSecret: db holds the current value"
+    );
+    wait_until("sopsync switched api to a version again", &ctl, || {
+        versioned(&api_refs(&c))
+    });
+    ctl.assert_no_canary();
+}
+
+#[test]
+fn argo_cd_versioned_entry_in_the_docs_covers_exactly_the_references_sopsync_switches() {
+    // A Deployment using db every way a pod can (volume, projected, secretKeyRef,
+    // envFrom of an init container), switched by the Versioned strategy.
+    let (c, ctl, _) = super::versioned::versioned(json!({}));
+    let deployments = c.fake.resource_type_raw("apps", "v1", "deployments");
+    let live = c
+        .fake
+        .get_raw(&deployments, super::versioned::NS, "api")
+        .expect("the Deployment");
+    // What Git says (the manifest as put, naming `db`) against what runs: the leaves
+    // sopsync changed.
+    let manifest = api_manifest();
+    let mut changed = Vec::new();
+    changed_leaves(
+        &manifest["spec"]["template"],
+        &live["spec"]["template"],
+        "/spec/template".into(),
+        &mut changed,
+    );
+    changed.sort();
+    assert_eq!(
+        changed.len(),
+        4,
+        "the four references to db are switched: {changed:?}"
+    );
+
+    // The doc's Versioned entry for a Deployment.
+    let entry = doc_yaml_blocks()
+        .into_iter()
+        .flat_map(|b| {
+            b["ignoreDifferences"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|e| e["kind"] == "Deployment" && e.get("jqPathExpressions").is_some())
+        .expect("the doc's Versioned ignoreDifferences entry for a Deployment");
+    let mut selected: Vec<String> = entry["jqPathExpressions"]
+        .as_array()
+        .expect("jqPathExpressions")
+        .iter()
+        .filter_map(Value::as_str)
+        .flat_map(|e| jq_pointers(&live, e))
+        .collect();
+    selected.sort();
+    assert_eq!(
+        selected, changed,
+        "the doc's jq paths select exactly the references sopsync switched"
+    );
+    // managedFieldsManagers alone is enough too: sopsync-rotation owns exactly those.
+    assert_eq!(entry["managedFieldsManagers"], json!([MANAGER]));
+    let mine: Vec<&Value> = live["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .filter(|m| m["manager"] == MANAGER)
+        .collect();
+    let mut owned = Vec::new();
+    for m in &mine {
+        owned_pointers(&m["fieldsV1"], String::new(), &mut owned);
+    }
+    let owned: Vec<String> = owned.iter().map(|p| resolve_owned(&live, p)).collect();
+    // A reference inside an atomic list (`envFrom`, projected `sources`: no list-map
+    // keys in Kubernetes' schema) is owned as the whole list.
+    let under = |leaf: &str, field: &str| leaf == field || leaf.starts_with(&format!("{field}/"));
+    for leaf in &changed {
+        assert!(
+            owned.iter().any(|f| under(leaf, f)),
+            "{MANAGER} does not own {leaf}: {owned:?}"
+        );
+    }
+    for field in &owned {
+        assert!(
+            changed.iter().any(|leaf| under(leaf, field)),
+            "{MANAGER} owns {field}, which holds no switched reference: {owned:?}"
+        );
+    }
+    ctl.assert_no_canary();
+}

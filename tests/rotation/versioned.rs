@@ -18,7 +18,7 @@ use sopsync::controller::crd::{RolloutState, SyncStatus};
 use sopsync::controller::rotation::versioned::referenced_by;
 use std::collections::BTreeSet;
 
-const NS: &str = "team";
+pub(super) const NS: &str = "team";
 
 fn deployments(c: &Cluster) -> ResourceType {
     c.fake.resource_type_raw("apps", "v1", "deployments")
@@ -28,7 +28,7 @@ fn deployments(c: &Cluster) -> ResourceType {
 /// a secret volume, a projected volume, `env.valueFrom.secretKeyRef` and `envFrom`.
 /// It keeps `history` old ReplicaSets and fails after one second without progress;
 /// the fake's simulated controllers roll it out.
-fn deployment_using(c: &Cluster, name: &str, secret: &str, history: i64) {
+pub(super) fn deployment_using(c: &Cluster, name: &str, secret: &str, history: i64) {
     let obj = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": NS},
@@ -99,7 +99,7 @@ fn rotate_and_roll_out(c: &Cluster, ctl: &ControllerProcess, password: &str) -> 
 
 /// A cluster with `db` in Git, Deployment `api` using it (keeping `history` old
 /// ReplicaSets), and a Versioned source with `extra` rotation settings.
-fn versioned_with(extra: Value, history: i64) -> (Cluster, ControllerProcess, String) {
+pub(super) fn versioned_with(extra: Value, history: i64) -> (Cluster, ControllerProcess, String) {
     let c = Cluster::new(&[("db.yaml", &db("one"))]);
     c.key_secret(NS);
     deployment_using(&c, "api", "db", history);
@@ -119,7 +119,7 @@ fn versioned_with(extra: Value, history: i64) -> (Cluster, ControllerProcess, St
     (c, ctl, head)
 }
 
-fn versioned(extra: Value) -> (Cluster, ControllerProcess, String) {
+pub(super) fn versioned(extra: Value) -> (Cluster, ControllerProcess, String) {
     versioned_with(extra, 10)
 }
 
