@@ -193,7 +193,7 @@ fn updatekeys_recursive_wraps_for_a_rules_kms_key_with_its_role_and_applies_a_ne
         run(in_repo(&moto, &home, dir.path(), Some(&key)).args(["updatekeys", "-r", "-y", "."]));
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
-    let label = format!("kms:{}+{} (context app=web)", made.arn, made.role);
+    let label = format!("kms:{}+{} (context \"app\"=\"web\")", made.arn, made.role);
     assert!(err.contains(&format!("added {label}")), "{err}");
     each_opens_with_kms_alone(&moto, &home, &files, &[made.role.as_str(), "app: web"], &[]);
 
@@ -219,7 +219,7 @@ fn updatekeys_recursive_wraps_for_a_rules_kms_key_with_its_role_and_applies_a_ne
     assert!(
         err.contains(&format!("removed {label}"))
             && err.contains(&format!(
-                "added kms:{}+{} (context app=api)",
+                "added kms:{}+{} (context \"app\"=\"api\")",
                 made.arn, made.role
             )),
         "{err}"

@@ -766,6 +766,9 @@ fn control_characters_in_file_names_and_recipients_are_printed_escaped() {
     );
     std::fs::write(root.join(evil_name), &enc).unwrap();
     std::fs::write(root.join("planted.yaml"), planted).unwrap();
+    // A right-to-left override shows `txt.yaml` as `lmay.txt`; shown escaped too.
+    let bidi_name = "bidi\u{202e}lmay.txt";
+    std::fs::write(root.join(bidi_name), &enc).unwrap();
     std::fs::write(
         root.join(".sops.yaml"),
         format!("creation_rules:\n  - age: {r},{other}\n"),
@@ -785,9 +788,10 @@ fn control_characters_in_file_names_and_recipients_are_printed_escaped() {
         let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
         let text = String::from_utf8_lossy(&all);
         assert!(
-            !all.contains(&0x1b),
-            "{args:?} printed a raw escape character:\n{text}"
+            !all.contains(&0x1b) && !text.contains('\u{202e}'),
+            "{args:?} printed a raw escape or bidi character:\n{text}"
         );
+        assert!(text.contains("bidi\\u{202e}lmay.txt"), "{args:?}:\n{text}");
         assert!(
             text.contains("evil\\u{1b}[2J\\nrotated forged"),
             "{args:?}:\n{text}"
@@ -797,6 +801,22 @@ fn control_characters_in_file_names_and_recipients_are_printed_escaped() {
             "{args:?} printed a forged line:\n{text}"
         );
     }
+    // The JSON report carries the names as they are (JSON escapes them itself).
+    let out = run(sopsync()
+        .current_dir(&root)
+        .env("SOPS_AGE_KEY_FILE", &key)
+        .args(["audit", "--format", "json", "."]));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let paths: Vec<&str> = report["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert!(
+        paths.contains(&evil_name) && paths.contains(&bidi_name),
+        "{paths:?}"
+    );
     // Every command's error names the file escaped (here: decrypt without the key).
     let out = run(sopsync().arg("decrypt").arg(root.join(evil_name)));
     assert!(!out.status.success());

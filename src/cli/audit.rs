@@ -198,7 +198,7 @@ fn table(files: &[FileReport], key_checks: bool) -> String {
         };
         s.push_str(&format!(
             "{:width$}  {:20}  {:10}  {status}\n",
-            f.path,
+            super::terminal_safe(&f.path),
             f.last_modified.as_deref().unwrap_or("-"),
             if f.encrypted {
                 f.recipients.len().to_string()

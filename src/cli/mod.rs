@@ -524,15 +524,30 @@ pub(crate) fn parse_tree_path(path: &str, what: &str) -> Result<Vec<Step>, CliEr
 
 /// `text` (a path or a recipient read from a repository, an error about them) made
 /// safe to print on a terminal or in a CI log: control characters, line breaks
-/// included, are shown escaped (`\u{1b}`), so a hostile file name or key entry
-/// cannot recolour, rewrite or forge report lines.
+/// included, and the invisible characters that reorder or break a line as it is shown
+/// (bidirectional marks, embeddings, overrides and isolates; the Unicode line and
+/// paragraph separators) are shown escaped (`\u{1b}`, `\u{202e}`), so a hostile file
+/// name or key entry cannot recolour, rewrite, reorder or forge report lines.
 pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    fn hidden(c: char) -> bool {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{061c}'
+                    | '\u{200e}'
+                    | '\u{200f}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+                    | '\u{202a}'..='\u{202e}'
+                    | '\u{2066}'..='\u{2069}'
+            )
+    }
+    if !text.chars().any(hidden) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() {
+        if hidden(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);

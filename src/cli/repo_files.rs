@@ -63,14 +63,14 @@ pub(super) fn discover(dirs: &[PathBuf]) -> Result<Found, CliError> {
             code: 2,
             hint: None,
         })?;
-        // What reports print: a name from the repository, escaped for the terminal.
+        // How reports name a file (as given; a terminal report escapes it, a JSON
+        // report carries it as it is).
         let shown = |rel: &str| {
-            let text = if dir.as_os_str() == "." {
+            if dir.as_os_str() == "." {
                 rel.to_string()
             } else {
                 dir.join(rel).display().to_string()
-            };
-            super::terminal_safe(&text).into_owned()
+            }
         };
         let rels: Vec<&String> = tree.files.keys().chain(tree.others.iter()).collect();
         let ignored = match git_ignored(&base, &rels)? {

@@ -98,7 +98,9 @@ fn parse_groups(
 
 /// The AWS KMS keys a file's new groups may name, by label: the file's own entries
 /// (their `created_at` kept), then the rule's keys and the `--add-kms` keys (stamped
-/// now), the first of each label winning.
+/// now), the first of each label winning. A file's entry is hostile, but it cannot
+/// stand in for another key: equal labels mean equal ARN, role, context and profile
+/// (`kms::label` quotes whatever could blur a boundary).
 fn kms_keys_for(
     md: &crate::core::metadata::Metadata,
     rule: Option<&crate::core::creation_rules::CreationRule>,
@@ -315,7 +317,7 @@ pub(super) fn run(
             .par_iter()
             .map(|f| {
                 let outcome = run.file(f);
-                say(describe(&f.shown, &outcome));
+                say(describe(&super::terminal_safe(&f.shown), &outcome));
                 if let Some(b) = &bar {
                     b.inc(1);
                 }
@@ -341,13 +343,17 @@ impl Run<'_> {
     fn file(&self, f: &SopsFile) -> Outcome {
         match self.try_file(f) {
             Ok(o) => o,
-            Err(e) => Outcome::Failed(
-                super::terminal_safe(&match e.hint() {
+            Err(e) => {
+                let mut reason = match e.hint() {
                     Some(h) => format!("{e} ({h})"),
                     None => e.to_string(),
-                })
-                .into_owned(),
-            ),
+                };
+                // Every failure names its file (some errors, of a key, do not).
+                if !reason.starts_with(&f.shown) {
+                    reason = format!("{}: {reason}", f.shown);
+                }
+                Outcome::Failed(super::terminal_safe(&reason).into_owned())
+            }
         }
     }
 
@@ -558,7 +564,7 @@ fn summarize(
     let mut unchanged = 0usize;
     let mut failed: Vec<String> = walk_failures
         .iter()
-        .map(|(shown, why)| format!("{shown}: {}", super::terminal_safe(why)))
+        .map(|(shown, why)| super::terminal_safe(&format!("{shown}: {why}")).into_owned())
         .collect();
     // Recipient → files that dropped it but kept their data key.
     let mut still_knows: BTreeMap<String, usize> = BTreeMap::new();

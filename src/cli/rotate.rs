@@ -110,8 +110,8 @@ fn labels(kms: &Option<String>, pgp: &Option<String>, age: &Option<String>) -> V
         .iter()
         .map(|arn| {
             let arn = arn.replace(' ', "");
-            let arn = arn.split("+arn:").next().unwrap_or("").to_string();
-            format!("kms:{arn}")
+            let arn = arn.split("+arn:").next().unwrap_or("");
+            crate::core::keys::kms::label(arn, None, &[], None)
         })
         .chain(
             split(pgp)

@@ -82,9 +82,11 @@ impl KmsRuleKey {
     /// One entry of a flat `kms:` list: `arn` or `arn+role_arn` (sops'
     /// `MasterKeysFromArnString`).
     fn from_flat(text: &str, aws_profile: Option<&str>) -> KmsRuleKey {
+        // sops removes every space first (`MasterKeysFromArnString`).
+        let text: String = text.chars().filter(|c| *c != ' ').collect();
         let (arn, role) = match text.split_once('+') {
             Some((arn, role)) => (arn, Some(role.to_string())),
-            None => (text, None),
+            None => (text.as_str(), None),
         };
         KmsRuleKey {
             arn: arn.to_string(),
@@ -470,7 +472,7 @@ mod tests {
         let cfg = parse(concat!(
             "creation_rules:\n",
             "  - path_regex: flat\n",
-            "    kms: arn:aws:kms:us-east-1:1:key/a+arn:aws:iam::1:role/r\n",
+            "    kms: arn:aws:kms:us-east-1:1:key/a + arn:aws:iam::1:role/r\n",
             "    aws_profile: dev\n",
             "    pgp: 'FBC7 B9E2 A4F9 289A C0C1  D4FA 62F0 6C2E 1F2B 4D3A, 62F06C2E1F2B4D3A'\n",
             "    age: age1x\n",
@@ -488,7 +490,7 @@ mod tests {
                 "age1x",
                 "pgp:FBC7B9E2A4F9289AC0C1D4FA62F06C2E1F2B4D3A",
                 "pgp:62F06C2E1F2B4D3A",
-                "kms:arn:aws:kms:us-east-1:1:key/a+arn:aws:iam::1:role/r (profile dev)",
+                "kms:arn:aws:kms:us-east-1:1:key/a+arn:aws:iam::1:role/r (profile \"dev\")",
             ]]
         );
         let RuleKey::Kms(flat_kms) = &cfg.rule_for("flat").unwrap().key_groups[0][3] else {
@@ -502,7 +504,7 @@ mod tests {
             vec![
                 vec![
                     "pgp:62F06C2E1F2B4D3A".to_string(),
-                    "kms:arn:k+arn:r (context team=a)".to_string()
+                    "kms:arn:k+arn:r (context \"team\"=\"a\")".to_string()
                 ],
                 vec!["age1y".to_string()],
             ]

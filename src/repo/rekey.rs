@@ -433,7 +433,7 @@ mod tests {
             age("a"),
             kms(ARN, Some(ROLE), &[("team", "a"), ("app", "x")]),
         ]]);
-        let label = format!("kms:{ARN}+{ROLE} (context app=x, team=a)");
+        let label = format!("kms:{ARN}+{ROLE} (context \"app\"=\"x\", \"team\"=\"a\")");
         assert_eq!(
             recorded_recipients(&m),
             vec!["a".to_string(), label.clone()]
@@ -447,7 +447,7 @@ mod tests {
             plan_updatekeys(&m, &other, false),
             Action::Rewrap(RecipientChange {
                 removed: vec![label.clone()],
-                added: vec![format!("kms:{ARN}+{ROLE} (context team=b)")],
+                added: vec![format!("kms:{ARN}+{ROLE} (context \"team\"=\"b\")")],
                 unlisted: Vec::new(),
             })
         );

@@ -197,24 +197,44 @@ impl KmsKey {
 
 /// The label of a KMS key (see [`KmsKey::label`]); `context` in any order. Public
 /// data only: KMS logs the context in CloudTrail, and it never holds a value.
+///
+/// Unambiguous, because a file's entry is hostile (the `sops` block is not covered by
+/// the MAC) and two keys must never share a label: the ARN and role are written as
+/// they are only when they hold nothing but the characters of real ARNs (else quoted,
+/// as Rust's `{:?}` quotes), and context keys and values and the profile are always
+/// quoted. So `+` only ever starts the role, ` (` a context or profile.
 pub fn label(
     arn: &str,
     role: Option<&str>,
     context: &[(String, String)],
     aws_profile: Option<&str>,
 ) -> String {
-    let mut out = format!("kms:{}", arn.replace(' ', ""));
+    fn plain_or_quoted(text: &str) -> String {
+        let plain = !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '_' | '.' | '-'));
+        if plain {
+            text.to_string()
+        } else {
+            format!("{text:?}")
+        }
+    }
+    let mut out = format!("kms:{}", plain_or_quoted(&arn.replace(' ', "")));
     if let Some(role) = role.filter(|r| !r.is_empty()) {
         out.push('+');
-        out.push_str(role);
+        out.push_str(&plain_or_quoted(role));
     }
     if !context.is_empty() {
-        let mut pairs: Vec<String> = context.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut pairs: Vec<String> = context
+            .iter()
+            .map(|(k, v)| format!("{k:?}={v:?}"))
+            .collect();
         pairs.sort();
         out.push_str(&format!(" (context {})", pairs.join(", ")));
     }
     if let Some(p) = aws_profile.filter(|p| !p.is_empty()) {
-        out.push_str(&format!(" (profile {p})"));
+        out.push_str(&format!(" (profile {p:?})"));
     }
     out
 }
@@ -345,6 +365,47 @@ impl fmt::Debug for KmsRecipient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_of_different_keys_never_collide_whatever_a_file_writes() {
+        let ctx = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        const A: &str = "arn:aws:kms:eu-west-1:1:key/k";
+        let rule = label(A, None, &ctx(&[("app", "x"), ("team", "a")]), Some("prod"));
+        assert_eq!(
+            rule,
+            format!("kms:{A} (context \"app\"=\"x\", \"team\"=\"a\") (profile \"prod\")")
+        );
+        // A context value written to render like another key's context and profile.
+        let forged = label(
+            A,
+            None,
+            &ctx(&[("app", "x\", \"team\"=\"a\") (profile \"prod")]),
+            None,
+        );
+        assert_ne!(forged, rule);
+        // An ARN carrying a `+ROLE`, and a role carrying a context.
+        let role = "arn:aws:iam::1:role/r";
+        assert_ne!(
+            label(&format!("{A}+{role}"), None, &[], None),
+            label(A, Some(role), &[], None)
+        );
+        assert_ne!(
+            label(
+                A,
+                Some(&format!("{role} (context \"app\"=\"x\")")),
+                &[],
+                None
+            ),
+            label(A, Some(role), &ctx(&[("app", "x")]), None)
+        );
+        // Real ARNs and roles read as they are.
+        assert_eq!(label(A, Some(role), &[], None), format!("kms:{A}+{role}"));
+    }
 
     const ARN: &str = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-aaaa-bbbb-cccc-0123456789ab";
 
